@@ -1,0 +1,517 @@
+"""`vpbx` command line: a thin shell over the store, the renderers and the engine.
+
+Rules: every command opens the store, calls one library function and prints; a VpbxError becomes one
+`Error: ...` line on stderr and exit 1 (usage errors exit 2, from Click); `--json` prints exactly one JSON
+document on stdout. Heavy modules are imported inside commands so `vpbx --help` starts fast.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import click
+
+if TYPE_CHECKING:
+    from vpbx.config import Config
+    from vpbx.store import Store
+
+
+class VpbxGroup(click.Group):
+    """Turns vpbx errors into a single `Error:` line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from vpbx.errors import VpbxError
+
+        try:
+            return super().invoke(ctx)
+        except VpbxError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+
+
+class Ctx:
+    def __init__(self, config_path: str | None, db_path: str | None) -> None:
+        self.config_path = config_path
+        self.db_path = db_path
+        self._cfg: Config | None = None
+        self._store: Store | None = None
+
+    @property
+    def cfg(self) -> "Config":
+        if self._cfg is None:
+            from vpbx.config import load_config
+
+            self._cfg = load_config(self.config_path, self.db_path)
+        return self._cfg
+
+    @property
+    def store(self) -> "Store":
+        if self._store is None:
+            from vpbx.store import Store
+
+            self._store = Store.open(self.cfg.db)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+
+
+def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None, title: str | None = None) -> None:
+    """One output path: JSON document, or a rich table (list of dicts) / key-value table (dict)."""
+    from vpbx.records import to_dict
+
+    def plain(item: Any) -> Any:
+        return to_dict(item) if hasattr(item, "__dataclass_fields__") else item
+
+    data = [plain(d) for d in data] if isinstance(data, list) else plain(data)
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True)
+    table = Table(title=title)
+    if isinstance(data, list):
+        cols = list(columns or (data[0].keys() if data else []))
+        for col in cols:
+            table.add_column(col)
+        for row in data:
+            table.add_row(*[_cell(row.get(c)) for c in cols])
+        if not data:
+            console.print(f"(no {title or 'rows'})")
+            return
+    else:
+        table.add_column("field")
+        table.add_column("value")
+        for key, value in data.items():
+            if columns is None or key in columns:
+                table.add_row(key, _cell(value))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v) if not isinstance(v, (list, tuple)) else "=".join(map(str, v)) for v in value)
+    return str(value)
+
+
+@click.group(cls=VpbxGroup)
+@click.option("--config", "config_path", envvar="VPBX_CONFIG", type=click.Path(dir_okay=False),
+              help="Config file (TOML); default ./vpbx.toml. Env: VPBX_CONFIG.")
+@click.option("--db", "db_path", envvar="VPBX_DB", type=click.Path(dir_okay=False),
+              help="SQLite database; overrides the config. Env: VPBX_DB.")
+@click.version_option(package_name="vpbx", message="vpbx %(version)s")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, db_path: str | None) -> None:
+    """vpbx: a self-hosted virtual PBX on Asterisk.
+
+    Manage numbers, SIP accounts, trunks, groups and IVRs, generate Asterisk config, and serve live calls.
+    """
+    obj = Ctx(config_path, db_path)
+    ctx.obj = obj
+    ctx.call_on_close(obj.close)
+
+
+# ---- init ----------------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Directory for vpbx.toml and vpbx.db.")
+@click.option("--asterisk-config-dir", type=click.Path(file_okay=False), help="Where Asterisk reads its config (default /etc/asterisk).")
+@click.option("--sounds-dir", type=click.Path(file_okay=False), help="Asterisk sounds dir (default /usr/share/asterisk/sounds).")
+@click.option("--sip-port", type=int, default=5060, show_default=True, help="UDP port Asterisk's SIP listens on.")
+@click.option("--force", is_flag=True, help="Replace an existing config (new secrets).")
+@pass_ctx
+def init(c: Ctx, directory: str, asterisk_config_dir: str | None, sounds_dir: str | None, sip_port: int, force: bool) -> None:
+    """Write a config file with freshly generated ARI/AMI secrets (mode 0600)."""
+    from vpbx.config import new_config, write_config
+
+    base = Path(directory).resolve()
+    path = Path(c.config_path).resolve() if c.config_path else base / "vpbx.toml"
+    cfg = new_config(base, Path(asterisk_config_dir).resolve() if asterisk_config_dir else None,
+                     Path(sounds_dir).resolve() if sounds_dir else None, sip_port=sip_port)
+    if c.db_path:
+        from dataclasses import replace
+
+        cfg = replace(cfg, db=Path(c.db_path).resolve())
+    write_config(cfg, path, force=force)
+    from vpbx.store import Store
+
+    Store.open(cfg.db).close()
+    click.echo(f"Wrote {path} (mode 0600) with new ARI/AMI secrets; database {cfg.db}")
+
+
+# ---- numbers -------------------------------------------------------------------------------------------------
+@main.group()
+def number() -> None:
+    """Phone numbers: add, list, change, route and remove."""
+
+
+def build_number(number_: str, channels: int | None, direction: str | None, trunk: str | None, comment: str | None,
+                 city: str | None, operator: str | None, type_: str | None) -> Any:
+    from vpbx import numbers, validate
+    from vpbx.errors import ValidationError
+    from vpbx.records import Number
+
+    info = numbers.parse(number_)
+    ntype = type_ or info.type
+    if channels is not None and channels < 4:
+        raise ValidationError(f"number {number_}: channels must be at least 4 (a number comes with 4 or more); got {channels}")
+    direction = direction or "in"
+    if ntype == "tollfree" and direction != "in":
+        raise ValidationError(f"number {number_} is toll-free, which is inbound-only; use --direction in")
+    for field_name, value in (("comment", comment), ("city", city), ("operator", operator)):
+        if value:
+            validate.config_text(field_name, value, obj=f"number {number_}")
+    if trunk:
+        validate.name(trunk, "trunk")
+    return Number(number=info.number, channels=channels or 4, direction=direction, trunk=trunk, comment=comment or "",
+                  type=ntype, city=city if city is not None else info.city,
+                  operator=operator if operator is not None else info.operator, country=info.country, category=info.category)
+
+
+NUMBER_COLUMNS = ("number", "type", "category", "city", "operator", "channels", "direction", "trunk", "route", "comment")
+
+
+@number.command("add")
+@click.argument("number_")
+@click.option("--channels", type=int, help="Simultaneous calls (minimum and default 4).")
+@click.option("--direction", type=click.Choice(["in", "out", "both"]), help="Default in; toll-free numbers are in only.")
+@click.option("--trunk", help="Trunk the number is served by and dials out through.")
+@click.option("--comment", help="Free text.")
+@click.option("--city", help="Override the city phonenumbers reports.")
+@click.option("--operator", help="Override the operator phonenumbers reports.")
+@click.option("--type", "type_", type=click.Choice(["geographic", "mobile", "tollfree", "other"]), help="Override the type.")
+@json_option
+@pass_ctx
+def number_add(c: Ctx, number_: str, channels: int | None, direction: str | None, trunk: str | None, comment: str | None,
+               city: str | None, operator: str | None, type_: str | None, as_json: bool) -> None:
+    """Add an E.164 NUMBER (e.g. +380441234567)."""
+    record = build_number(number_, channels, direction, trunk, comment, city, operator, type_)
+    emit(c.store.add_number(record), as_json, NUMBER_COLUMNS)
+
+
+@number.command("list")
+@click.option("--category", type=click.Choice(["regular", "bronze", "silver", "gold", "platinum"]))
+@click.option("--type", "type_", type=click.Choice(["geographic", "mobile", "tollfree", "other"]))
+@click.option("--city")
+@click.option("--operator")
+@click.option("--contains", help="Digits the number contains.")
+@json_option
+@pass_ctx
+def number_list(c: Ctx, category: str | None, type_: str | None, city: str | None, operator: str | None,
+                contains: str | None, as_json: bool) -> None:
+    """List numbers, optionally filtered."""
+    if contains and not contains.isdigit():
+        from vpbx.errors import ValidationError
+
+        raise ValidationError(f"--contains {contains!r} must be digits only")
+    rows = c.store.list_numbers(category=category, type=type_, city=city, operator=operator, contains=contains)
+    emit(rows, as_json, NUMBER_COLUMNS, title="numbers")
+
+
+@number.command("show")
+@click.argument("number_")
+@json_option
+@pass_ctx
+def number_show(c: Ctx, number_: str, as_json: bool) -> None:
+    """Show one number with its routing."""
+    emit(c.store.get_number(number_), as_json)
+
+
+@number.command("set")
+@click.argument("numbers_", nargs=-1, required=True)
+@click.option("--channels", type=int)
+@click.option("--direction", type=click.Choice(["in", "out", "both"]))
+@click.option("--comment")
+@click.option("--trunk", help="Trunk name; '' to clear.")
+@json_option
+@pass_ctx
+def number_set(c: Ctx, numbers_: tuple[str, ...], channels: int | None, direction: str | None, comment: str | None,
+               trunk: str | None, as_json: bool) -> None:
+    """Change one or several numbers at once (all or nothing)."""
+    from vpbx import validate
+    from vpbx.errors import ValidationError
+
+    changes: dict[str, Any] = {}
+    if channels is not None:
+        if channels < 4:
+            raise ValidationError(f"channels must be at least 4; got {channels}")
+        changes["channels"] = channels
+    if direction is not None:
+        changes["direction"] = direction
+    if comment is not None:
+        changes["comment"] = validate.config_text("comment", comment, obj="number")
+    if trunk is not None:
+        changes["trunk"] = validate.name(trunk, "trunk") if trunk else None
+    if not changes:
+        raise click.UsageError("nothing to change; give --channels, --direction, --comment or --trunk")
+    if direction in ("out", "both"):
+        for n in numbers_:
+            if c.store.get_number(n).type == "tollfree":
+                raise ValidationError(f"number {n} is toll-free, which is inbound-only; use --direction in")
+    emit(c.store.update_numbers(numbers_, **changes), as_json, NUMBER_COLUMNS, title="numbers")
+
+
+@number.command("remove")
+@click.argument("number_")
+@pass_ctx
+def number_remove(c: Ctx, number_: str) -> None:
+    """Remove a number (refused while something uses it)."""
+    c.store.remove_number(number_)
+    click.echo(f"Removed number {number_}")
+
+
+@number.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@json_option
+@pass_ctx
+def number_import(c: Ctx, csv_file: str, as_json: bool) -> None:
+    """Bulk-add numbers from a CSV with a header: number[,channels,direction,trunk,comment,city,operator,type].
+
+    All rows are checked first; one bad row and nothing is imported.
+    """
+    import csv
+
+    from rich.progress import Progress
+
+    from vpbx.errors import ValidationError
+
+    with open(csv_file, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "number" not in rows[0]:
+        raise ValidationError(f"{csv_file}: needs a header row with at least a 'number' column")
+    records = []
+    with Progress(disable=as_json, transient=False) as progress:
+        task = progress.add_task("checking", total=len(rows))
+        for line_no, row in enumerate(rows, start=2):
+            try:
+                records.append(build_number(
+                    (row.get("number") or "").strip(), int(row["channels"]) if row.get("channels") else None,
+                    row.get("direction") or None, row.get("trunk") or None, row.get("comment") or None,
+                    row.get("city") or None, row.get("operator") or None, row.get("type") or None))
+            except (ValidationError, ValueError) as exc:
+                raise ValidationError(f"{csv_file} line {line_no}: {exc}; nothing was imported") from None
+            progress.advance(task)
+        progress.update(task, description="importing")
+        c.store.add_numbers(records)
+    if as_json:
+        emit({"imported": len(records)}, True)
+    else:
+        click.echo(f"Imported {len(records)} numbers")
+
+
+# ---- SIP accounts --------------------------------------------------------------------------------------------
+@main.group()
+def sip() -> None:
+    """SIP accounts (phones and softphones that register to vpbx)."""
+
+
+def generate_password() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(18)  # 24 characters
+
+
+SIP_COLUMNS = ("login", "domain", "caller_id", "channels")
+
+
+@sip.command("add")
+@click.argument("login")
+@click.option("--password", help="Omit to have a strong one generated (shown once).")
+@click.option("--caller-id", help="A number of this install presented on outbound calls.")
+@click.option("--channels", type=int, default=2, show_default=True, help="Simultaneous calls.")
+@json_option
+@pass_ctx
+def sip_add(c: Ctx, login: str, password: str | None, caller_id: str | None, channels: int, as_json: bool) -> None:
+    """Add a SIP account; the password is shown once."""
+    from vpbx import validate
+    from vpbx.errors import ValidationError
+    from vpbx.records import SipAccount, to_dict
+
+    validate.login(login)
+    if password is not None:
+        validate.password(password)
+    if channels < 1:
+        raise ValidationError(f"SIP account {login}: channels must be at least 1")
+    account = SipAccount(login=login, password=password or generate_password(), domain=c.cfg.domain,
+                         caller_id=caller_id, channels=channels)
+    c.store.add_sip_account(account)
+    emit(to_dict(account), as_json, (*SIP_COLUMNS, "password"))
+    if not as_json:
+        click.echo("Save the password now: it is not shown again (`vpbx sip passwd` makes a new one).")
+
+
+def _public_sip(account: Any) -> dict[str, Any]:
+    from vpbx.records import to_dict
+
+    data = to_dict(account)
+    data.pop("password")
+    return data
+
+
+@sip.command("list")
+@json_option
+@pass_ctx
+def sip_list(c: Ctx, as_json: bool) -> None:
+    """List SIP accounts (passwords are never shown)."""
+    emit([_public_sip(a) for a in c.store.list_sip_accounts()], as_json, SIP_COLUMNS, title="SIP accounts")
+
+
+@sip.command("show")
+@click.argument("login")
+@json_option
+@pass_ctx
+def sip_show(c: Ctx, login: str, as_json: bool) -> None:
+    """Show one SIP account."""
+    emit(_public_sip(c.store.get_sip_account(login)), as_json)
+
+
+@sip.command("remove")
+@click.argument("login")
+@pass_ctx
+def sip_remove(c: Ctx, login: str) -> None:
+    """Remove a SIP account (refused while a route uses it)."""
+    c.store.remove_sip_account(login)
+    click.echo(f"Removed SIP account {login}")
+
+
+@sip.command("passwd")
+@click.argument("login")
+@json_option
+@pass_ctx
+def sip_passwd(c: Ctx, login: str, as_json: bool) -> None:
+    """Give a SIP account a new generated password (shown once)."""
+    account = c.store.set_sip_password(login, generate_password())
+    emit({"login": login, "password": account.password}, as_json)
+
+
+# ---- trunks --------------------------------------------------------------------------------------------------
+@main.group()
+def trunk() -> None:
+    """Third-party SIP trunks (a provider's line to dial out and receive calls)."""
+
+
+TRUNK_COLUMNS = ("name", "server", "port", "transport", "login", "register")
+
+
+@trunk.command("add")
+@click.argument("name")
+@click.option("--server", required=True, help="Provider's SIP host or IP.")
+@click.option("--port", type=int, default=5060, show_default=True)
+@click.option("--login", required=True)
+@click.option("--password", required=True)
+@click.option("--transport", type=click.Choice(["udp", "tcp", "tls"]), default="udp", show_default=True)
+@click.option("--register/--no-register", default=True, show_default=True, help="Register to the provider.")
+@json_option
+@pass_ctx
+def trunk_add(c: Ctx, name: str, server: str, port: int, login: str, password: str, transport: str, register: bool,
+              as_json: bool) -> None:
+    """Add a provider's SIP trunk."""
+    from vpbx import validate
+    from vpbx.records import Trunk
+
+    validate.name(name, "trunk")
+    validate.host(server)
+    validate.port(port)
+    validate.login(login, "trunk login")
+    validate.config_text("password", password, obj=f"trunk {name}")
+    record = Trunk(name=name, server=server, port=port, login=login, password=password, transport=transport, register=register)
+    c.store.add_trunk(record)
+    data = _public_trunk(record)
+    emit(data, as_json, TRUNK_COLUMNS)
+
+
+def _public_trunk(record: Any) -> dict[str, Any]:
+    from vpbx.records import to_dict
+
+    data = to_dict(record)
+    data.pop("password")
+    return data
+
+
+@trunk.command("list")
+@json_option
+@pass_ctx
+def trunk_list(c: Ctx, as_json: bool) -> None:
+    """List trunks."""
+    emit([_public_trunk(t) for t in c.store.list_trunks()], as_json, TRUNK_COLUMNS, title="trunks")
+
+
+@trunk.command("show")
+@click.argument("name")
+@json_option
+@pass_ctx
+def trunk_show(c: Ctx, name: str, as_json: bool) -> None:
+    """Show one trunk."""
+    emit(_public_trunk(c.store.get_trunk(name)), as_json)
+
+
+@trunk.command("remove")
+@click.argument("name")
+@pass_ctx
+def trunk_remove(c: Ctx, name: str) -> None:
+    """Remove a trunk (refused while numbers use it)."""
+    c.store.remove_trunk(name)
+    click.echo(f"Removed trunk {name}")
+
+
+# ---- Asterisk config -----------------------------------------------------------------------------------------
+@main.group("config")
+def config_group() -> None:
+    """Generate and check the Asterisk config vpbx owns."""
+
+
+def _records(c: Ctx) -> tuple[list[Any], list[Any], list[Any]]:
+    return c.store.list_numbers(), c.store.list_sip_accounts(), c.store.list_trunks()
+
+
+@config_group.command("generate")
+@click.option("--out", type=click.Path(file_okay=False), help="Write here instead of the Asterisk config dir.")
+@pass_ctx
+def config_generate(c: Ctx, out: str | None) -> None:
+    """Render pjsip_vpbx.conf, extensions_vpbx.conf and the ARI/AMI users (atomic writes)."""
+    from vpbx import deploy
+
+    paths = deploy.generate(c.cfg, *_records(c), out_dir=Path(out) if out else None)
+    for p in paths:
+        click.echo(f"Wrote {p}")
+
+
+@config_group.command("check")
+@pass_ctx
+def config_check(c: Ctx) -> None:
+    """Exit 1 and show a diff when the files on disk differ from what the database renders."""
+    from vpbx import deploy
+
+    diff = deploy.check(c.cfg, *_records(c))
+    if diff:
+        click.echo(diff)
+        click.echo("Error: Asterisk config on disk is out of date; run `vpbx config generate` or `vpbx reload`", err=True)
+        sys.exit(1)
+    click.echo("Asterisk config is up to date")
+
+
+@main.command()
+@pass_ctx
+def reload(c: Ctx) -> None:
+    """Regenerate the config and reload Asterisk over AMI (live calls stay up)."""
+    from vpbx import deploy
+
+    deploy.generate(c.cfg, *_records(c))
+    deploy.reload(c.cfg)
+    click.echo("Asterisk reloaded")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""vpbx configuration: a TOML file written by `vpbx init`, read by every command.
+
+Rule: secrets are generated with `secrets` at init time (never a fixed default) and the file is written atomically with
+mode 0600. Reading never writes. Paths: --config / VPBX_CONFIG, else ./vpbx.toml, else ~/.config/vpbx/vpbx.toml.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vpbx.errors import ConfigError
+
+DEFAULT_NAMES = (Path("vpbx.toml"), Path.home() / ".config" / "vpbx" / "vpbx.toml")
+
+
+@dataclass(frozen=True)
+class AriSettings:
+    url: str = "http://127.0.0.1:8088"
+    user: str = "vpbx"
+    password: str = ""
+    app: str = "vpbx"
+
+
+@dataclass(frozen=True)
+class AmiSettings:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    user: str = "vpbx"
+    secret: str = ""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = ""
+    port: int = 25
+    security: str = "none"          # none | starttls | tls
+    user: str = ""
+    password: str = ""
+    sender: str = "vpbx@localhost"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    db: Path = Path("vpbx.db")
+    domain: str = "vpbx.local"
+    language: str = "en"
+    asterisk_config_dir: Path = Path("/etc/asterisk")
+    asterisk_sounds_dir: Path = Path("/usr/share/asterisk/sounds")
+    sip_bind: str = "127.0.0.1"
+    sip_port: int = 5060
+    default_trunk: str | None = None
+    ari: AriSettings = field(default_factory=AriSettings)
+    ami: AmiSettings = field(default_factory=AmiSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+
+
+def _q(value: str) -> str:
+    """TOML basic string."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(cfg: Config) -> str:
+    """Config -> TOML text (pure)."""
+    lines = [
+        "# vpbx configuration (written by `vpbx init`; secrets were generated for this install)",
+        "[vpbx]",
+        f"db = {_q(str(cfg.db))}",
+        f"domain = {_q(cfg.domain)}",
+        f"language = {_q(cfg.language)}",
+        f"default_trunk = {_q(cfg.default_trunk or '')}",
+        "",
+        "[asterisk]",
+        f"config_dir = {_q(str(cfg.asterisk_config_dir))}",
+        f"sounds_dir = {_q(str(cfg.asterisk_sounds_dir))}",
+        f"sip_bind = {_q(cfg.sip_bind)}",
+        f"sip_port = {cfg.sip_port}",
+        "",
+        "[ari]",
+        f"url = {_q(cfg.ari.url)}",
+        f"user = {_q(cfg.ari.user)}",
+        f"password = {_q(cfg.ari.password)}",
+        f"app = {_q(cfg.ari.app)}",
+        "",
+        "[ami]",
+        f"host = {_q(cfg.ami.host)}",
+        f"port = {cfg.ami.port}",
+        f"user = {_q(cfg.ami.user)}",
+        f"secret = {_q(cfg.ami.secret)}",
+        "",
+        "[smtp]  # voicemail e-mail; fill in host to enable",
+        f"host = {_q(cfg.smtp.host)}",
+        f"port = {cfg.smtp.port}",
+        f"security = {_q(cfg.smtp.security)}  # none | starttls | tls",
+        f"user = {_q(cfg.smtp.user)}",
+        f"password = {_q(cfg.smtp.password)}",
+        f"sender = {_q(cfg.smtp.sender)}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def new_config(directory: Path, asterisk_config_dir: Path | None = None, asterisk_sounds_dir: Path | None = None,
+               sip_port: int = 5060, ari_url: str = "http://127.0.0.1:8088", ami_port: int = 5038) -> Config:
+    """A fresh config with newly generated ARI/AMI secrets."""
+    return Config(
+        db=directory / "vpbx.db",
+        asterisk_config_dir=asterisk_config_dir or Path("/etc/asterisk"),
+        asterisk_sounds_dir=asterisk_sounds_dir or Path("/usr/share/asterisk/sounds"),
+        sip_port=sip_port,
+        ari=AriSettings(url=ari_url, password=secrets.token_urlsafe(24)),
+        ami=AmiSettings(port=ami_port, secret=secrets.token_urlsafe(24)),
+    )
+
+
+def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
+    """Write via a temp file in the same directory + fsync + rename: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    data = text.encode() if isinstance(text, str) else text
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_config(cfg: Config, path: Path, force: bool = False) -> None:
+    if path.exists() and not force:
+        raise ConfigError(f"config {path} already exists; keep it, or run `vpbx init --force` to replace it")
+    atomic_write(path, render_config(cfg), mode=0o600)
+
+
+def find_config_path(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("VPBX_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_NAMES:
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def load_config(explicit: str | None = None, db_override: str | None = None) -> Config:
+    """Read the config; with no file at all, defaults (DB ./vpbx.db) so read-only commands work before init."""
+    import tomllib
+
+    path = find_config_path(explicit)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config {path} not found; run `vpbx init` or point --config / VPBX_CONFIG at it") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid TOML ({exc}); fix the file or re-create it with `vpbx init --force`") from None
+    v, a, ari, ami, smtp = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp"))
+    base = path.parent if path is not None else Path(".")
+    db = Path(db_override or os.environ.get("VPBX_DB") or v.get("db") or "vpbx.db")
+    if not db.is_absolute():
+        db = base / db
+    return Config(
+        path=path,
+        db=db,
+        domain=v.get("domain", "vpbx.local"),
+        language=v.get("language", "en"),
+        default_trunk=v.get("default_trunk") or None,
+        asterisk_config_dir=Path(a.get("config_dir", "/etc/asterisk")),
+        asterisk_sounds_dir=Path(a.get("sounds_dir", "/usr/share/asterisk/sounds")),
+        sip_bind=a.get("sip_bind", "127.0.0.1"),
+        sip_port=int(a.get("sip_port", 5060)),
+        ari=AriSettings(**{k: ari[k] for k in ("url", "user", "password", "app") if k in ari}),
+        ami=AmiSettings(**{k: ami[k] for k in ("host", "port", "user", "secret") if k in ami}),
+        smtp=SmtpSettings(**{k: smtp[k] for k in ("host", "port", "security", "user", "password", "sender") if k in smtp}),
+    )

@@ -1,0 +1,37 @@
+"""The one exception hierarchy of vpbx.
+
+Rule: every failure a user can cause is a VpbxError whose message names the object and the fix; the CLI prints it as a
+single `Error: ...` line and exits 1. Anything else escaping is a bug.
+
+    VpbxError
+    +-- ValidationError     bad input (number, login, text that could inject config, DTMF, audio)
+    +-- NotFoundError       the named object does not exist
+    +-- ConflictError       already exists / still in use / state does not allow it
+    +-- ConfigError         vpbx config file missing or unreadable
+    +-- AsteriskError       Asterisk (AMI / ARI) unreachable or refused a request
+"""
+from __future__ import annotations
+
+
+class VpbxError(Exception):
+    """Base of every error vpbx reports to the user."""
+
+
+class ValidationError(VpbxError):
+    pass
+
+
+class NotFoundError(VpbxError):
+    pass
+
+
+class ConflictError(VpbxError):
+    pass
+
+
+class ConfigError(VpbxError):
+    pass
+
+
+class AsteriskError(VpbxError):
+    pass

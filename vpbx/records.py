@@ -1,0 +1,83 @@
+"""Plain records passed between the store, the renderers, the CLI and the call-flow compiler.
+
+Rule: frozen dataclasses, no I/O, no behaviour beyond conversion to/from dicts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Number:
+    number: str                      # E.164, e.g. +380441234567
+    channels: int = 4
+    direction: str = "in"            # in | out | both
+    trunk: str | None = None         # trunk name the number is served by / dials out through
+    comment: str = ""
+    type: str = "geographic"         # geographic | mobile | tollfree | other
+    city: str = ""
+    operator: str = ""
+    country: str = ""                # ISO 3166 alpha-2, e.g. UA
+    category: str = "regular"        # regular | bronze | silver | gold | platinum
+    language: str = "en"
+    # routing (issue 3); `route` is a destination string: sip:LOGIN | group:NAME | ivr:NAME | tel:+E164 | uri:sip:.. |
+    # voicemail | play:PROMPT | hangup.  Forwarding to several targets is stored as `forward_to` + `forward_mode`.
+    route: str | None = None
+    greeting: str | None = None
+    forward_to: tuple[str, ...] = ()
+    forward_mode: str = "simultaneous"   # simultaneous | sequential
+    forward_timeout: int = 30
+    fallback: str = "hangup"             # hangup | play:PROMPT | voicemail
+    vm_emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SipAccount:
+    login: str
+    password: str                    # stored so `vpbx sip show` can say nothing of it; rendered as a digest (md5_cred)
+    domain: str = "vpbx.local"
+    caller_id: str | None = None     # a Number of this install
+    channels: int = 2
+
+
+@dataclass(frozen=True)
+class Trunk:
+    name: str
+    server: str
+    login: str
+    password: str
+    port: int = 5060
+    transport: str = "udp"           # udp | tcp | tls
+    register: bool = True
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    members: tuple[str, ...]
+    strategy: str = "simultaneous"   # simultaneous | sequential
+    timeout: int = 20                # per member for sequential, overall for simultaneous
+
+
+@dataclass(frozen=True)
+class Ivr:
+    name: str
+    prompt: str
+    options: tuple[tuple[str, str], ...]     # (digit, destination)
+    timeout: int = 5
+    retries: int = 3
+    invalid_prompt: str | None = None
+    extensions: bool = False                 # caller may type an extension / organisation id
+
+
+def to_dict(record: Any) -> dict[str, Any]:
+    """Record -> JSON-friendly dict (tuples become lists)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, tuple):
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
+        out[f.name] = value
+    return out

@@ -1,0 +1,384 @@
+"""The store: the only module that speaks SQL (SQLite through sqlite-utils).
+
+Rules: WAL mode, foreign keys on, schema versioned by sqlite-utils Migrations; every change is one
+`BEGIN IMMEDIATE` transaction (writers queue on the busy timeout and retry, so concurrent `vpbx` processes
+lose nothing); reads return records from vpbx.records, never rows.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sqlite3
+import time
+from dataclasses import asdict, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from vpbx.errors import ConflictError, NotFoundError
+from vpbx.records import Group, Ivr, Number, SipAccount, Trunk
+
+BUSY_TIMEOUT_S = 30.0
+migrations = Migrations("vpbx")
+
+
+@migrations()
+def m001_foundation(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE trunks (
+        name TEXT PRIMARY KEY, server TEXT NOT NULL, port INTEGER NOT NULL, login TEXT NOT NULL,
+        password TEXT NOT NULL, transport TEXT NOT NULL, register INTEGER NOT NULL, created_at TEXT NOT NULL)""")
+    db.execute("""CREATE TABLE numbers (
+        number TEXT PRIMARY KEY, channels INTEGER NOT NULL CHECK (channels >= 4),
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out', 'both')),
+        trunk TEXT REFERENCES trunks(name), comment TEXT NOT NULL DEFAULT '', type TEXT NOT NULL,
+        city TEXT NOT NULL DEFAULT '', operator TEXT NOT NULL DEFAULT '', country TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL, language TEXT NOT NULL DEFAULT 'en', created_at TEXT NOT NULL)""")
+    db.execute("""CREATE TABLE sip_accounts (
+        login TEXT PRIMARY KEY, password TEXT NOT NULL, domain TEXT NOT NULL,
+        caller_id TEXT REFERENCES numbers(number), channels INTEGER NOT NULL, created_at TEXT NOT NULL)""")
+
+
+@migrations()
+def m002_routing_and_calls(db: sqlite_utils.Database) -> None:
+    for column, decl in (("route", "TEXT"), ("greeting", "TEXT"), ("forward_to", "TEXT NOT NULL DEFAULT '[]'"),
+                         ("forward_mode", "TEXT NOT NULL DEFAULT 'simultaneous'"),
+                         ("forward_timeout", "INTEGER NOT NULL DEFAULT 30"), ("fallback", "TEXT NOT NULL DEFAULT 'hangup'"),
+                         ("vm_emails", "TEXT NOT NULL DEFAULT '[]'")):
+        db.execute(f"ALTER TABLE numbers ADD COLUMN {column} {decl}")
+    db.execute("""CREATE TABLE groups (
+        name TEXT PRIMARY KEY, members TEXT NOT NULL, strategy TEXT NOT NULL, timeout INTEGER NOT NULL,
+        created_at TEXT NOT NULL)""")
+    db.execute("""CREATE TABLE ivrs (
+        name TEXT PRIMARY KEY, prompt TEXT NOT NULL, options TEXT NOT NULL, timeout INTEGER NOT NULL,
+        retries INTEGER NOT NULL, invalid_prompt TEXT, extensions INTEGER NOT NULL, created_at TEXT NOT NULL)""")
+    db.execute("""CREATE TABLE calls (
+        call_id TEXT PRIMARY KEY, number TEXT NOT NULL, caller TEXT NOT NULL DEFAULT '', direction TEXT NOT NULL,
+        started_at TEXT NOT NULL, answered_at TEXT, ended_at TEXT, reached TEXT, disposition TEXT,
+        duration INTEGER NOT NULL DEFAULT 0, billsec INTEGER NOT NULL DEFAULT 0, voicemail INTEGER NOT NULL DEFAULT 0)""")
+    db.execute("CREATE INDEX calls_number_started ON calls(number, started_at)")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+_JSON_TUPLES = {"forward_to", "vm_emails", "members"}
+
+
+def _to_row(record: Any) -> dict[str, Any]:
+    row = asdict(record)
+    for key, value in list(row.items()):
+        if key in _JSON_TUPLES or key == "options":
+            row[key] = json.dumps([list(v) if isinstance(v, (tuple, list)) and key == "options" else v for v in value])
+        elif isinstance(value, bool):
+            row[key] = int(value)
+    return row
+
+
+def _from_row(cls: type, row: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    data = {k: v for k, v in row.items() if k in names}
+    for key in list(data):
+        if key in _JSON_TUPLES:
+            data[key] = tuple(json.loads(data[key] or "[]"))
+        elif key == "options":
+            data[key] = tuple(tuple(pair) for pair in json.loads(data[key] or "[]"))
+        elif key in ("register", "extensions"):
+            data[key] = bool(data[key])
+    return cls(**data)
+
+
+class Store:
+    """One SQLite database. Open with `Store.open(path)`; use as a context manager to close."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    @classmethod
+    def open(cls, path: Path | str) -> "Store":
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():  # SIP and trunk passwords live here: owner-only from the first byte
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        store = cls(conn)
+        store._retrying(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with store.write():
+            migrations.apply(store.db)
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _retrying(fn: Any, attempts: int = 50) -> Any:
+        for attempt in range(attempts):
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator["Store"]:
+        """One write transaction, taken with BEGIN IMMEDIATE so concurrent writers wait instead of deadlocking."""
+        if self.conn.in_transaction:
+            yield self
+            return
+        self._retrying(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def schema_version(self) -> list[str]:
+        return [m.name for m in migrations.applied(self.db)]
+
+    # ---- generic helpers -------------------------------------------------------------------------------------
+    def _get(self, table: str, key: str, value: str, cls: type, what: str, fix: str) -> Any:
+        rows = list(self.db[table].rows_where(f"{key} = ?", [value]))
+        if not rows:
+            raise NotFoundError(f"{what} {value} not found; {fix}")
+        return _from_row(cls, rows[0])
+
+    def _exists(self, table: str, key: str, value: str) -> bool:
+        return bool(self.conn.execute(f"SELECT 1 FROM {table} WHERE {key} = ?", [value]).fetchone())
+
+    # ---- numbers ---------------------------------------------------------------------------------------------
+    def add_number(self, number: Number) -> Number:
+        return self.add_numbers([number])[0]
+
+    def add_numbers(self, numbers: Sequence[Number]) -> list[Number]:
+        with self.write():
+            for n in numbers:
+                if self._exists("numbers", "number", n.number):
+                    raise ConflictError(f"number {n.number} already exists; change it with `vpbx number set {n.number} ...`")
+                if n.trunk and not self._exists("trunks", "name", n.trunk):
+                    raise NotFoundError(f"trunk {n.trunk} not found (for number {n.number}); add it with `vpbx trunk add {n.trunk} ...`")
+                self.db["numbers"].insert({**_to_row(n), "created_at": now_iso()})
+        return list(numbers)
+
+    def get_number(self, number: str) -> Number:
+        return self._get("numbers", "number", number, Number, "number", "list numbers with `vpbx number list`")
+
+    def find_number(self, number: str) -> Number | None:
+        try:
+            return self.get_number(number)
+        except NotFoundError:
+            return None
+
+    def list_numbers(self, category: str | None = None, type: str | None = None, city: str | None = None,
+                     operator: str | None = None, contains: str | None = None) -> list[Number]:
+        where, args = [], []
+        for col, val in (("category", category), ("type", type)):
+            if val:
+                where.append(f"{col} = ?")
+                args.append(val)
+        for col, val in (("city", city), ("operator", operator)):
+            if val:
+                where.append(f"{col} LIKE ?")
+                args.append(f"%{val}%")
+        if contains:
+            where.append("instr(number, ?) > 0")
+            args.append(contains)
+        rows = self.db["numbers"].rows_where(" AND ".join(where) or None, args, order_by="number")
+        return [_from_row(Number, r) for r in rows]
+
+    def update_numbers(self, numbers: Sequence[str], **changes: Any) -> list[Number]:
+        """Apply the same changes to several numbers in one transaction (all or nothing)."""
+        out = []
+        with self.write():
+            for num in numbers:
+                current = self.get_number(num)
+                updated = replace(current, **changes)
+                if updated.trunk and not self._exists("trunks", "name", updated.trunk):
+                    raise NotFoundError(f"trunk {updated.trunk} not found; add it with `vpbx trunk add {updated.trunk} ...`")
+                row = _to_row(updated)
+                self.db["numbers"].update(num, {k: row[k] for k in changes})
+                out.append(updated)
+        return out
+
+    def number_users(self, number: str) -> list[str]:
+        users = [f"SIP account {r[0]} (caller ID)" for r in
+                 self.conn.execute("SELECT login FROM sip_accounts WHERE caller_id = ?", [number])]
+        for dest_table, col in (("groups", "members"),):
+            for (name, members) in self.conn.execute(f"SELECT name, {col} FROM {dest_table}"):
+                if f"tel:{number}" in json.loads(members):
+                    users.append(f"group {name}")
+        for (name, options) in self.conn.execute("SELECT name, options FROM ivrs"):
+            if any(dest == f"tel:{number}" for _d, dest in json.loads(options)):
+                users.append(f"IVR {name}")
+        return users
+
+    def remove_number(self, number: str) -> None:
+        with self.write():
+            self.get_number(number)
+            users = self.number_users(number)
+            if users:
+                raise ConflictError(f"number {number} is still used by {', '.join(users)}; change those first")
+            self.db["numbers"].delete(number)
+
+    # ---- SIP accounts ----------------------------------------------------------------------------------------
+    def add_sip_account(self, account: SipAccount) -> SipAccount:
+        with self.write():
+            if self._exists("sip_accounts", "login", account.login):
+                raise ConflictError(f"SIP account {account.login} already exists; pick another login or "
+                                    f"`vpbx sip remove {account.login}` first")
+            if account.caller_id and not self._exists("numbers", "number", account.caller_id):
+                raise NotFoundError(f"caller ID {account.caller_id} is not a number of this install; "
+                                    f"add it with `vpbx number add {account.caller_id}`")
+            self.db["sip_accounts"].insert({**_to_row(account), "created_at": now_iso()})
+        return account
+
+    def get_sip_account(self, login: str) -> SipAccount:
+        return self._get("sip_accounts", "login", login, SipAccount, "SIP account", "list them with `vpbx sip list`")
+
+    def list_sip_accounts(self) -> list[SipAccount]:
+        return [_from_row(SipAccount, r) for r in self.db["sip_accounts"].rows_where(order_by="login")]
+
+    def set_sip_password(self, login: str, password: str) -> SipAccount:
+        with self.write():
+            account = self.get_sip_account(login)
+            self.db["sip_accounts"].update(login, {"password": password})
+        return replace(account, password=password)
+
+    def sip_account_users(self, login: str) -> list[str]:
+        users = [f"number {n} (route)" for (n,) in self.conn.execute(
+            "SELECT number FROM numbers WHERE route = ? OR instr(forward_to, ?) > 0", [f"sip:{login}", json.dumps(f"sip:{login}")])]
+        users += self._destination_users(f"sip:{login}")
+        return users
+
+    def remove_sip_account(self, login: str) -> None:
+        with self.write():
+            self.get_sip_account(login)
+            users = self.sip_account_users(login)
+            if users:
+                raise ConflictError(f"SIP account {login} is still used by {', '.join(users)}; change those first")
+            self.db["sip_accounts"].delete(login)
+
+    # ---- trunks ----------------------------------------------------------------------------------------------
+    def add_trunk(self, trunk: Trunk) -> Trunk:
+        with self.write():
+            if self._exists("trunks", "name", trunk.name):
+                raise ConflictError(f"trunk {trunk.name} already exists; pick another name or `vpbx trunk remove {trunk.name}` first")
+            self.db["trunks"].insert({**_to_row(trunk), "created_at": now_iso()})
+        return trunk
+
+    def get_trunk(self, name: str) -> Trunk:
+        return self._get("trunks", "name", name, Trunk, "trunk", "list them with `vpbx trunk list`")
+
+    def list_trunks(self) -> list[Trunk]:
+        return [_from_row(Trunk, r) for r in self.db["trunks"].rows_where(order_by="name")]
+
+    def remove_trunk(self, name: str) -> None:
+        with self.write():
+            self.get_trunk(name)
+            users = [r[0] for r in self.conn.execute("SELECT number FROM numbers WHERE trunk = ?", [name])]
+            if users:
+                raise ConflictError(f"trunk {name} is still used by number(s) {', '.join(users)}; "
+                                    f"move them with `vpbx number set NUMBER --trunk OTHER` first")
+            self.db["trunks"].delete(name)
+
+    # ---- groups and IVRs -------------------------------------------------------------------------------------
+    def _destination_users(self, dest: str) -> list[str]:
+        users = [f"number {n}" for (n,) in self.conn.execute(
+            "SELECT number FROM numbers WHERE route = ? OR instr(forward_to, ?) > 0", [dest, json.dumps(dest)])]
+        for (name, members) in self.conn.execute("SELECT name, members FROM groups"):
+            if dest in json.loads(members):
+                users.append(f"group {name}")
+        for (name, options) in self.conn.execute("SELECT name, options FROM ivrs"):
+            if any(d == dest for _k, d in json.loads(options)):
+                users.append(f"IVR {name}")
+        return sorted(set(users))
+
+    def add_group(self, group: Group) -> Group:
+        with self.write():
+            if self._exists("groups", "name", group.name):
+                raise ConflictError(f"group {group.name} already exists; remove it first or pick another name")
+            self.db["groups"].insert({**_to_row(group), "created_at": now_iso()})
+        return group
+
+    def get_group(self, name: str) -> Group:
+        return self._get("groups", "name", name, Group, "group", "list them with `vpbx group list`")
+
+    def list_groups(self) -> list[Group]:
+        return [_from_row(Group, r) for r in self.db["groups"].rows_where(order_by="name")]
+
+    def remove_group(self, name: str) -> None:
+        with self.write():
+            self.get_group(name)
+            users = self._destination_users(f"group:{name}")
+            if users:
+                raise ConflictError(f"group {name} is still used by {', '.join(users)}; change those first")
+            self.db["groups"].delete(name)
+
+    def add_ivr(self, ivr: Ivr) -> Ivr:
+        with self.write():
+            if self._exists("ivrs", "name", ivr.name):
+                raise ConflictError(f"IVR {ivr.name} already exists; remove it first or pick another name")
+            self.db["ivrs"].insert({**_to_row(ivr), "created_at": now_iso()})
+        return ivr
+
+    def get_ivr(self, name: str) -> Ivr:
+        return self._get("ivrs", "name", name, Ivr, "IVR", "list them with `vpbx ivr list`")
+
+    def list_ivrs(self) -> list[Ivr]:
+        return [_from_row(Ivr, r) for r in self.db["ivrs"].rows_where(order_by="name")]
+
+    def remove_ivr(self, name: str) -> None:
+        with self.write():
+            self.get_ivr(name)
+            users = [u for u in self._destination_users(f"ivr:{name}") if u != f"IVR {name}"]
+            if users:
+                raise ConflictError(f"IVR {name} is still used by {', '.join(users)}; change those first")
+            self.db["ivrs"].delete(name)
+
+    # ---- call records ----------------------------------------------------------------------------------------
+    def start_call(self, call_id: str, number: str, caller: str, direction: str = "inbound",
+                   started_at: str | None = None) -> None:
+        with self.write():
+            self.db["calls"].insert({"call_id": call_id, "number": number, "caller": caller, "direction": direction,
+                                     "started_at": started_at or now_iso()}, ignore=True)
+
+    def finish_call(self, call_id: str, **values: Any) -> None:
+        with self.write():
+            self.db["calls"].update(call_id, values)
+
+    def active_calls(self, number: str) -> int:
+        return self.conn.execute("SELECT count(*) FROM calls WHERE number = ? AND ended_at IS NULL", [number]).fetchone()[0]
+
+    def list_calls(self, number: str | None = None, since: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        where, args = [], []
+        if number:
+            where.append("number = ?")
+            args.append(number)
+        if since:
+            where.append("started_at >= ?")
+            args.append(since)
+        return list(self.db["calls"].rows_where(" AND ".join(where) or None, args, order_by="started_at desc", limit=limit))
+
+    def call_stats(self) -> list[dict[str, Any]]:
+        sql = """SELECT number, count(*) AS calls, sum(answered_at IS NOT NULL) AS answered,
+                 sum(answered_at IS NULL) AS missed, round(sum(billsec) / 60.0, 1) AS minutes
+                 FROM calls WHERE ended_at IS NOT NULL GROUP BY number ORDER BY number"""
+        return [dict(zip(("number", "calls", "answered", "missed", "minutes"), r)) for r in self.conn.execute(sql)]
