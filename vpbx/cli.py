@@ -513,5 +513,323 @@ def reload(c: Ctx) -> None:
     click.echo("Asterisk reloaded")
 
 
+# ---- routing (call engine) -----------------------------------------------------------------------------------
+def check_flows(store: "Store", numbers: Sequence[Any] | None = None, groups: Sequence[Any] = (), ivrs: Sequence[Any] = ()) -> None:
+    """Compile the flows a change affects with the change applied; raises ValidationError before anything is written."""
+    from vpbx.dialplan import compile_flow
+    from vpbx.records import Number
+
+    all_groups = {g.name: g for g in store.list_groups()}
+    all_groups.update({g.name: g for g in groups})
+    all_ivrs = {i.name: i for i in store.list_ivrs()}
+    all_ivrs.update({i.name: i for i in ivrs})
+    logins = {a.login for a in store.list_sip_accounts()}
+    extensions = extension_map(store)
+    targets = list(numbers) if numbers is not None else []
+    # a new or changed group / IVR is checked as if a number routed to it
+    targets += [Number(number="+10000000000", route=f"group:{g.name}") for g in groups]
+    targets += [Number(number="+10000000000", route=f"ivr:{i.name}") for i in ivrs]
+    for target in targets:
+        compile_flow(target, all_groups, all_ivrs, logins, extensions)
+
+
+def extension_map(store: "Store") -> dict[str, str]:
+    """Extensions a caller may type in an `--extensions` IVR: every all-digit SIP login rings that account."""
+    return {a.login: f"sip:{a.login}" for a in store.list_sip_accounts() if a.login.isdigit()}
+
+
+def _fallback_option(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from vpbx import validate
+    from vpbx.errors import ValidationError
+
+    if value in ("hangup", "voicemail"):
+        return value
+    if value.startswith("play:"):
+        validate.prompt_name(value[5:])
+        return value
+    raise ValidationError(f"fallback {value!r} is not valid; use hangup, voicemail or play:PROMPT")
+
+
+def _vm_emails(values: Sequence[str]) -> tuple[str, ...]:
+    from vpbx import validate
+
+    return tuple(validate.email(v) for v in values)
+
+
+fallback_option = click.option("--fallback", help="When forwarding fails: hangup | play:PROMPT | voicemail.")
+vm_option = click.option("--vm-email", "vm_emails", multiple=True, help="Voicemail recipient (repeatable).")
+
+
+def _apply_routing(c: Ctx, numbers_: Sequence[str], changes: dict[str, Any], as_json: bool) -> None:
+    from dataclasses import replace
+
+    store = c.store
+    updated = [replace(store.get_number(n), **changes) for n in numbers_]
+    for n in updated:
+        if n.fallback == "voicemail" and not n.vm_emails:
+            from vpbx.errors import ValidationError
+
+            raise ValidationError(f"number {n.number}: voicemail needs at least one --vm-email address")
+    check_flows(store, updated)
+    emit(store.update_numbers(numbers_, **changes), as_json, ("number", "route", "forward_to", "forward_mode", "fallback"),
+         title="numbers")
+
+
+@number.command("route")
+@click.argument("numbers_", nargs=-1, required=True)
+@click.argument("dest")
+@click.option("--greeting", help="Prompt played (after answering) before the route; '' to remove.")
+@fallback_option
+@vm_option
+@json_option
+@pass_ctx
+def number_route(c: Ctx, numbers_: tuple[str, ...], dest: str, greeting: str | None, fallback: str | None,
+                 vm_emails: tuple[str, ...], as_json: bool) -> None:
+    """Route one or several NUMBERS to DEST.
+
+    DEST: sip:LOGIN | group:NAME | ivr:NAME | tel:+E164 | uri:sip:user@host[:port] | voicemail | play:PROMPT | hangup
+    """
+    from vpbx import validate
+
+    changes: dict[str, Any] = {"route": dest, "forward_to": ()}
+    if greeting is not None:
+        changes["greeting"] = validate.prompt_name(greeting) if greeting else None
+    if fallback is not None:
+        changes["fallback"] = _fallback_option(fallback)
+    if vm_emails:
+        changes["vm_emails"] = _vm_emails(vm_emails)
+    if dest == "voicemail" and not vm_emails:
+        changes.setdefault("vm_emails", ())
+    _apply_routing(c, numbers_, changes, as_json)
+
+
+@number.command("forward")
+@click.argument("numbers_", nargs=-1, required=True)
+@click.option("--to", "targets", multiple=True, required=True, help="Destination (repeatable): sip:, tel:, uri:.")
+@click.option("--mode", type=click.Choice(["simultaneous", "sequential"]), required=True)
+@click.option("--timeout", type=click.IntRange(1, 600), default=30, show_default=True,
+              help="Seconds: overall when simultaneous, per target when sequential.")
+@click.option("--greeting", help="Prompt played before forwarding; '' to remove.")
+@fallback_option
+@vm_option
+@json_option
+@pass_ctx
+def number_forward(c: Ctx, numbers_: tuple[str, ...], targets: tuple[str, ...], mode: str, timeout: int,
+                   greeting: str | None, fallback: str | None, vm_emails: tuple[str, ...], as_json: bool) -> None:
+    """Forward one or several numbers to one or more targets, all at once or one after another."""
+    from vpbx import validate
+
+    changes: dict[str, Any] = {"route": None, "forward_to": tuple(targets), "forward_mode": mode, "forward_timeout": timeout}
+    if greeting is not None:
+        changes["greeting"] = validate.prompt_name(greeting) if greeting else None
+    if fallback is not None:
+        changes["fallback"] = _fallback_option(fallback)
+    if vm_emails:
+        changes["vm_emails"] = _vm_emails(vm_emails)
+    _apply_routing(c, numbers_, changes, as_json)
+
+
+# ---- groups --------------------------------------------------------------------------------------------------
+@main.group()
+def group() -> None:
+    """Ring groups (departments): members and a strategy."""
+
+
+@group.command("add")
+@click.argument("name")
+@click.option("--member", "members", multiple=True, required=True, help="sip:LOGIN | tel:+E164 | uri:sip:... (repeatable)")
+@click.option("--strategy", type=click.Choice(["simultaneous", "sequential"]), default="simultaneous", show_default=True)
+@click.option("--timeout", type=click.IntRange(1, 600), default=20, show_default=True,
+              help="Seconds: overall when simultaneous, per member when sequential.")
+@json_option
+@pass_ctx
+def group_add(c: Ctx, name: str, members: tuple[str, ...], strategy: str, timeout: int, as_json: bool) -> None:
+    """Add a ring group."""
+    from vpbx import validate
+    from vpbx.records import Group
+
+    validate.name(name, "group")
+    record = Group(name=name, members=tuple(members), strategy=strategy, timeout=timeout)
+    check_flows(c.store, [], groups=[record])
+    emit(c.store.add_group(record), as_json)
+
+
+@group.command("list")
+@json_option
+@pass_ctx
+def group_list(c: Ctx, as_json: bool) -> None:
+    """List ring groups."""
+    emit(c.store.list_groups(), as_json, ("name", "strategy", "timeout", "members"), title="groups")
+
+
+@group.command("show")
+@click.argument("name")
+@json_option
+@pass_ctx
+def group_show(c: Ctx, name: str, as_json: bool) -> None:
+    """Show one ring group."""
+    emit(c.store.get_group(name), as_json)
+
+
+@group.command("remove")
+@click.argument("name")
+@pass_ctx
+def group_remove(c: Ctx, name: str) -> None:
+    """Remove a ring group (refused while a route uses it)."""
+    c.store.remove_group(name)
+    click.echo(f"Removed group {name}")
+
+
+# ---- IVRs ----------------------------------------------------------------------------------------------------
+@main.group()
+def ivr() -> None:
+    """Voice menus: a prompt and what each digit does."""
+
+
+@ivr.command("add")
+@click.argument("name")
+@click.option("--prompt", required=True, help="Prompt played as the menu.")
+@click.option("--option", "options", multiple=True, help="DIGIT=DEST, e.g. 1=sip:alice (repeatable).")
+@click.option("--timeout", type=click.IntRange(1, 60), default=5, show_default=True, help="Seconds to wait for a digit.")
+@click.option("--retries", type=click.IntRange(1, 10), default=3, show_default=True)
+@click.option("--invalid-prompt", help="Prompt for an invalid choice (default: built-in).")
+@click.option("--extensions", is_flag=True, help="Callers may also type an extension / organisation ID, ended by #.")
+@json_option
+@pass_ctx
+def ivr_add(c: Ctx, name: str, prompt: str, options: tuple[str, ...], timeout: int, retries: int,
+            invalid_prompt: str | None, extensions: bool, as_json: bool) -> None:
+    """Add an IVR menu."""
+    from vpbx import validate
+    from vpbx.errors import ValidationError
+    from vpbx.records import Ivr
+
+    validate.name(name, "IVR")
+    validate.prompt_name(prompt)
+    if invalid_prompt:
+        validate.prompt_name(invalid_prompt)
+    pairs = []
+    for opt in options:
+        digit, sep, dest = opt.partition("=")
+        if not sep or len(digit) != 1 or digit not in "0123456789*#":
+            raise ValidationError(f"IVR {name}: option {opt!r} must be DIGIT=DEST with one digit 0-9, * or #")
+        if digit in dict(pairs):
+            raise ValidationError(f"IVR {name}: digit {digit} is given twice")
+        pairs.append((digit, dest))
+    if not pairs and not extensions:
+        raise ValidationError(f"IVR {name}: give at least one --option DIGIT=DEST, or --extensions")
+    record = Ivr(name=name, prompt=prompt, options=tuple(pairs), timeout=timeout, retries=retries,
+                 invalid_prompt=invalid_prompt, extensions=extensions)
+    check_flows(c.store, [], ivrs=[record])
+    emit(c.store.add_ivr(record), as_json)
+
+
+@ivr.command("list")
+@json_option
+@pass_ctx
+def ivr_list(c: Ctx, as_json: bool) -> None:
+    """List IVR menus."""
+    emit(c.store.list_ivrs(), as_json, ("name", "prompt", "options", "timeout", "retries", "extensions"), title="IVRs")
+
+
+@ivr.command("show")
+@click.argument("name")
+@json_option
+@pass_ctx
+def ivr_show(c: Ctx, name: str, as_json: bool) -> None:
+    """Show one IVR menu."""
+    emit(c.store.get_ivr(name), as_json)
+
+
+@ivr.command("remove")
+@click.argument("name")
+@pass_ctx
+def ivr_remove(c: Ctx, name: str) -> None:
+    """Remove an IVR (refused while a route uses it)."""
+    c.store.remove_ivr(name)
+    click.echo(f"Removed IVR {name}")
+
+
+# ---- calls ---------------------------------------------------------------------------------------------------
+@main.group()
+def call() -> None:
+    """Dry-run call flows."""
+
+
+@call.command("simulate")
+@click.argument("number_")
+@click.option("--from", "caller", default="+10000000000", show_default=True, help="Caller ID.")
+@click.option("--dtmf", default="", help="Digits the caller presses, one per menu prompt.")
+@click.option("--no-answer", "no_answer", multiple=True, help="Destination that rings out (repeatable).")
+@click.option("--busy", multiple=True, help="Destination that is busy (repeatable).")
+@click.option("--active", type=int, default=0, show_default=True, help="Calls already in progress on the number.")
+@json_option
+@pass_ctx
+def call_simulate(c: Ctx, number_: str, caller: str, dtmf: str, no_answer: tuple[str, ...], busy: tuple[str, ...],
+                  active: int, as_json: bool) -> None:
+    """Run NUMBER's call flow without Asterisk and print every step."""
+    from vpbx import validate
+    from vpbx.dialplan import compile_flow, simulate
+
+    validate.dtmf(dtmf)
+    store = c.store
+    record = store.get_number(number_)
+    flow = compile_flow(record, {g.name: g for g in store.list_groups()}, {i.name: i for i in store.list_ivrs()},
+                        {a.login for a in store.list_sip_accounts()}, extension_map(store))
+    lines = simulate(flow, caller, dtmf, set(no_answer), set(busy), active_calls=active)
+    if as_json:
+        emit(lines, True)
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+@main.group()
+def calls() -> None:
+    """Call records."""
+
+
+@calls.command("list")
+@click.option("--number", "number_", help="Only calls to/from this number.")
+@click.option("--since", help="YYYY-MM-DD (UTC).")
+@click.option("--limit", type=int, default=100, show_default=True)
+@json_option
+@pass_ctx
+def calls_list(c: Ctx, number_: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """List call records, newest first."""
+    if since:
+        from datetime import date
+
+        from vpbx.errors import ValidationError
+
+        try:
+            date.fromisoformat(since)
+        except ValueError:
+            raise ValidationError(f"--since {since!r} is not a date; use YYYY-MM-DD") from None
+    rows = c.store.list_calls(number=number_, since=since, limit=limit)
+    emit(rows, as_json, ("started_at", "number", "caller", "disposition", "reached", "duration", "billsec", "voicemail"),
+         title="calls")
+
+
+@calls.command("stats")
+@json_option
+@pass_ctx
+def calls_stats(c: Ctx, as_json: bool) -> None:
+    """Per number: calls, answered, missed, minutes."""
+    emit(c.store.call_stats(), as_json, ("number", "calls", "answered", "missed", "minutes"), title="call stats")
+
+
+# ---- engine --------------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING"]), default="INFO", show_default=True)
+@pass_ctx
+def serve(c: Ctx, log_level: str) -> None:
+    """Run the ARI call engine: handle every call Asterisk hands to the vpbx Stasis app."""
+    from vpbx.ari_app import run_engine
+
+    run_engine(c.cfg, log_level=log_level)
+
+
 if __name__ == "__main__":
     main()
