@@ -1,0 +1,20 @@
+"""vpbx.ari: our own thin async ARI client (httpx for REST, websockets for events).
+
+Rule: `vpbx.ari.client` is the only module that speaks HTTP/WebSocket to Asterisk; nothing here holds business logic.
+"""
+from __future__ import annotations
+
+from vpbx.ari.client import AriClient
+from vpbx.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
+from vpbx.ari.events import CONNECTED, DISCONNECTED, event_channel_ids
+
+__all__ = [
+    "AriClient",
+    "AriConflict",
+    "AriError",
+    "AriNotFound",
+    "AriUnavailable",
+    "CONNECTED",
+    "DISCONNECTED",
+    "event_channel_ids",
+]
