@@ -1,0 +1,292 @@
+"""Records -> Flow: `compile_flow()` turns a Number and the groups / IVRs / SIP logins it may use into a checked Flow.
+
+Rule: pure and total. Every problem a user can cause (missing group/IVR/SIP account, bad destination syntax, a forward
+with no targets, a silent IVR loop, bad timeouts...) raises `vpbx.errors.ValidationError` whose message names the
+number, the object and the fix. A Flow that compiles cannot fail at call time for want of a node.
+
+Only what the number can reach is compiled and checked (plus its fallback, always). Node ids are the destination
+strings (`ivr:main`, `group:sales`, `sip:alice`, `voicemail`, `play:closed`, `hangup`) plus the fixed ids `greeting`,
+`forward` (the number's forward_to), `unavailable`, `fallback:forward` and `fallback:ivr` (a `hangup` fallback: silent
+after a forward, "goodbye" after an IVR).
+"""
+from __future__ import annotations
+
+import re
+
+from vpbx.dialplan.model import (
+    CAUSE_NORMAL,
+    DTMF_DIGITS,
+    FORWARD_MODES,
+    MAX_EXTENSION_DIGITS,
+    PROMPT_GOODBYE,
+    PROMPT_INVALID,
+    PROMPT_UNAVAILABLE,
+    Flow,
+    ForwardNode,
+    HangupNode,
+    IvrNode,
+    Node,
+    PlayAndHangupNode,
+    PlayNode,
+    Target,
+    VoicemailNode,
+    builtin_media,
+    prompt_media,
+)
+from vpbx.errors import ValidationError
+from vpbx.records import Group, Ivr, Number
+
+DESTINATION_SYNTAX = (
+    "sip:LOGIN, group:NAME, ivr:NAME, tel:+E164, uri:sip:user@host[:port], voicemail, play:PROMPT or hangup"
+)
+FALLBACK_SYNTAX = "hangup, play:PROMPT or voicemail"
+
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_SIP_URI = re.compile(r"sip:[A-Za-z0-9_.!~*'()&=+$,;?/%-]+@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:(?P<port>[0-9]{1,5}))?")
+_DEST_KINDS = ("sip", "tel", "uri", "group", "ivr", "play")
+_EXTENSION = re.compile(r"[0-9*ABCD]{1,%d}" % MAX_EXTENSION_DIGITS)
+# Characters that cannot appear in a prompt name: they would change the meaning of the `sound:vpbx/NAME` media URI.
+_PROMPT_BAD = re.compile(r"[\s/\\:?&#%]")
+
+
+def compile_flow(
+    number: Number,
+    groups: dict[str, Group],
+    ivrs: dict[str, Ivr],
+    sip_logins: set[str],
+    extensions: dict[str, str] | None = None,
+) -> Flow:
+    """Compile `number`'s routing into a Flow, or raise ValidationError naming what is wrong and how to fix it.
+
+    `groups` / `ivrs` are keyed by name; `sip_logins` are the SIP accounts that exist; `extensions` maps what a caller
+    may type in an `--extensions` IVR (an extension or organisation id) to a destination string.
+    """
+    return _Compiler(number, groups, ivrs, sip_logins, extensions or {}).run()
+
+
+class _Compiler:
+    def __init__(
+        self,
+        number: Number,
+        groups: dict[str, Group],
+        ivrs: dict[str, Ivr],
+        sip_logins: set[str],
+        extensions: dict[str, str],
+    ) -> None:
+        self.number = number
+        self.groups = groups
+        self.ivrs = ivrs
+        self.sip_logins = sip_logins
+        self.extensions = extensions
+        self.nodes: dict[str, Node] = {}
+        self.pending: set[str] = set()      # IVR ids being compiled (options may point back to them)
+        self.ext_map: dict[str, str] | None = None
+        self.fb_forward = ""
+        self.fb_ivr = ""
+
+    # -- errors -----------------------------------------------------------------------------------------------------
+
+    def fail(self, message: str) -> ValidationError:
+        return ValidationError(f"number {self.number.number}: {message}")
+
+    # -- entry ------------------------------------------------------------------------------------------------------
+
+    def run(self) -> Flow:
+        n = self.number
+        self.fallbacks()
+        if n.forward_to:
+            route_start = self.forward_to()
+        elif n.route:
+            route_start = self.dest(n.route, "route", "change the route")
+        else:
+            route_start = self.add(PlayAndHangupNode(
+                "unavailable", builtin_media(PROMPT_UNAVAILABLE), dest=None, disposition="failed",
+            ))
+            return Flow(n.number, n.channels, route_start, route_start, self.nodes)
+        start = route_start
+        if n.greeting:
+            start = self.add(PlayNode("greeting", self.prompt(n.greeting, "greeting"), next=route_start))
+        self.check_silent_loops()
+        return Flow(n.number, n.channels, start, route_start, self.nodes)
+
+    def add(self, node: Node) -> str:
+        self.nodes[node.id] = node
+        return node.id
+
+    # -- pieces -----------------------------------------------------------------------------------------------------
+
+    def prompt(self, name: str, where: str) -> str:
+        if not isinstance(name, str) or not name or _PROMPT_BAD.search(name) or name.startswith("."):
+            raise self.fail(
+                f"{where}: {name!r} is not a valid prompt name (no spaces, slashes, ':', '?', '&', '#', '%' "
+                f"or leading dot); use the name of an uploaded prompt"
+            )
+        return prompt_media(name)
+
+    def positive(self, value: object, what: str, fix: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise self.fail(f"{what} is {value!r}; {fix}")
+        return float(value)
+
+    def fallbacks(self) -> None:
+        fb = self.number.fallback
+        if fb == "hangup":
+            self.fb_forward = self.add(HangupNode("fallback:forward", CAUSE_NORMAL))
+            self.fb_ivr = self.add(PlayAndHangupNode("fallback:ivr", builtin_media(PROMPT_GOODBYE)))
+        elif fb == "voicemail" or (isinstance(fb, str) and fb.startswith("play:")):
+            self.fb_forward = self.fb_ivr = self.dest(fb, "fallback", f"set the fallback to {FALLBACK_SYNTAX}")
+        else:
+            raise self.fail(f"fallback {fb!r} is not one of {FALLBACK_SYNTAX}; set the fallback to one of those")
+
+    def forward_to(self) -> str:
+        n = self.number
+        if n.forward_mode not in FORWARD_MODES:
+            raise self.fail(f"forward mode {n.forward_mode!r} is not simultaneous or sequential; set one of those")
+        timeout = self.positive(n.forward_timeout, "forward timeout", "set a forward timeout of at least 1 second")
+        targets = tuple(
+            self.target(t, f"forward target {t!r}", "remove it from the forward targets or fix it") for t in n.forward_to
+        )
+        return self.add(ForwardNode("forward", targets, n.forward_mode, timeout, self.fb_forward, dest="forward"))
+
+    def target(self, text: object, where: str, fix: str) -> Target:
+        if not isinstance(text, str):
+            raise self.fail(f"{where}: not a destination string; {fix}")
+        kind, _, value = text.partition(":")
+        if kind == "sip":
+            if value not in self.sip_logins:
+                raise self.fail(f"{where}: there is no SIP account {value!r}; create the SIP account or {fix}")
+            return Target("sip", value)
+        if kind == "tel":
+            if not _E164.fullmatch(value):
+                raise self.fail(
+                    f"{where}: {value!r} is not an E.164 number (+, country code, digits: tel:+380441234567); {fix}"
+                )
+            return Target("tel", value)
+        if kind == "uri":
+            m = _SIP_URI.fullmatch(value)
+            if not m or (m.group("port") is not None and not 1 <= int(m.group("port")) <= 65535):
+                raise self.fail(f"{where}: {value!r} is not a SIP URI like uri:sip:user@host[:port]; {fix}")
+            return Target("uri", value)
+        raise self.fail(f"{where}: only sip:LOGIN, tel:+E164 and uri:sip:user@host[:port] can be dialled; {fix}")
+
+    def dest(self, text: object, where: str, fix: str) -> str:
+        """Compile destination string `text` (found at `where`) into a node; return its id."""
+        if not isinstance(text, str):
+            raise self.fail(f"{where}: {text!r} is not a destination ({DESTINATION_SYNTAX}); {fix}")
+        kind, sep, value = text.partition(":")
+        if text not in ("hangup", "voicemail") and not (sep and kind in _DEST_KINDS):
+            raise self.fail(f"{where}: unknown destination {text!r}; use {DESTINATION_SYNTAX}")
+        if text in self.nodes or text in self.pending:
+            return text
+        n = self.number
+        if text == "hangup":
+            return self.add(HangupNode("hangup", CAUSE_NORMAL, dest="hangup"))
+        if text == "voicemail":
+            return self.add(VoicemailNode("voicemail", tuple(n.vm_emails)))
+        if kind == "play":
+            return self.add(PlayAndHangupNode(text, self.prompt(value, where), dest=text))
+        if kind == "group":
+            return self.group(value, where, fix)
+        if kind == "ivr":
+            return self.ivr(value, where, fix)
+        timeout = self.positive(n.forward_timeout, "forward timeout", "set a forward timeout of at least 1 second")
+        target = self.target(text, where, fix)
+        return self.add(ForwardNode(text, (target,), "simultaneous", timeout, self.fb_forward, dest=text))
+
+    def group(self, name: str, where: str, fix: str) -> str:
+        group = self.groups.get(name)
+        if group is None:
+            raise self.fail(f"{where}: there is no group {name!r}; create the group or {fix}")
+        g = f"group {name!r}"
+        if not group.members:
+            raise self.fail(f"{g} has no members, so a forward to it has no targets; add members to the group or {fix}")
+        if group.strategy not in FORWARD_MODES:
+            raise self.fail(f"{g}: strategy {group.strategy!r} is not simultaneous or sequential; set one of those")
+        timeout = self.positive(group.timeout, f"{g} timeout", "set a group timeout of at least 1 second")
+        targets = tuple(
+            self.target(m, f"{g} member {m!r}", "remove the member or fix it") for m in group.members
+        )
+        node_id = f"group:{name}"
+        return self.add(ForwardNode(node_id, targets, group.strategy, timeout, self.fb_forward, dest=node_id))
+
+    def ivr(self, name: str, where: str, fix: str) -> str:
+        ivr = self.ivrs.get(name)
+        if ivr is None:
+            raise self.fail(f"{where}: there is no IVR {name!r}; create the IVR or {fix}")
+        node_id = f"ivr:{name}"
+        label = f"IVR {name!r}"
+        self.pending.add(node_id)
+        timeout = self.positive(ivr.timeout, f"{label} timeout", "set an IVR timeout of at least 1 second")
+        if isinstance(ivr.retries, bool) or not isinstance(ivr.retries, int) or ivr.retries < 0:
+            raise self.fail(f"{label} retries is {ivr.retries!r}; set retries to 0 or more")
+        prompt = self.prompt(ivr.prompt, f"{label} prompt") if ivr.prompt else None
+        invalid = (
+            self.prompt(ivr.invalid_prompt, f"{label} invalid prompt") if ivr.invalid_prompt
+            else builtin_media(PROMPT_INVALID)
+        )
+        options: dict[str, str] = {}
+        for entry in ivr.options:
+            if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+                raise self.fail(f"{label} option {entry!r} is not a (key, destination) pair; fix the option")
+            digit, dest = entry
+            opt = f"{label} option {digit}"
+            if not isinstance(digit, str) or digit not in DTMF_DIGITS:
+                raise self.fail(f"{label} option {digit!r} is not a keypad key; use one of 0-9 * # A B C D")
+            if digit in options:
+                raise self.fail(f"{opt} is defined twice; keep one")
+            options[digit] = self.dest(dest, opt, "point the option elsewhere")
+        ext_map = self.extension_map() if ivr.extensions else None
+        self.pending.discard(node_id)
+        return self.add(IvrNode(
+            node_id, name, prompt, options, timeout, ivr.retries, invalid, self.fb_ivr, extensions=ext_map,
+            dest=node_id,
+        ))
+
+    def extension_map(self) -> dict[str, str]:
+        """Typed extension -> node id. Node ids are the destination strings, so the map is complete before the
+        destinations are compiled (they may lead back to an extension IVR)."""
+        if self.ext_map is None:
+            for ext in self.extensions:
+                if not isinstance(ext, str) or not _EXTENSION.fullmatch(ext):
+                    raise self.fail(
+                        f"extension {ext!r} cannot be typed on a keypad (1-{MAX_EXTENSION_DIGITS} of 0-9 * A B C D); "
+                        f"rename it"
+                    )
+            self.ext_map = dict(self.extensions)
+            for ext, dest in self.extensions.items():
+                node_id = self.dest(dest, f"extension {ext}", "point the extension elsewhere")
+                assert node_id == dest
+        return self.ext_map
+
+    # -- whole-flow checks ------------------------------------------------------------------------------------------
+
+    def check_silent_loops(self) -> None:
+        """Refuse a loop of IVRs none of which has a prompt: the caller would press keys in silence forever."""
+        silent = {nid: node for nid, node in self.nodes.items() if isinstance(node, IvrNode) and node.prompt is None}
+
+        def edges(node: IvrNode) -> list[tuple[str, str]]:
+            out = [(f"option {d}", t) for d, t in node.options.items()]
+            if node.extensions:
+                out += [(f"extension {e}", t) for e, t in node.extensions.items()]
+            return [(how, t) for how, t in out if t in silent]
+
+        state: dict[str, int] = {}   # 1 on the stack, 2 done
+
+        def visit(nid: str) -> None:
+            state[nid] = 1
+            node = silent[nid]
+            for how, target in edges(node):
+                if state.get(target) == 1:
+                    other = silent[target].name
+                    raise self.fail(
+                        f"IVR {node.name!r} {how} routes back to IVR {other!r} in a loop and no IVR in the loop has "
+                        f"a prompt, so the caller would hear silence forever; give IVR {other!r} a prompt or point "
+                        f"the {how} elsewhere"
+                    )
+                if target not in state:
+                    visit(target)
+            state[nid] = 2
+
+        for nid in sorted(silent):
+            if nid not in state:
+                visit(nid)

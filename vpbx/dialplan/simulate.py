@@ -1,0 +1,227 @@
+"""Dry run: drive a Flow through the real `step()` with a scripted environment and describe every step.
+
+Rule: pure. The environment is a queue of events computed from the actions, nothing real: playbacks finish at once;
+DTMF keys are pressed one per IVR prompt (in an `--extensions` IVR, everything up to and including the next '#') once
+the prompt has finished; a dialled target whose destination string is in `busy` fails busy, one in `no_answer` rings
+until its timer expires, any other rings and answers (in a simultaneous forward only the first such leg answers,
+the others keep ringing); recordings last `vm_seconds`; when nothing else is pending the running timer expires; a
+bridged caller hangs up at once (the conversation is not simulated). The run stops when the call finishes.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from vpbx.dialplan.machine import start, step
+from vpbx.dialplan.model import (
+    Action,
+    Answer,
+    Bridge,
+    CallerHungUp,
+    CallState,
+    CancelTimer,
+    DeliverVoicemail,
+    Dial,
+    DiscardRecording,
+    Dtmf,
+    Event,
+    Flow,
+    Hangup,
+    HangupLeg,
+    IvrNode,
+    LegAnswered,
+    LegFailed,
+    LegHungUp,
+    LegRinging,
+    Play,
+    PlaybackFinished,
+    Record,
+    RecordingFailed,
+    RecordingFinished,
+    Ring,
+    StartTimer,
+    StopPlayback,
+    TimerExpired,
+)
+
+MAX_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class SimStep:
+    """One step of a dry run: `event` (None for the call's start), the state after it and the actions it produced."""
+
+    event: Event | None
+    state: CallState
+    actions: tuple[Action, ...]
+
+
+def run(
+    flow: Flow,
+    caller: str,
+    dtmf: str = "",
+    no_answer: set[str] | frozenset[str] = frozenset(),
+    busy: set[str] | frozenset[str] = frozenset(),
+    call_id: str = "sim",
+    vm_seconds: float = 5.0,
+    active_calls: int = 0,
+) -> list[SimStep]:
+    """Run the scripted call and return every step (the first has event None: the call's start)."""
+    keys = deque(dtmf)
+    queue: deque[Event] = deque()
+    state, actions = start(flow, call_id, caller, active_calls, now=0.0)
+    steps = [SimStep(None, state, tuple(actions))]
+    _react(state, actions, queue, keys, no_answer, busy, vm_seconds)
+    while not state.finished and len(steps) < MAX_STEPS:
+        if queue:
+            event: Event = queue.popleft()
+        elif state.timer_id is not None:
+            event = TimerExpired(state.timer_id)
+        else:
+            event = CallerHungUp()   # nothing left to happen: the caller gives up
+        state, actions = step(state, event, now=float(len(steps)))
+        steps.append(SimStep(event, state, tuple(actions)))
+        _react(state, actions, queue, keys, no_answer, busy, vm_seconds)
+    return steps
+
+
+def _react(
+    state: CallState,
+    actions: list[Action],
+    queue: deque[Event],
+    keys: deque[str],
+    no_answer: set[str] | frozenset[str],
+    busy: set[str] | frozenset[str],
+    vm_seconds: float,
+) -> None:
+    """Queue what the scripted world does in answer to `actions`."""
+    answering: list[str] = []
+    for action in actions:
+        if isinstance(action, Play):
+            queue.append(PlaybackFinished(action.playback_id))
+        elif isinstance(action, StopPlayback):
+            _drop(queue, lambda e: isinstance(e, PlaybackFinished) and e.playback_id == action.playback_id)
+        elif isinstance(action, Dial):
+            dest = action.target.dest
+            if dest in busy:
+                queue.append(LegFailed(action.leg_id, "busy"))
+            else:
+                queue.append(LegRinging(action.leg_id))
+                if dest not in no_answer:
+                    answering.append(action.leg_id)
+        elif isinstance(action, HangupLeg):
+            leg_id = action.leg_id
+            _drop(queue, lambda e: getattr(e, "leg_id", None) == leg_id)
+        elif isinstance(action, Record):
+            queue.append(RecordingFinished(action.name, vm_seconds))
+        elif isinstance(action, Bridge):
+            queue.append(CallerHungUp())
+    if answering:
+        queue.append(LegAnswered(answering[0]))
+    # Keys: pressed once an IVR waits for the first key of an attempt.
+    node = state.flow.nodes.get(state.node) if state.node is not None else None
+    started_wait = any(isinstance(a, StartTimer) for a in actions)
+    if state.phase == "ivr_waiting" and not state.digits and started_wait and not queue and keys:
+        assert isinstance(node, IvrNode)
+        if node.extensions is None:
+            queue.append(Dtmf(keys.popleft()))
+        else:
+            while keys:
+                key = keys.popleft()
+                queue.append(Dtmf(key))
+                if key == "#":
+                    break
+
+
+def _drop(queue: deque[Event], predicate: Callable[[Event], bool]) -> None:
+    kept = [e for e in queue if not predicate(e)]
+    queue.clear()
+    queue.extend(kept)
+
+
+def simulate(
+    flow: Flow,
+    caller: str,
+    dtmf: str = "",
+    no_answer: set[str] | frozenset[str] = frozenset(),
+    busy: set[str] | frozenset[str] = frozenset(),
+) -> list[str]:
+    """Dry-run a call from `caller` to `flow`'s number; one human-readable line per step, then a summary line."""
+    steps = run(flow, caller, dtmf, no_answer, busy)
+    lines = []
+    previous: CallState | None = None
+    for i, s in enumerate(steps):
+        context = previous or s.state
+        what = f"call from {caller} to {flow.number}" if s.event is None else describe_event(s.event, context)
+        done = "; ".join(describe_action(a) for a in s.actions) or "nothing"
+        lines.append(f"{i:>3}. {what} -> {done}")
+        previous = s.state
+    last = steps[-1].state
+    if last.finished:
+        lines.append(f"end: {last.disposition}, reached {last.reached or '-'}")
+    else:  # pragma: no cover - only a flow looping past MAX_STEPS
+        lines.append(f"stopped after {len(steps)} steps, call still in phase {last.phase}")
+    return lines
+
+
+def _leg_dest(state: CallState, leg_id: str) -> str:
+    leg = state.leg(leg_id)
+    return f"{leg_id} ({leg.target.dest})" if leg is not None else leg_id
+
+
+def describe_event(event: Event, state: CallState) -> str:
+    """One event in words; `state` (the state the event was fed to) names legs by destination."""
+    if isinstance(event, PlaybackFinished):
+        return f"playback {event.playback_id} finished"
+    if isinstance(event, Dtmf):
+        return f"caller presses {event.digit}"
+    if isinstance(event, TimerExpired):
+        return f"timer {event.timer_id} expires"
+    if isinstance(event, LegRinging):
+        return f"{_leg_dest(state, event.leg_id)} rings"
+    if isinstance(event, LegAnswered):
+        return f"{_leg_dest(state, event.leg_id)} answers"
+    if isinstance(event, LegFailed):
+        return f"{_leg_dest(state, event.leg_id)} fails: {event.reason}"
+    if isinstance(event, LegHungUp):
+        return f"{_leg_dest(state, event.leg_id)} hangs up"
+    if isinstance(event, CallerHungUp):
+        return "caller hangs up"
+    if isinstance(event, RecordingFinished):
+        return f"recording {event.name} finished ({event.duration_s:g}s)"
+    if isinstance(event, RecordingFailed):
+        return f"recording {event.name} failed"
+    return repr(event)  # pragma: no cover
+
+
+def describe_action(action: Action) -> str:
+    """One action in words."""
+    if isinstance(action, Answer):
+        return "answer"
+    if isinstance(action, Ring):
+        return "ringback to caller"
+    if isinstance(action, Play):
+        return f"play {action.media} [{action.playback_id}]"
+    if isinstance(action, StopPlayback):
+        return f"stop playback {action.playback_id}"
+    if isinstance(action, StartTimer):
+        return f"start timer {action.timer_id} ({action.seconds:g}s)"
+    if isinstance(action, CancelTimer):
+        return f"cancel timer {action.timer_id}"
+    if isinstance(action, Dial):
+        return f"dial {action.target.dest} as {action.leg_id} ({action.timeout:g}s)"
+    if isinstance(action, HangupLeg):
+        return f"hang up {action.leg_id} ({action.reason})"
+    if isinstance(action, Bridge):
+        return f"bridge caller with {action.leg_id}"
+    if isinstance(action, Record):
+        return f"record {action.name} (max {action.max_seconds}s, silence {action.max_silence}s)"
+    if isinstance(action, DeliverVoicemail):
+        to = ", ".join(action.emails) or "no e-mail address"
+        return f"deliver voicemail {action.name} ({action.duration:g}s) to {to}"
+    if isinstance(action, DiscardRecording):
+        return f"discard recording {action.name}"
+    if isinstance(action, Hangup):
+        return f"hang up caller (cause {action.cause})"
+    return repr(action)  # pragma: no cover
