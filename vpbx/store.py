@@ -63,6 +63,16 @@ def m002_routing_and_calls(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX calls_number_started ON calls(number, started_at)")
 
 
+@migrations()
+def m003_engine_recovery_and_voicemail(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE calls ADD COLUMN node TEXT")
+    db.execute("ALTER TABLE calls ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0")
+    db.execute("""CREATE TABLE voicemails (
+        recording TEXT PRIMARY KEY, call_id TEXT NOT NULL, number TEXT NOT NULL, caller TEXT NOT NULL DEFAULT '',
+        emails TEXT NOT NULL, duration REAL NOT NULL, created_at TEXT NOT NULL, delivered_at TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)""")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -363,6 +373,32 @@ class Store:
     def finish_call(self, call_id: str, **values: Any) -> None:
         with self.write():
             self.db["calls"].update(call_id, values)
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None:
+        rows = list(self.db["calls"].rows_where("call_id = ?", [call_id]))
+        return rows[0] if rows else None
+
+    def open_calls(self) -> list[dict[str, Any]]:
+        return list(self.db["calls"].rows_where("ended_at IS NULL", order_by="started_at"))
+
+    def note_call_node(self, call_id: str, node: str | None, restarts: int | None = None) -> None:
+        values: dict[str, Any] = {"node": node}
+        if restarts is not None:
+            values["restarts"] = restarts
+        with self.write():
+            self.db["calls"].update(call_id, values)
+
+    def add_voicemail(self, recording: str, call_id: str, number: str, caller: str, emails: Sequence[str],
+                      duration: float) -> None:
+        """Put a recorded message in the outbox (kept until delivered)."""
+        with self.write():
+            self.db["voicemails"].insert({"recording": recording, "call_id": call_id, "number": number, "caller": caller,
+                                          "emails": json.dumps(list(emails)), "duration": duration,
+                                          "created_at": now_iso()}, ignore=True)
+
+    def list_voicemails(self, undelivered_only: bool = False) -> list[dict[str, Any]]:
+        where = "delivered_at IS NULL" if undelivered_only else None
+        return list(self.db["voicemails"].rows_where(where, order_by="created_at"))
 
     def active_calls(self, number: str) -> int:
         return self.conn.execute("SELECT count(*) FROM calls WHERE number = ? AND ended_at IS NULL", [number]).fetchone()[0]
