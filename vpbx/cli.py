@@ -514,6 +514,9 @@ def reload(c: Ctx) -> None:
 
 
 # ---- routing (call engine) -----------------------------------------------------------------------------------
+PROBE_NUMBER = "+10000000000"  # stands in for "a number routed here" when checking a group or IVR alone
+
+
 def check_flows(store: "Store", numbers: Sequence[Any] | None = None, groups: Sequence[Any] = (), ivrs: Sequence[Any] = ()) -> None:
     """Compile the flows a change affects with the change applied; raises ValidationError before anything is written."""
     from vpbx.dialplan import compile_flow
@@ -527,10 +530,17 @@ def check_flows(store: "Store", numbers: Sequence[Any] | None = None, groups: Se
     extensions = extension_map(store)
     targets = list(numbers) if numbers is not None else []
     # a new or changed group / IVR is checked as if a number routed to it
-    targets += [Number(number="+10000000000", route=f"group:{g.name}") for g in groups]
-    targets += [Number(number="+10000000000", route=f"ivr:{i.name}") for i in ivrs]
+    targets += [Number(number=PROBE_NUMBER, route=f"group:{g.name}") for g in groups]
+    targets += [Number(number=PROBE_NUMBER, route=f"ivr:{i.name}") for i in ivrs]
+    from vpbx.errors import ValidationError
+
     for target in targets:
-        compile_flow(target, all_groups, all_ivrs, logins, extensions)
+        try:
+            compile_flow(target, all_groups, all_ivrs, logins, extensions)
+        except ValidationError as exc:
+            if target.number != PROBE_NUMBER:
+                raise
+            raise ValidationError(str(exc).replace(f"number {PROBE_NUMBER}: ", "")) from None
 
 
 def extension_map(store: "Store") -> dict[str, str]:
@@ -763,11 +773,10 @@ def call() -> None:
 @click.option("--dtmf", default="", help="Digits the caller presses, one per menu prompt.")
 @click.option("--no-answer", "no_answer", multiple=True, help="Destination that rings out (repeatable).")
 @click.option("--busy", multiple=True, help="Destination that is busy (repeatable).")
-@click.option("--active", type=int, default=0, show_default=True, help="Calls already in progress on the number.")
 @json_option
 @pass_ctx
 def call_simulate(c: Ctx, number_: str, caller: str, dtmf: str, no_answer: tuple[str, ...], busy: tuple[str, ...],
-                  active: int, as_json: bool) -> None:
+                  as_json: bool) -> None:
     """Run NUMBER's call flow without Asterisk and print every step."""
     from vpbx import validate
     from vpbx.dialplan import compile_flow, simulate
@@ -777,7 +786,7 @@ def call_simulate(c: Ctx, number_: str, caller: str, dtmf: str, no_answer: tuple
     record = store.get_number(number_)
     flow = compile_flow(record, {g.name: g for g in store.list_groups()}, {i.name: i for i in store.list_ivrs()},
                         {a.login for a in store.list_sip_accounts()}, extension_map(store))
-    lines = simulate(flow, caller, dtmf, set(no_answer), set(busy), active_calls=active)
+    lines = simulate(flow, caller, dtmf, set(no_answer), set(busy))
     if as_json:
         emit(lines, True)
     else:
