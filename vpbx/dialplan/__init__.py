@@ -58,6 +58,6 @@ __all__ = [
     "EVENT_TYPES", "Action", "Answer", "Bridge", "CallState", "CallerHungUp", "CancelTimer", "DeliverVoicemail", "Dial",
     "DiscardRecording", "Dtmf", "Event", "Flow", "ForwardNode", "Hangup", "HangupLeg", "HangupNode", "IvrNode", "Leg",
     "LegAnswered", "LegFailed", "LegHungUp", "LegRinging", "Node", "Play", "PlayAndHangupNode", "PlayNode",
-    "PlaybackFinished", "Record", "RecordingFailed", "RecordingFinished", "Ring", "StartTimer", "StopPlayback", "Target",
-    "TimerExpired", "VoicemailNode", "adopt", "compile_flow", "reject_unknown", "simulate", "start", "step",
+    "PlaybackFinished", "Record", "RecordingFailed", "RecordingFinished", "Ring", "StartTimer", "StopPlayback",
+    "Target", "TimerExpired", "VoicemailNode", "adopt", "compile_flow", "reject_unknown", "simulate", "start", "step",
 ]

@@ -42,7 +42,11 @@ DESTINATION_SYNTAX = (
 FALLBACK_SYNTAX = "hangup, play:PROMPT or voicemail"
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-_SIP_URI = re.compile(r"sip:[A-Za-z0-9_.!~*'()&=+$,;?/%-]+@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:(?P<port>[0-9]{1,5}))?")
+_SIP_URI = re.compile(
+    r"sip:[A-Za-z0-9_.!~*'()&=+$,;?/%-]+"            # user
+    r"@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"      # host
+    r"(:(?P<port>[0-9]{1,5}))?"                      # port
+)
 _DEST_KINDS = ("sip", "tel", "uri", "group", "ivr", "play")
 _EXTENSION = re.compile(r"[0-9*ABCD]{1,%d}" % MAX_EXTENSION_DIGITS)
 # Characters that cannot appear in a prompt name: they would change the meaning of the `sound:vpbx/NAME` media URI.
@@ -143,9 +147,8 @@ class _Compiler:
         if n.forward_mode not in FORWARD_MODES:
             raise self.fail(f"forward mode {n.forward_mode!r} is not simultaneous or sequential; set one of those")
         timeout = self.positive(n.forward_timeout, "forward timeout", "set a forward timeout of at least 1 second")
-        targets = tuple(
-            self.target(t, f"forward target {t!r}", "remove it from the forward targets or fix it") for t in n.forward_to
-        )
+        fix = "remove it from the forward targets or fix it"
+        targets = tuple(self.target(t, f"forward target {t!r}", fix) for t in n.forward_to)
         return self.add(ForwardNode("forward", targets, n.forward_mode, timeout, self.fb_forward, dest="forward"))
 
     def target(self, text: object, where: str, fix: str) -> Target:

@@ -107,9 +107,9 @@ def adopt(
     """Take over a call that was in progress when the engine restarted (not a bridged one: that one carries on alone).
 
     The call restarts at a safe point: node `at` if given and known (e.g. the IVR it was in, from `state.node` of a
-    snapshot), else the number's route; the greeting is played again only if the caller was not yet answered. Ids get the
-    prefix f"{call_id}-r{restart}" so they cannot collide with ids issued before the restart; pass a higher `restart`
-    if the same call is adopted again. The channel limit is not checked (the call already holds its channel).
+    snapshot), else the number's route; the greeting is played again only if the caller was not yet answered. Ids
+    get the prefix f"{call_id}-r{restart}" so they cannot collide with ids issued before the restart; pass a higher
+    `restart` if the same call is adopted again. The channel limit is not checked (the call already holds its channel).
     """
     state = CallState(
         flow=flow, call_id=call_id, caller=caller, prefix=f"{call_id}-r{restart}", phase="new", started_at=now,
@@ -183,7 +183,8 @@ def _answer(state: CallState, actions: Actions) -> CallState:
     if state.answered:
         return state
     actions.append(Answer())
-    return replace(state, answered=True, answered_at=state.answered_at if state.answered_at is not None else state.clock)
+    answered_at = state.answered_at if state.answered_at is not None else state.clock
+    return replace(state, answered=True, answered_at=answered_at)
 
 
 def _play(state: CallState, media: str, phase: str, actions: Actions) -> CallState:
@@ -216,7 +217,8 @@ def _cancel_timer(state: CallState, actions: Actions) -> CallState:
 
 
 def _set_leg(state: CallState, leg_id: str, status: str) -> CallState:
-    return replace(state, legs=tuple(replace(leg, status=status) if leg.leg_id == leg_id else leg for leg in state.legs))
+    legs = tuple(replace(leg, status=status) if leg.leg_id == leg_id else leg for leg in state.legs)
+    return replace(state, legs=legs)
 
 
 def _hangup_live_legs(state: CallState, reason: str, actions: Actions, keep: str | None = None) -> CallState:

@@ -1,8 +1,8 @@
 """Call-flow data: flows and their nodes, call state, the events the edge feeds in and the actions it must carry out.
 
 Rule: frozen dataclasses and constants only. No I/O, no clock, no randomness; behaviour lives in `machine.py`.
-Every event and action carries the ids the edge needs (playback, timer, leg, recording ids). The machine derives those ids
-deterministically from the call id, so tests and the edge can predict them.
+Every event and action carries the ids the edge needs (playback, timer, leg, recording ids). The machine derives those
+ids deterministically from the call id, so tests and the edge can predict them.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _freeze(mapping: Mapping[str, str] | None) -> Mapping[str, str] | None:
 
 @dataclass(frozen=True)
 class Target:
-    """Something a leg can dial. kind `sip` (value: login), `tel` (value: +E164) or `uri` (value: sip:user@host[:port])."""
+    """A leg's destination: kind `sip` (value: login), `tel` (value: +E164) or `uri` (value: sip:user@host[:port])."""
 
     kind: str
     value: str
@@ -357,7 +357,10 @@ LIVE_LEG_STATUSES = ("dialing", "ringing", "answered")
 
 @dataclass(frozen=True)
 class Leg:
-    """An outgoing leg. status: dialing | ringing | answered (bridged) | failed | gone (hung up by far end) | hungup (by us)."""
+    """An outgoing leg.
+
+    status: dialing | ringing | answered (bridged) | failed | gone (hung up by the far end) | hungup (by us).
+    """
 
     leg_id: str
     target: Target
@@ -388,16 +391,16 @@ PHASES = (
 class CallState:
     """Everything the machine knows about one call. Replace, never mutate.
 
-    For the call record: `answered_at` (caller's channel answered, by the PBX or by a bridge), `connected_at` (bridged with
-    a person), `ended_at`, `reached` (destination string reached: the answering target, else the last destination
-    entered), `disposition` (answered | missed | busy | failed | voicemail | rejected; final once `finished`), `voicemail`
-    (a message was delivered), `finished`. Times come from `now` passed to start()/step()/adopt().
+    For the call record: `answered_at` (caller's channel answered, by the PBX or by a bridge), `connected_at` (bridged
+    with a person), `ended_at`, `reached` (destination string reached: the answering target, else the last destination
+    entered), `disposition` (answered | missed | busy | failed | voicemail | rejected; final once `finished`),
+    `voicemail` (a message was delivered), `finished`. Times come from `now` passed to start()/step()/adopt().
     """
 
     flow: Flow
     call_id: str
     caller: str
-    prefix: str                       # ids are f"{prefix}-pb-{n}", f"{prefix}-t-{n}", f"{prefix}-leg-{n}", f"{prefix}-vm-{n}"
+    prefix: str                       # ids: f"{prefix}-pb-{n}", -t-{n} (timers), -leg-{n}, -vm-{n} (recordings)
     phase: str
     node: str | None = None
     started_at: float = 0.0
