@@ -73,6 +73,7 @@ class Call:
     answered: bool = False
     state: Any = None
     abandoned: bool = False
+    ringback: str | None = None   # id of the in-band ringback playback (caller already answered, legs ringing)
     task: asyncio.Task[None] | None = None
 
 
@@ -254,6 +255,10 @@ class Engine:
     async def perform(self, call: Call, action: Any) -> None:
         ari = self.ari
         cid = call.call_id
+        if call.ringback is not None and isinstance(action, (dp.Bridge, dp.Play, dp.Record, dp.Hangup)):
+            ringback, call.ringback = call.ringback, None
+            with contextlib.suppress(AriError):
+                await ari.stop_playback(ringback)
         if isinstance(action, dp.Answer):
             if not call.answered:
                 await ari.answer(cid)
@@ -282,6 +287,11 @@ class Engine:
                 return
             call.legs.add(action.leg_id)
             self.owner[action.leg_id] = call
+            if call.answered and call.ringback is None:
+                # an answered caller (e.g. forwarded from an IVR) hears in-band ringing while the legs ring
+                call.ringback = f"{cid}-ringback-{action.leg_id.rsplit('-', 1)[-1]}"
+                with contextlib.suppress(AriError):
+                    await ari.play(cid, "tone:ring", playback_id=call.ringback)
             await ari.create(endpoint, app=self.cfg.ari.app, app_args=["leg", cid], channel_id=action.leg_id)
             await ari.dial(action.leg_id, caller=cid, timeout=max(1, int(action.timeout)))
         elif isinstance(action, dp.HangupLeg):
