@@ -40,6 +40,9 @@ E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 QUALIFY_ACCOUNT = 60
 QUALIFY_TRUNK = 60
 REGISTRATION_RETRY = 10
+# hang up calls whose media stopped (a phone that vanished must not hold a channel of its number forever)
+RTP_TIMEOUT = 60
+RTP_TIMEOUT_HOLD = 600
 
 
 def account_endpoint(login: str) -> str:
@@ -139,6 +142,8 @@ def _account_sections(a: SipAccount, realm: str) -> list[str]:
         ("force_rport", "yes"),
         ("rewrite_contact", "yes"),
         ("dtmf_mode", "rfc4733"),
+        ("rtp_timeout", str(RTP_TIMEOUT)),
+        ("rtp_timeout_hold", str(RTP_TIMEOUT_HOLD)),
         ("identify_by", "username,auth_username"),
         ("auth", f"{a.login}-auth"),
         ("aors", a.login),
@@ -220,6 +225,8 @@ def _trunk_sections(t: Trunk) -> list[str]:
         ("force_rport", "yes"),
         ("rewrite_contact", "yes"),
         ("dtmf_mode", "rfc4733"),
+        ("rtp_timeout", str(RTP_TIMEOUT)),
+        ("rtp_timeout_hold", str(RTP_TIMEOUT_HOLD)),
         ("allow_subscribe", "no"),
     ]))
     out.append(_section(t.name, [

@@ -1,0 +1,135 @@
+"""Shared fixtures. `asterisk`: the real Asterisk 22 sandbox (scripts/asterisk-sandbox) with a vpbx config of its own.
+
+    @pytest.mark.asterisk
+    def test_x(asterisk, tmp_path):
+        asterisk.vpbx("sip", "add", "alice", "--password", "secretpass1")   # the real CLI, this session's config
+        asterisk.reload()                                                    # generate + AMI reload
+        assert "alice" in asterisk.cli("pjsip show endpoints")
+
+The fixture is session-scoped: one temporary vpbx dir (vpbx.toml + vpbx.db, fresh ARI/AMI secrets) whose generated
+files go into the sandbox's ROOT/etc/asterisk. A running sandbox is reused (after `core reload` so this session's
+secrets apply), otherwise it is started; it is left running afterwards (`scripts/asterisk-sandbox stop`).
+If Asterisk cannot be started the test is skipped with the reason - or fails when CI=true (CI never skips).
+The sandbox is one Asterisk per machine: two test sessions running at the same time overwrite each other's
+generated config.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SANDBOX = REPO / "scripts" / "asterisk-sandbox"
+ROOT = Path(os.environ.get("VPBX_ASTERISK_ROOT", "/var/cache/vpbx/rootfs"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # `from sipp import Sipp`
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    if _in_ci():
+        pytest.fail(f"real Asterisk is required in CI: {reason}", pytrace=False)
+    pytest.skip(f"real Asterisk unavailable: {reason}")
+
+
+def sandbox(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, VPBX_ASTERISK_ROOT=str(ROOT))
+    proc = subprocess.run([str(SANDBOX), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"scripts/asterisk-sandbox {' '.join(args)} failed ({proc.returncode}):\n"
+                           f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@dataclass
+class AsteriskSandbox:
+    cfg: Any                 # vpbx.config.Config of this test session
+    config_path: Path        # its vpbx.toml
+    root: Path               # the chroot
+    dir: Path                # the session's vpbx dir (vpbx.toml, vpbx.db)
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc" / "asterisk"
+
+    def cli(self, command: str, timeout: float = 30) -> str:
+        """`asterisk -rx COMMAND` inside the sandbox; its output."""
+        return sandbox("cli", command, timeout=timeout).stdout
+
+    def records(self) -> tuple[list[Any], list[Any], list[Any]]:
+        from vpbx.store import Store
+
+        store = Store.open(self.cfg.db)
+        try:
+            return store.list_numbers(), store.list_sip_accounts(), store.list_trunks()
+        finally:
+            store.close()
+
+    def generate(self) -> list[Path]:
+        from vpbx import deploy
+
+        return deploy.generate(self.cfg, *self.records())
+
+    def reload(self) -> None:
+        """Render the DB's records into the sandbox and reload Asterisk over AMI (what `vpbx reload` does)."""
+        from vpbx import deploy
+
+        self.generate()
+        deploy.reload(self.cfg)
+
+    def vpbx(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI (`python -m vpbx.cli --config THIS ...`) as a subprocess."""
+        proc = subprocess.run([sys.executable, "-m", "vpbx.cli", "--config", str(self.config_path), *args],
+                              capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)))
+        if check and proc.returncode != 0:
+            raise AssertionError(f"vpbx {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+@pytest.fixture(scope="session")
+def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskSandbox]:
+    if os.geteuid() != 0:
+        _unavailable("the sandbox needs root (chroot, mount)")
+    if not (ROOT / "usr" / "sbin" / "asterisk").exists():
+        _unavailable(f"no Asterisk in {ROOT}; run scripts/asterisk-sandbox build")
+    from vpbx.config import new_config, write_config
+    from vpbx.store import Store
+
+    base = tmp_path_factory.mktemp("vpbx-asterisk")
+    cfg = new_config(base, asterisk_config_dir=ROOT / "etc" / "asterisk",
+                     asterisk_sounds_dir=ROOT / "usr" / "share" / "asterisk" / "sounds")
+    config_path = base / "vpbx.toml"
+    cfg = replace(cfg, path=config_path)
+    write_config(cfg, config_path)
+    Store.open(cfg.db).close()
+    box = AsteriskSandbox(cfg=cfg, config_path=config_path, root=ROOT, dir=base)
+    try:
+        running = sandbox("status", check=False).returncode == 0
+        box.generate()        # before start: Asterisk reads the AMI/ARI users at boot
+        if running:
+            box.cli("core reload")
+        else:
+            sandbox("start")
+        box.reload()          # proves the AMI user of this session works
+    except Exception as exc:  # noqa: BLE001 - reported as skip/fail with the reason
+        _unavailable(str(exc))
+    yield box
+
+
+@pytest.fixture
+def sipp(tmp_path: Path) -> Iterator[Any]:
+    """A tests/sipp.py Sipp factory working in tmp_path; kills what it started."""
+    from sipp import Sipp
+
+    s = Sipp(tmp_path / "sipp")
+    yield s
+    s.cleanup()
