@@ -28,7 +28,8 @@ class VpbxGroup(click.Group):
         try:
             return super().invoke(ctx)
         except VpbxError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            message = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # always exactly one line
+            click.echo(f"Error: {message}", err=True)
             ctx.exit(1)
 
 
@@ -165,10 +166,14 @@ def build_number(number_: str, channels: int | None, direction: str | None, trun
 
     info = numbers.parse(number_)
     ntype = type_ or info.type
+    if ntype not in numbers.TYPES:
+        raise ValidationError(f"number {number_}: type {ntype!r} is not one of {', '.join(numbers.TYPES)}")
+    if direction is not None and direction not in ("in", "out", "both"):
+        raise ValidationError(f"number {number_}: direction {direction!r} must be in, out or both")
     if channels is not None and channels < 4:
         raise ValidationError(f"number {number_}: channels must be at least 4 (a number comes with 4 or more); got {channels}")
     direction = direction or "in"
-    if ntype == "tollfree" and direction != "in":
+    if "tollfree" in (ntype, info.type) and direction != "in":
         raise ValidationError(f"number {number_} is toll-free, which is inbound-only; use --direction in")
     for field_name, value in (("comment", comment), ("city", city), ("operator", operator)):
         if value:
@@ -244,16 +249,18 @@ def number_set(c: Ctx, numbers_: tuple[str, ...], channels: int | None, directio
     from vpbx.errors import ValidationError
 
     changes: dict[str, Any] = {}
-    if channels is not None:
-        if channels < 4:
-            raise ValidationError(f"channels must be at least 4; got {channels}")
-        changes["channels"] = channels
-    if direction is not None:
-        changes["direction"] = direction
-    if comment is not None:
-        changes["comment"] = validate.config_text("comment", comment, obj="number")
-    if trunk is not None:
-        changes["trunk"] = validate.name(trunk, "trunk") if trunk else None
+    obj = f"number {', '.join(numbers_)}"
+    with validate.about(obj):
+        if channels is not None:
+            if channels < 4:
+                raise ValidationError(f"channels must be at least 4; got {channels}")
+            changes["channels"] = channels
+        if direction is not None:
+            changes["direction"] = direction
+        if comment is not None:
+            changes["comment"] = validate.config_text("comment", comment, obj=obj)
+        if trunk is not None:
+            changes["trunk"] = validate.name(trunk, "trunk") if trunk else None
     if not changes:
         raise click.UsageError("nothing to change; give --channels, --direction, --comment or --trunk")
     if direction in ("out", "both"):
@@ -339,9 +346,10 @@ def sip_add(c: Ctx, login: str, password: str | None, caller_id: str | None, cha
     from vpbx.errors import ValidationError
     from vpbx.records import SipAccount, to_dict
 
-    validate.login(login)
-    if password is not None:
-        validate.password(password)
+    with validate.about(f"SIP account {login}"):
+        validate.login(login)
+        if password is not None:
+            validate.password(password)
     if channels < 1:
         raise ValidationError(f"SIP account {login}: channels must be at least 1")
     account = SipAccount(login=login, password=password or generate_password(), domain=c.cfg.domain,
@@ -421,11 +429,12 @@ def trunk_add(c: Ctx, name: str, server: str, port: int, login: str, password: s
     from vpbx import validate
     from vpbx.records import Trunk
 
-    validate.name(name, "trunk")
-    validate.host(server)
-    validate.port(port)
-    validate.login(login, "trunk login")
-    validate.config_text("password", password, obj=f"trunk {name}")
+    with validate.about(f"trunk {name}"):
+        validate.name(name, "trunk")
+        validate.host(server)
+        validate.port(port)
+        validate.login(login, "trunk login")
+        validate.config_text("password", password, obj=f"trunk {name}")
     record = Trunk(name=name, server=server, port=port, login=login, password=password, transport=transport, register=register)
     c.store.add_trunk(record)
     data = _public_trunk(record)

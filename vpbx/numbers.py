@@ -53,7 +53,7 @@ CATEGORY_RULES: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     ("gold", "6+ digit run up or down (1234567, 9876543)", lambda d: _longest_run(d) >= 6),
     ("silver", "4 same digits in a row (1230000)", lambda d: _longest_repeat(d) >= 4),
     ("silver", "mirror of the whole part (1234321)", _is_mirror),
-    ("silver", "one block of 2 or 3 repeated (121212, 123123)", lambda d: _repeating_block(d, 2) or _repeating_block(d, 3)),
+    ("silver", "one block of 3 repeated (123123, 6-digit parts)", lambda d: _repeating_block(d, 3)),
     ("silver", "5 digit run up or down (3456789 has 7, 1212345 has 5)", lambda d: _longest_run(d) >= 5),
     ("bronze", "ends in 3 same digits (1234777)", lambda d: len(d) >= 3 and len(set(d[-3:])) == 1),
     ("bronze", "ends in a mirror of 4 (1231221)", lambda d: _is_mirror(d[-4:])),

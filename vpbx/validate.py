@@ -43,7 +43,8 @@ def name(value: str, kind: str = "name") -> str:
 
 
 def host(value: str) -> str:
-    if not (IPV4_RE.match(value or "") or HOST_RE.match(value or "")):
+    dotted_digits = re.fullmatch(r"[\d.]+", value or "") is not None
+    if not (IPV4_RE.match(value or "") or (HOST_RE.match(value or "") and not dotted_digits)):
         raise ValidationError(f"server {value!r} is not a valid host name or IPv4 address; give e.g. sip.example.net or 127.0.0.1")
     return value
 
@@ -71,6 +72,20 @@ def email(value: str) -> str:
     if not EMAIL_RE.match(value or ""):
         raise ValidationError(f"e-mail address {value!r} is not valid; give e.g. office@example.com")
     return value
+
+
+class about:
+    """Context manager: a ValidationError raised inside names `obj` (e.g. "SIP account carol") in its message."""
+
+    def __init__(self, obj: str) -> None:
+        self.obj = obj.encode("unicode_escape").decode("ascii") if not obj.isprintable() else obj
+
+    def __enter__(self) -> "about":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, ValidationError) and self.obj not in str(exc):
+            raise ValidationError(f"{self.obj}: {exc}") from None
 
 
 def dtmf(value: str) -> str:
