@@ -62,6 +62,12 @@ def free_udp_port(host: str = "127.0.0.1", pair: bool = False) -> int:
     raise RuntimeError("no free UDP port on loopback")
 
 
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 @dataclass(frozen=True)
 class SipMessage:
     direction: str            # "sent" | "received"
@@ -309,7 +315,7 @@ class Sipp:
     def _run(self, name: str, scenario: Path, *, remote: str | None, port: int | None, keys: Mapping[str, str],
              extra: Sequence[str], service: str | None = None, auth: tuple[str, str] | None = None,
              hold_ms: int | None = None, calls: int | None = None, ooc: str | Path | None = None,
-             rtp_echo: bool = False) -> SippProcess:
+             rtp_echo: bool = False, transport: str = "udp") -> SippProcess:
         port = port or free_udp_port(self.local_ip)
         media_port = free_udp_port(self.local_ip, pair=True)
         name = f"{name}-{next(_counter)}"
@@ -317,7 +323,7 @@ class Sipp:
         if remote:
             cmd.append(remote)
         cmd += ["-sf", str(scenario), "-i", self.local_ip, "-p", str(port), "-mi", self.local_ip, "-mp", str(media_port),
-                "-t", "u1", "-nostdin", "-trace_msg", "-message_file", str(self.workdir / f"{name}.msg"),
+                "-t", {"udp": "u1", "tcp": "t1"}[transport], "-nostdin", "-trace_msg", "-message_file", str(self.workdir / f"{name}.msg"),
                 "-trace_err", "-error_file", str(self.workdir / f"{name}.err"), "-max_recv_loops", "1000",
                 "-timeout_error", "-aa"]
         if service is not None:
@@ -364,12 +370,15 @@ class Sipp:
 
     # ---- UAS -------------------------------------------------------------------------------------------------------
     def uas(self, scenario: str | Path = "uas_answer.xml", *, port: int | None = None,
-            keys: Mapping[str, str] | None = None, rtp_echo: bool = True, extra: Sequence[str] = ()) -> SippProcess:
+            keys: Mapping[str, str] | None = None, rtp_echo: bool = True, transport: str = "udp",
+            extra: Sequence[str] = ()) -> SippProcess:
         """A UAS on a free loopback port (proc.port): uas_answer.xml, uas_busy.xml, uas_silent.xml,
         uas_registrar.xml (keys login/password). Runs until stop()/kill(); each dialog (OPTIONS pings included)
-        is one sipp "call"."""
+        is one sipp "call". transport "udp" or "tcp" (the port is then a TCP listener)."""
+        if transport == "tcp" and port is None:
+            port = free_tcp_port(self.local_ip)
         return self._run("uas", self._scenario(scenario), remote=None, port=port, keys=dict(keys or {}), extra=extra,
-                         rtp_echo=rtp_echo)
+                         rtp_echo=rtp_echo, transport=transport)
 
     def cleanup(self) -> None:
         for p in self.processes:

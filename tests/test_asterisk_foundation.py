@@ -73,18 +73,21 @@ def test_unknown_peer_is_not_an_anonymous_endpoint(asterisk, sipp):
 
 
 # ---- (b) trunks ------------------------------------------------------------------------------------------------
-def test_trunk_registers_to_the_carrier(asterisk, sipp):
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_trunk_registers_to_the_carrier(asterisk, sipp, transport):
     name, login, password = _name("carrier"), _name("acct"), "Carrier-pass-" + secrets.token_hex(4)
-    carrier = sipp.uas("uas_registrar.xml", keys={"login": login, "password": password})
+    carrier = sipp.uas("uas_registrar.xml", keys={"login": login, "password": password}, transport=transport)
     asterisk.vpbx("trunk", "add", name, "--server", "127.0.0.1", "--port", str(carrier.port),
-                  "--login", login, "--password", password)
+                  "--login", login, "--password", password, "--transport", transport)
     try:
         asterisk.vpbx("reload")
         # Asterisk spreads initial registrations over 1-10 s after a (re)load
         msgs = carrier.wait_for(lambda ms: any(m.direction == "sent" and m.status == 200 and m.method == "REGISTER"
                                                for m in ms), timeout=25)
         registers = [m for m in msgs if m.is_request and m.method == "REGISTER"]
-        assert registers[0].request_uri == f"sip:127.0.0.1:{carrier.port}"
+        params = "" if transport == "udp" else f";transport={transport}"
+        assert registers[0].request_uri == f"sip:127.0.0.1:{carrier.port}{params}"
+        assert (registers[0].header("Via") or "").startswith(f"SIP/2.0/{transport.upper()} ")
         assert (registers[0].header("From") or "").startswith(f"<sip:{login}@127.0.0.1")
         assert (registers[0].header("To") or "").startswith(f"<sip:{login}@127.0.0.1")
         assert f'username="{login}"' in (registers[-1].header("Authorization") or "")

@@ -127,7 +127,8 @@ def _section(name: str, options: Sequence[tuple[str, str]], comment: str | None 
 
 
 def _uri_params(trunk: Trunk) -> str:
-    return "" if trunk.transport == "udp" else f";transport={trunk.transport}"
+    # ';' starts a comment in Asterisk config files: a URI parameter's ';' must be written '\;'
+    return "" if trunk.transport == "udp" else f"\\;transport={trunk.transport}"
 
 
 def _account_sections(a: SipAccount, realm: str) -> list[str]:
@@ -280,6 +281,9 @@ def render_pjsip(accounts: Sequence[SipAccount], trunks: Sequence[Trunk], domain
 
 
 # ---- parse (tests, `vpbx config check` diagnostics) --------------------------------------------------------------
+_COMMENT = re.compile(r"(?<!\\);")
+
+
 @dataclass(frozen=True)
 class Section:
     name: str
@@ -298,7 +302,7 @@ def parse_sections(text: str) -> list[Section]:
     name: str | None = None
     opts: list[tuple[str, str]] = []
     for raw in text.splitlines():
-        line = raw.split(";", 1)[0].strip()
+        line = _COMMENT.split(raw, 1)[0].replace("\\;", ";").strip()
         if not line:
             continue
         if line.startswith("[") and "]" in line:

@@ -1,0 +1,353 @@
+"""vpbx.render: golden files, round-trip properties, and config-injection refusal.
+
+Golden files live in tests/golden/; regenerate them after an intended change with
+    VPBX_UPDATE_GOLDEN=1 python -m pytest tests/test_render.py -k golden
+and review the diff.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vpbx import validate
+from vpbx.config import AmiSettings, AriSettings, Config
+from vpbx.errors import ConflictError, ValidationError
+from vpbx.records import Number, SipAccount, Trunk
+from vpbx.render import (FILES, SECRET_FILES, parse_pjsip, password_digest, render_all, render_ari_users,
+                         render_extensions, render_manager_users, render_pjsip)
+from vpbx.render.pjsip import parse_sections
+
+GOLDEN = Path(__file__).parent / "golden"
+
+CFG = Config(
+    path=Path("/srv/vpbx/vpbx.toml"), db=Path("/srv/vpbx/vpbx.db"), domain="pbx.example.com",
+    asterisk_config_dir=Path("/etc/asterisk"),
+    ari=AriSettings(password="ari-secret-0123456789abcdef"),
+    ami=AmiSettings(secret="ami-secret-0123456789abcdef"),
+)
+ACCOUNTS = [
+    SipAccount("alice", "alice-password-1", domain="pbx.example.com", caller_id="+380441234567", channels=2),
+    SipAccount("101", "s3cret-101-pass", domain="pbx.example.com", channels=1),
+]
+TRUNKS = [
+    Trunk("carrier", "sip.carrier.example", "acct42", "carrier-pass", port=5060),
+    Trunk("backup", "192.0.2.10", "backup.user", "b-pass", port=5080, transport="tcp"),
+    Trunk("secure", "tls.carrier.example", "sec", "tls pass with spaces", port=5061, transport="tls", register=False),
+]
+NUMBERS = [
+    Number("+380441234567", comment="main line"),
+    Number("+380441234568", direction="both", language="ru"),
+    Number("+380501112233", direction="out"),
+]
+
+
+# ---- golden files ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", FILES)
+def test_golden(name):
+    text = render_all(CFG, NUMBERS, ACCOUNTS, TRUNKS)[name]
+    path = GOLDEN / name
+    if os.environ.get("VPBX_UPDATE_GOLDEN"):
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; review, then VPBX_UPDATE_GOLDEN=1 to accept"
+
+
+def test_golden_empty_install():
+    """A fresh install (nothing in the DB) renders loadable files: Asterisk includes them on first boot."""
+    files = render_all(CFG, [], [], [])
+    assert set(files) == set(FILES)
+    for name, text in files.items():
+        parse_sections(text)                         # well-formed
+    assert "[vpbx-inbound]" in files["extensions_vpbx.conf"]
+    assert "type = endpoint" not in files["pjsip_vpbx.conf"]
+
+
+def test_render_is_pure_and_deterministic():
+    assert render_all(CFG, NUMBERS, ACCOUNTS, TRUNKS) == render_all(CFG, NUMBERS, ACCOUNTS, TRUNKS)
+
+
+# ---- what the pjsip file says ------------------------------------------------------------------------------
+def test_accounts_carry_a_digest_never_the_password():
+    text = render_pjsip(ACCOUNTS, TRUNKS, CFG.domain)
+    for a in ACCOUNTS:
+        assert a.password not in text
+        assert f"password_digest = {password_digest(a.login, CFG.domain, a.password)}" in text
+    assert "auth_type = digest" in text and "md5_cred" not in text
+
+
+def test_password_digest_is_rfc2617_ha1():
+    # HA1 = MD5(username:realm:password); the example of Asterisk's pjsip.conf.sample
+    assert password_digest("fred", "asterisk", "mypass") == "MD5:43a8d9be3da524f9a59ca0593d7b1b5d"
+
+
+def test_trunk_passwords_are_plain_for_outbound_auth():
+    text = render_pjsip([], TRUNKS, CFG.domain)
+    for t in TRUNKS:
+        assert f"password = {t.password}" in text
+
+
+def test_transports_only_when_used():
+    udp_only = render_pjsip([], [TRUNKS[0]], CFG.domain)
+    assert "[transport-tcp]" not in udp_only and "[transport-tls]" not in udp_only
+    both = render_pjsip([], TRUNKS, CFG.domain, bind="127.0.0.1", port=5060)
+    assert "[transport-tcp]" in both and "bind = 127.0.0.1:5060" in both
+    assert "[transport-tls]" in both and "bind = 127.0.0.1:5061" in both
+
+
+def test_registration_only_when_register():
+    sections = parse_sections(render_pjsip([], TRUNKS, CFG.domain))
+    regs = {s.name for s in sections if s.get("type") == "registration"}
+    assert regs == {"carrier", "backup"}
+    reg = next(s for s in sections if s.get("type") == "registration" and s.name == "backup")
+    assert reg.get("server_uri") == "sip:192.0.2.10:5080;transport=tcp"
+    assert reg.get("client_uri") == "sip:backup.user@192.0.2.10:5080;transport=tcp"
+    assert reg.get("outbound_auth") == "backup-auth"
+
+
+def test_identification_split():
+    sections = parse_sections(render_pjsip(ACCOUNTS, TRUNKS, CFG.domain))
+    endpoints = {s.name: s for s in sections if s.get("type") == "endpoint"}
+    for a in ACCOUNTS:
+        assert endpoints[a.login].get("identify_by") == "username,auth_username"
+        assert endpoints[a.login].get("context") == "vpbx-outbound"
+    for t in TRUNKS:
+        assert endpoints[t.name].get("identify_by") == "ip"
+        assert endpoints[t.name].get("context") == "vpbx-inbound"
+    identifies = {s.name: s.get("match") for s in sections if s.get("type") == "identify"}
+    assert identifies == {t.name: t.server for t in TRUNKS}
+
+
+def test_account_and_trunk_names_must_not_clash():
+    with pytest.raises(ConflictError, match="both named 'alice'"):
+        render_pjsip(ACCOUNTS, [replace(TRUNKS[0], name="alice")], CFG.domain)
+    with pytest.raises(ConflictError, match="appears twice"):
+        render_pjsip([ACCOUNTS[0], ACCOUNTS[0]], [], CFG.domain)
+
+
+# ---- the dialplan ------------------------------------------------------------------------------------------
+def test_inbound_numbers_with_and_without_plus():
+    text = render_extensions(NUMBERS, ACCOUNTS)
+    assert "exten => +380441234567,1,Set(CHANNEL(language)=en)" in text
+    assert "exten => 380441234567,1,Set(CHANNEL(language)=en)" in text
+    assert text.count("Stasis(vpbx,inbound,+380441234567)") == 2
+    assert "Set(CHANNEL(language)=ru)" in text
+    assert "380501112233" not in text          # outbound-only number takes no calls
+
+
+def test_no_route_out_of_the_inbound_context():
+    text = render_extensions(NUMBERS, ACCOUNTS)
+    inbound = text.split("[vpbx-inbound]", 1)[1].split("\n[", 1)[0]
+    apps = set(re.findall(r",(?:\d+|n),(\w+)\(", inbound))
+    assert apps <= {"Set", "Stasis", "GotoIf", "Hangup"}, apps
+    assert "Dial(" not in text and "PJSIP/" not in text.replace("hint,PJSIP/", "")
+    for ctx in ("vpbx-inbound", "vpbx-outbound"):
+        assert f"include => " not in text
+    assert "exten => _X.,1,Hangup(1)" in inbound and "exten => _+X.,1,Hangup(1)" in inbound
+
+
+def test_outbound_goes_only_through_stasis():
+    text = render_extensions(NUMBERS, ACCOUNTS, app="myapp")
+    outbound = text.split("[vpbx-outbound]", 1)[1].split("\n[", 1)[0]
+    assert "exten => _[+0-9*#].,1,Stasis(myapp,outbound,${EXTEN},${CHANNEL(endpoint)})" in outbound
+    assert set(re.findall(r",(?:\d+|n),(\w+)\(", outbound)) <= {"Stasis", "GotoIf", "Hangup"}
+
+
+def test_stasis_failure_fallback():
+    text = render_extensions(NUMBERS, ACCOUNTS)
+    assert text.count('GotoIf($["${STASISSTATUS}" = "FAILED"]?vpbx-stasis-failed,s,1)') == 2 * 2 + 2
+    failed = text.split("[vpbx-stasis-failed]", 1)[1]
+    assert "Playback(ss-noservice,noanswer)" in failed and "Hangup(34)" in failed
+
+
+def test_hints_for_blf():
+    text = render_extensions([], ACCOUNTS)
+    assert "exten => alice,hint,PJSIP/alice" in text and "exten => 101,hint,PJSIP/101" in text
+
+
+# ---- ARI / AMI users ---------------------------------------------------------------------------------------
+def test_ari_user():
+    sections = parse_sections(render_ari_users(CFG))
+    assert len(sections) == 1 and sections[0].name == "vpbx"
+    assert dict(sections[0].options) == {"type": "user", "read_only": "no", "password_format": "plain",
+                                          "password": CFG.ari.password}
+
+
+def test_ami_user_is_loopback_only_and_minimal():
+    s = parse_sections(render_manager_users(CFG))[0]
+    assert s.name == "vpbx" and s.get("secret") == CFG.ami.secret
+    assert s.get("deny") == "0.0.0.0/0.0.0.0" and s.get("permit") == "127.0.0.1/255.255.255.255"
+    assert s.get("write") == "system" and s.get("read") == "system"     # Reload only: no originate, no command
+
+
+@pytest.mark.parametrize("bad", ["short", "has space in it 123456", "semi;colon-0123456789", ""])
+def test_weak_or_injecting_secrets_refused(bad):
+    with pytest.raises(ValidationError):
+        render_ari_users(replace(CFG, ari=replace(CFG.ari, password=bad)))
+    with pytest.raises(ValidationError):
+        render_manager_users(replace(CFG, ami=replace(CFG.ami, secret=bad)))
+
+
+def test_secret_files_are_marked():
+    assert SECRET_FILES == {"pjsip_vpbx.conf", "ari_vpbx.conf", "manager_vpbx.conf"}
+
+
+# ---- injection -----------------------------------------------------------------------------------------------
+INJECTIONS = ["x\n[evil]", "x\r\ntype=endpoint", "[evil]", "a]b", "a;b", "a=b", "#include /etc/passwd", "x\x00y",
+              "x\ncontext=default"]
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+@pytest.mark.parametrize("field", ["login", "password", "domain", "caller_id"])
+def test_account_injection_refused(field, payload):
+    account = replace(ACCOUNTS[0], **{field: "alice-password-1" + payload if field == "password" else payload})
+    with pytest.raises(ValidationError):
+        render_pjsip([account], [], CFG.domain)
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+@pytest.mark.parametrize("field", ["name", "server", "login", "password"])
+def test_trunk_injection_refused(field, payload):
+    trunk = replace(TRUNKS[0], **{field: payload})
+    with pytest.raises(ValidationError):
+        render_pjsip([], [trunk], CFG.domain)
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_domain_injection_refused(payload):
+    with pytest.raises(ValidationError):
+        render_pjsip(ACCOUNTS, [], payload)
+    with pytest.raises(ValidationError):
+        render_all(replace(CFG, domain=payload), [], ACCOUNTS, [])
+
+
+@pytest.mark.parametrize("payload", INJECTIONS + ["+38044,Dial(PJSIP/x)", "+380441234567)", "${SHELL(id)}"])
+def test_number_injection_refused(payload):
+    with pytest.raises(ValidationError):
+        render_extensions([Number(payload)], [])
+
+
+@pytest.mark.parametrize("field,value", [("direction", "in\n[x]"), ("language", "en)\nexten => _X.,1,Dial(x)"),
+                                         ("language", "e,n"), ("channels", 0)])
+def test_number_fields_refused(field, value):
+    with pytest.raises(ValidationError):
+        render_extensions([replace(NUMBERS[0], **{field: value})], [])
+
+
+@pytest.mark.parametrize("app", ["vpbx,inbound", "vpbx)", "a\nb", "a b", ""])
+def test_app_name_refused(app):
+    with pytest.raises(ValidationError):
+        render_extensions(NUMBERS, ACCOUNTS, app=app)
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_comments_never_reach_the_config(payload):
+    """Number comments are not rendered at all, so no comment can inject anything."""
+    files = render_all(CFG, [replace(NUMBERS[0], comment=payload, city=payload, operator=payload)], ACCOUNTS, TRUNKS)
+    for text in files.values():
+        assert payload not in text
+
+
+@pytest.mark.parametrize("field,value", [("port", 0), ("port", 70000), ("port", "5060"), ("transport", "ws"),
+                                         ("transport", "udp\n"), ("register", "yes")])
+def test_trunk_fields_refused(field, value):
+    with pytest.raises(ValidationError):
+        render_pjsip([], [replace(TRUNKS[0], **{field: value})], CFG.domain)
+
+
+# ---- properties ------------------------------------------------------------------------------------------------
+def _from_regex(rx: re.Pattern[str]) -> st.SearchStrategy[str]:
+    return st.from_regex(rx, fullmatch=True)
+
+
+safe_char = st.characters(min_codepoint=33, max_codepoint=0x2FF,
+                          blacklist_characters="".join(validate.FORBIDDEN),
+                          blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp"))
+account_passwords = st.text(safe_char, min_size=8, max_size=40)
+trunk_passwords = st.builds(lambda a, mid, b: a + mid + b, safe_char, st.text(st.sampled_from(list("ab ._-")), max_size=5)
+                            | st.text(safe_char, max_size=20), safe_char)
+hostnames = st.from_regex(r"\A[a-z]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,10}[a-z0-9])?){0,3}\Z")
+ipv4 = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))
+hosts = hostnames | ipv4
+logins = _from_regex(validate.LOGIN_RE)
+e164 = st.from_regex(r"\A\+[1-9][0-9]{6,14}\Z")
+
+accounts_st = st.builds(SipAccount, login=logins, password=account_passwords, domain=hostnames,
+                        caller_id=st.none() | e164, channels=st.integers(1, 1000))
+trunks_st = st.builds(Trunk, name=logins, server=hosts, login=logins, password=trunk_passwords,
+                      port=st.integers(1, 65535), transport=st.sampled_from(["udp", "tcp", "tls"]),
+                      register=st.booleans())
+
+
+@st.composite
+def installs(draw):
+    accounts = draw(st.lists(accounts_st, max_size=5, unique_by=lambda a: a.login))
+    taken = {a.login for a in accounts}
+    trunks = draw(st.lists(trunks_st.filter(lambda t: t.name not in taken), max_size=4, unique_by=lambda t: t.name))
+    domain = draw(hostnames)
+    return accounts, trunks, domain
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(installs())
+def test_pjsip_round_trip(install):
+    accounts, trunks, domain = install
+    text = render_pjsip(accounts, trunks, domain)
+    parsed_accounts, parsed_trunks = parse_pjsip(text)
+    assert parsed_accounts == [replace(a, password=password_digest(a.login, domain, a.password)) for a in accounts]
+    assert parsed_trunks == trunks
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(installs())
+def test_pjsip_sections_are_exactly_the_objects(install):
+    accounts, trunks, domain = install
+    sections = parse_sections(render_pjsip(accounts, trunks, domain))
+    expected: list[tuple[str, str]] = []
+    for a in accounts:
+        expected += [(a.login, "endpoint"), (f"{a.login}-auth", "auth"), (a.login, "aor")]
+    for t in trunks:
+        expected += ([(t.name, "registration")] if t.register else [])
+        expected += [(f"{t.name}-auth", "auth"), (t.name, "aor"), (t.name, "endpoint"), (t.name, "identify")]
+    got = [(s.name, s.get("type")) for s in sections if not s.name.startswith("transport-")]
+    assert got == expected
+    for s in sections:
+        keys = [k for k, _ in s.options]
+        assert keys.count("type") == 1
+
+
+@settings(max_examples=100)
+@given(st.lists(st.builds(Number, number=e164, direction=st.sampled_from(["in", "out", "both"]),
+                          language=st.sampled_from(["en", "ru", "uk", "en_GB"])), max_size=6,
+                unique_by=lambda n: n.number),
+       st.lists(accounts_st, max_size=4, unique_by=lambda a: a.login))
+def test_extensions_cover_exactly_the_inbound_numbers(numbers, accounts):
+    text = render_extensions(numbers, accounts)
+    inbound = text.split("[vpbx-inbound]", 1)[1].split("\n[", 1)[0]
+    extens = set(re.findall(r"^exten => ([^,]+),1,Set", inbound, re.M))
+    want = set()
+    for n in numbers:
+        if n.direction in ("in", "both"):
+            want |= {n.number, n.number[1:]}
+    assert extens == want
+    sections = [s.name for s in parse_sections(text)]
+    assert sections == ["vpbx-inbound", "vpbx-outbound", "vpbx-hints", "vpbx-stasis-failed"]
+
+
+@settings(max_examples=200)
+@given(st.text(min_size=1, max_size=30))
+def test_any_text_either_refused_or_harmless(payload):
+    """Whatever a login/host/password holds, the renderer refuses it or it lands as one value on one line."""
+    try:
+        text = render_pjsip([], [Trunk("t1", "h.example", "u1", payload)], "d.example")
+    except ValidationError:
+        return
+    sections = parse_sections(text)
+    assert [s.name for s in sections] == ["t1", "t1-auth", "t1", "t1", "t1"]
+    auth = sections[1]
+    assert auth.get("password") == payload
