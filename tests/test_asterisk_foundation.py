@@ -213,3 +213,76 @@ def test_reload_keeps_a_live_call(asterisk, sipp):
     digits = [e["digit"] for e in app.of_type("ChannelDtmfReceived")]
     assert digits == ["1"], f"RFC 4733 DTMF not received as one '1': {digits}"
     assert reload_s < 10
+
+
+# ---- calls out of Asterisk: to a registered phone, to a carrier that is busy / never answers -----------------
+def _ari(asterisk, method: str, path: str, **params: Any) -> Any:
+    import httpx
+
+    r = httpx.request(method, f"{asterisk.cfg.ari.url}/ari{path}", params=params,
+                      auth=(asterisk.cfg.ari.user, asterisk.cfg.ari.password), timeout=10)
+    assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
+    return r.json() if r.content else None
+
+
+def _wait_event(app: AnsweringApp, pred, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for e in list(app.events):
+            if pred(e):
+                return e
+        time.sleep(0.05)
+    raise AssertionError(f"event not seen; got {[e.get('type') for e in app.events]}")
+
+
+def test_call_reaches_a_registered_account(asterisk, sipp):
+    """A phone registered as an account (sipp REGISTER + an out-of-call UAS) receives PJSIP/LOGIN and answers."""
+    login = _name("desk")
+    password = add_account(asterisk, login)
+    asterisk.vpbx("reload")
+    phone = sipp.register(login, password, domain=asterisk.cfg.domain, hold_ms=8000, ooc="uas_answer.xml")
+    phone.wait_for(lambda ms: any(m.status == 200 and m.method == "REGISTER" and m.direction == "received"
+                                  for m in ms))
+    with AnsweringApp(asterisk.cfg) as app:
+        chan = _ari(asterisk, "POST", "/channels", endpoint=f"PJSIP/{login}", app=asterisk.cfg.ari.app,
+                    appArgs="test", callerId="+380441234567")
+        _wait_event(app, lambda e: e.get("type") == "StasisStart" and e["channel"]["id"] == chan["id"])
+        time.sleep(0.5)
+        _ari(asterisk, "DELETE", f"/channels/{chan['id']}")
+        _wait_event(app, lambda e: e.get("type") == "StasisEnd" and e["channel"]["id"] == chan["id"])
+    res = phone.wait(30)
+    invite = res.requests("INVITE", "received")
+    assert invite and invite[0].request_uri.startswith(f"sip:{login}@127.0.0.1:{phone.port}"), res.describe()
+    assert f"sip:{login}@{asterisk.cfg.domain}" not in (invite[0].header("From") or "")   # caller id, not the callee
+    assert res.saw("BYE", "received") and res.responses(200, "BYE", direction="sent"), res.describe()
+
+
+@pytest.mark.parametrize("scenario,expect", [("uas_busy.xml", "busy"), ("uas_silent.xml", "cancel")])
+def test_dial_out_through_a_trunk(asterisk, sipp, scenario, expect):
+    """PJSIP/+E164@TRUNK reaches the carrier; busy gives cause 17; hanging up a ringing leg sends CANCEL."""
+    name = _name("out")
+    carrier = sipp.uas(scenario)
+    asterisk.vpbx("trunk", "add", name, "--server", "127.0.0.1", "--port", str(carrier.port), "--login", "u" + name,
+                  "--password", "pass-" + name, "--no-register")
+    try:
+        asterisk.vpbx("reload")
+        with AnsweringApp(asterisk.cfg) as app:
+            chan = _ari(asterisk, "POST", "/channels", endpoint=f"PJSIP/+380671234567@{name}",
+                        app=asterisk.cfg.ari.app, appArgs="test", timeout=30)
+            if expect == "cancel":
+                carrier.wait_for(lambda ms: any(m.status == 180 for m in ms))
+                _ari(asterisk, "DELETE", f"/channels/{chan['id']}")
+            gone = _wait_event(app, lambda e: e.get("type") == "ChannelDestroyed" and e["channel"]["id"] == chan["id"])
+        msgs = carrier.wait_for(lambda ms: any(m.method == "ACK" for m in ms))
+        invite = next(m for m in msgs if m.method == "INVITE" and m.is_request)
+        assert invite.request_uri == f"sip:+380671234567@127.0.0.1:{carrier.port}"
+        assert (invite.header("From") or "").find(f"@127.0.0.1>") > 0      # from_domain = the carrier's host
+        if expect == "busy":
+            assert gone["cause"] == 17, gone
+        else:
+            assert [m for m in msgs if m.method == "CANCEL" and m.is_request], "no CANCEL reached the carrier"
+            assert any(m.status == 487 for m in msgs)
+    finally:
+        asterisk.vpbx("trunk", "remove", name)
+        asterisk.vpbx("reload")
+        carrier.stop()
