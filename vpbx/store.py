@@ -73,6 +73,12 @@ def m003_engine_recovery_and_voicemail(db: sqlite_utils.Database) -> None:
         attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)""")
 
 
+@migrations()
+def m004_voicemail_retry(db: sqlite_utils.Database) -> None:
+    # when the outbox may try a message again (NULL: now); ISO-8601 UTC like every other timestamp
+    db.execute("ALTER TABLE voicemails ADD COLUMN next_attempt_at TEXT")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -418,3 +424,54 @@ class Store:
                  sum(answered_at IS NULL) AS missed, round(sum(billsec) / 60.0, 1) AS minutes
                  FROM calls WHERE ended_at IS NOT NULL GROUP BY number ORDER BY number"""
         return [dict(zip(("number", "calls", "answered", "missed", "minutes"), r)) for r in self.conn.execute(sql)]
+
+    # ---- voicemail outbox ------------------------------------------------------------------------------------
+    # Used by vpbx.voicemail: a message stays here until delivered_at is set; failures only move next_attempt_at.
+    def voicemail(self, recording: str) -> dict[str, Any] | None:
+        rows = list(self.db["voicemails"].rows_where("recording = ?", [recording]))
+        return rows[0] if rows else None
+
+    def due_voicemails(self, now: str) -> list[dict[str, Any]]:
+        """Undelivered messages whose next attempt is due at ISO time `now` (oldest first)."""
+        return list(self.db["voicemails"].rows_where(
+            "delivered_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= ?)", [now], order_by="created_at"))
+
+    def claim_voicemail(self, recording: str, now: str, lease_until: str) -> dict[str, Any] | None:
+        """Take a due message for one delivery attempt (next_attempt_at := lease_until), so that two senders never
+        send it at the same time; None if it is delivered, unknown or not due (someone else holds it)."""
+        with self.write():
+            cur = self.conn.execute(
+                "UPDATE voicemails SET next_attempt_at = ? WHERE recording = ? AND delivered_at IS NULL "
+                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?)", [lease_until, recording, now])
+            return self.voicemail(recording) if cur.rowcount == 1 else None
+
+    def mark_voicemail_delivered(self, recording: str, delivered_at: str | None = None,
+                                 note: str | None = None) -> None:
+        """Delivered (attempts counts this try too); `note` e.g. recipients the server refused."""
+        with self.write():
+            self.conn.execute(
+                "UPDATE voicemails SET delivered_at = ?, attempts = attempts + 1, last_error = ?, "
+                "next_attempt_at = NULL WHERE recording = ?", [delivered_at or now_iso(), note, recording])
+
+    def mark_voicemail_failed(self, recording: str, error: str, next_attempt_at: str) -> None:
+        with self.write():
+            self.conn.execute(
+                "UPDATE voicemails SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+                "WHERE recording = ? AND delivered_at IS NULL", [error, next_attempt_at, recording])
+
+    def retry_voicemails(self, recording: str | None = None) -> int:
+        """Make undelivered messages (all, or one) due now; returns how many."""
+        with self.write():
+            if recording is not None and not self._exists("voicemails", "recording", recording):
+                raise NotFoundError(f"voicemail {recording} not found; list them with `vpbx voicemail list`")
+            where, args = "delivered_at IS NULL", []
+            if recording is not None:
+                where, args = where + " AND recording = ?", [recording]
+            return self.conn.execute(f"UPDATE voicemails SET next_attempt_at = NULL WHERE {where}", args).rowcount
+
+    def database_path(self) -> Path | None:
+        """The database file (None for an in-memory database): the voicemail spool lives next to it."""
+        for _seq, name, file in self.conn.execute("PRAGMA database_list"):
+            if name == "main":
+                return Path(file) if file else None
+        return None
