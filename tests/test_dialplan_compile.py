@@ -47,7 +47,7 @@ def test_sip_route_is_a_single_target_forward() -> None:
     assert f.start == f.route_start == "sip:alice"
     assert f.number == SAMPLE_NUMBER and f.channels == 2
     assert f.node("fallback:forward") == HangupNode("fallback:forward", 16)
-    assert f.node("fallback:ivr") == PlayAndHangupNode("fallback:ivr", "sound:vm-goodbye")
+    assert f.node("fallback:ivr") == PlayAndHangupNode("fallback:ivr", "sound:vpbx/goodbye")
 
 
 @pytest.mark.parametrize("route, target", [
@@ -71,7 +71,7 @@ def test_greeting_precedes_route() -> None:
 def test_no_route_plays_unavailable_and_skips_the_greeting() -> None:
     f = flow(greeting="welcome")
     assert f.start == f.route_start == "unavailable"
-    assert f.node("unavailable") == PlayAndHangupNode("unavailable", "sound:ss-noservice", disposition="failed")
+    assert f.node("unavailable") == PlayAndHangupNode("unavailable", "sound:vpbx/number-unavailable", disposition="failed")
     assert "greeting" not in f.nodes
 
 
@@ -103,7 +103,7 @@ def test_ivr_nodes_and_options() -> None:
     f = flow(ivrs=ivrs, route="ivr:main")
     main = f.node("ivr:main")
     assert isinstance(main, IvrNode)
-    assert main.prompt == "sound:vpbx/menu" and main.invalid_prompt == "sound:option-is-invalid"
+    assert main.prompt == "sound:vpbx/menu" and main.invalid_prompt == "sound:vpbx/invalid-option"
     assert dict(main.options) == {"1": "sip:alice", "*": "ivr:main", "#": "ivr:sub"}
     assert main.timeout == 7.0 and main.retries == 1 and main.fallback == "fallback:ivr" and main.extensions is None
     sub = f.node("ivr:sub")

@@ -146,7 +146,7 @@ def test_hangup_destination() -> None:
 
 def test_unavailable_number() -> None:
     call = Call(sample_flow(greeting="welcome"))
-    assert call.first == [Answer(), Play("c-pb-1", "sound:ss-noservice")]
+    assert call.first == [Answer(), Play("c-pb-1", "sound:vpbx/number-unavailable")]
     assert call(PlaybackFinished("c-pb-1")) == [Hangup(16)]
     call.finished()
     assert call.state.disposition == "failed" and call.state.reached is None
@@ -162,7 +162,7 @@ def test_ivr_valid_key_goes_to_its_option() -> None:
 
 def test_ivr_key_during_prompt_stops_it_and_acts() -> None:
     call = Call(sample_flow(route="ivr:main"))
-    assert call(Dtmf("3")) == [StopPlayback("c-pb-1"), Play("c-pb-2", "sound:vm-intro")]
+    assert call(Dtmf("3")) == [StopPlayback("c-pb-1"), Play("c-pb-2", "sound:vpbx/vm-intro")]
     call.ignored(PlaybackFinished("c-pb-1"))  # the stopped prompt reports its end later: stale
     assert call(PlaybackFinished("c-pb-2")) == [Record("c-vm-1", 180, 5, beep=True, terminate_on="#")]
 
@@ -198,7 +198,7 @@ def test_ivr_timeout_replays_prompt_then_falls_back() -> None:
     assert call(PlaybackFinished("c-pb-2")) == [StartTimer("c-t-2", 5.0)]
     assert call(TimerExpired("c-t-2")) == [Play("c-pb-3", "sound:vpbx/main-menu")]
     assert call(PlaybackFinished("c-pb-3")) == [StartTimer("c-t-3", 5.0)]
-    assert call(TimerExpired("c-t-3")) == [Play("c-pb-4", "sound:vm-intro")]
+    assert call(TimerExpired("c-t-3")) == [Play("c-pb-4", "sound:vpbx/vm-intro")]
     assert call.state.node == "voicemail" and call.state.failures == 0
 
 
@@ -217,14 +217,14 @@ def test_ivr_mixed_failures_exhaust_retries() -> None:
 def test_ivr_hangup_fallback_says_goodbye() -> None:
     call = Call(sample_flow(route="ivr:silent", fallback="hangup"))    # no prompt, retries 0
     assert call.first == [Answer(), StartTimer("c-t-1", 4.0)]
-    assert call(TimerExpired("c-t-1")) == [Play("c-pb-1", "sound:vm-goodbye")]
+    assert call(TimerExpired("c-t-1")) == [Play("c-pb-1", "sound:vpbx/goodbye")]
     assert call(PlaybackFinished("c-pb-1")) == [Hangup(16)]
     call.finished()
 
 
 def test_promptless_ivr_waits_at_once_and_restarts_its_timer() -> None:
     call = Call(sample_flow(route="ivr:silent"))
-    assert call(Dtmf("5")) == [CancelTimer("c-t-1"), Play("c-pb-1", "sound:vm-goodbye")]  # retries 0: straight out
+    assert call(Dtmf("5")) == [CancelTimer("c-t-1"), Play("c-pb-1", "sound:vpbx/goodbye")]  # retries 0: straight out
 
 
 def test_option_back_to_same_ivr_restarts_the_menu_and_resets_retries() -> None:
@@ -286,7 +286,7 @@ def test_unknown_extension_is_invalid() -> None:
     call = directory()
     call(Dtmf("9"))
     call(Dtmf("9"))
-    assert call(Dtmf("#")) == [CancelTimer("c-t-2"), Play("c-pb-2", "sound:option-is-invalid")]
+    assert call(Dtmf("#")) == [CancelTimer("c-t-2"), Play("c-pb-2", "sound:vpbx/invalid-option")]
     assert call.state.failures == 1
     assert call(PlaybackFinished("c-pb-2")) == [Play("c-pb-3", "sound:vpbx/dir-menu")]
     call(Dtmf("5"))
@@ -309,14 +309,14 @@ def test_extension_ivr_timeout_without_digits_is_a_retry() -> None:
 
 def test_extension_ivr_hash_alone_is_invalid_unless_an_option() -> None:
     call = directory()
-    assert call(Dtmf("#")) == [StopPlayback("c-pb-1"), Play("c-pb-2", "sound:option-is-invalid")]
+    assert call(Dtmf("#")) == [StopPlayback("c-pb-1"), Play("c-pb-2", "sound:vpbx/invalid-option")]
 
 
 def test_extension_max_length_is_looked_up_at_once() -> None:
     call = directory()
     for _ in range(31):
         call(Dtmf("1"))
-    assert call(Dtmf("1")) == [CancelTimer("c-t-31"), Play("c-pb-2", "sound:option-is-invalid")]
+    assert call(Dtmf("1")) == [CancelTimer("c-t-31"), Play("c-pb-2", "sound:vpbx/invalid-option")]
 
 
 # -- forwarding: simultaneous ---------------------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def test_all_legs_failing_goes_to_fallback() -> None:
     call(LegFailed("c-leg-1", "busy"))
     call(LegHungUp("c-leg-2"))
     assert call(LegFailed("c-leg-3", "congestion")) == [
-        CancelTimer("c-t-1"), Answer(), Play("c-pb-1", "sound:vm-intro")]
+        CancelTimer("c-t-1"), Answer(), Play("c-pb-1", "sound:vpbx/vm-intro")]
     assert call.state.node == "voicemail" and call.state.reached == "voicemail"
 
 
@@ -415,7 +415,7 @@ def test_sequential_exhausted_goes_to_fallback() -> None:
     call(LegFailed("c-leg-1", "unavailable"))
     call(LegHungUp("c-leg-2"))     # hung up before answering: next
     assert call(TimerExpired("c-t-3")) == [
-        HangupLeg("c-leg-3", "timeout"), Answer(), Play("c-pb-1", "sound:vm-intro")]
+        HangupLeg("c-leg-3", "timeout"), Answer(), Play("c-pb-1", "sound:vpbx/vm-intro")]
 
 
 def test_sequential_late_answer_from_timed_out_leg() -> None:
@@ -432,7 +432,7 @@ def test_forward_to_sequential_with_fallback_voicemail() -> None:
                             forward_timeout=15, fallback="voicemail"))
     assert call.first == [Ring(), Dial("c-leg-1", ALICE, 15.0), StartTimer("c-t-1", 15.0)]
     call(TimerExpired("c-t-1"))
-    assert call(TimerExpired("c-t-2")) == [HangupLeg("c-leg-2", "timeout"), Answer(), Play("c-pb-1", "sound:vm-intro")]
+    assert call(TimerExpired("c-t-2")) == [HangupLeg("c-leg-2", "timeout"), Answer(), Play("c-pb-1", "sound:vpbx/vm-intro")]
 
 
 def test_forward_after_ivr_does_not_ring_an_answered_caller() -> None:
@@ -474,7 +474,7 @@ def test_bridged_ignores_keys_timers_and_playbacks() -> None:
 
 def vm_call() -> Call:
     call = Call(sample_flow(route="voicemail"))
-    assert call.first == [Answer(), Play("c-pb-1", "sound:vm-intro")]
+    assert call.first == [Answer(), Play("c-pb-1", "sound:vpbx/vm-intro")]
     assert call(PlaybackFinished("c-pb-1")) == [Record("c-vm-1", 180, 5, beep=True, terminate_on="#")]
     assert call.state.recording == "c-vm-1"
     return call
@@ -483,7 +483,7 @@ def vm_call() -> Call:
 def test_voicemail_delivered() -> None:
     call = vm_call()
     assert call(RecordingFinished("c-vm-1", 12.5)) == [
-        DeliverVoicemail("c-vm-1", ("owner@example.com",), 12.5), Play("c-pb-2", "sound:vm-goodbye")]
+        DeliverVoicemail("c-vm-1", ("owner@example.com",), 12.5), Play("c-pb-2", "sound:vpbx/goodbye")]
     assert call.state.voicemail and call.state.disposition == "voicemail"
     assert call(PlaybackFinished("c-pb-2")) == [Hangup(16)]
     call.finished()
@@ -499,13 +499,13 @@ def test_voicemail_minimum_length(duration: float, delivered: bool) -> None:
     else:
         assert actions[0] == DiscardRecording("c-vm-1")
         assert not call.state.voicemail
-    assert actions[1] == Play("c-pb-2", "sound:vm-goodbye")
+    assert actions[1] == Play("c-pb-2", "sound:vpbx/goodbye")
 
 
 def test_voicemail_recording_failed() -> None:
     call = vm_call()
     call.ignored(RecordingFailed("other"))
-    assert call(RecordingFailed("c-vm-1")) == [Play("c-pb-2", "sound:vm-goodbye")]
+    assert call(RecordingFailed("c-vm-1")) == [Play("c-pb-2", "sound:vpbx/goodbye")]
     call(PlaybackFinished("c-pb-2"))
     call.finished()
     assert call.state.disposition == "missed"

@@ -35,10 +35,10 @@ def test_sequential_no_answer_then_voicemail() -> None:
         "  2. timer sim-t-1 expires -> hang up sim-leg-1 (timeout); dial tel:+380501112233 as sim-leg-2 (15s); "
         "start timer sim-t-2 (15s)",
         "  3. sim-leg-2 (tel:+380501112233) fails: busy -> cancel timer sim-t-2; answer; "
-        "play sound:vm-intro [sim-pb-1]",
+        "play sound:vpbx/vm-intro [sim-pb-1]",
         "  4. playback sim-pb-1 finished -> record sim-vm-1 (max 180s, silence 5s)",
         "  5. recording sim-vm-1 finished (5s) -> deliver voicemail sim-vm-1 (5s) to owner@example.com; "
-        "play sound:vm-goodbye [sim-pb-2]",
+        "play sound:vpbx/goodbye [sim-pb-2]",
         "  6. playback sim-pb-2 finished -> hang up caller (cause 16)",
         "end: voicemail, reached voicemail",
     ]
@@ -49,7 +49,7 @@ def test_retries_exhausted_and_junk_key() -> None:
     assert simulate(flow, "+1", "x") == [
         "  0. call from +1 to +380441234567 -> answer; start timer sim-t-1 (4s)",
         "  1. caller presses x -> nothing",
-        "  2. timer sim-t-1 expires -> play sound:vm-goodbye [sim-pb-1]",
+        "  2. timer sim-t-1 expires -> play sound:vpbx/goodbye [sim-pb-1]",
         "  3. playback sim-pb-1 finished -> hang up caller (cause 16)",
         "end: missed, reached ivr:silent",
     ]

@@ -15,11 +15,12 @@ from typing import Mapping, Union
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
-# Built-in prompts: Asterisk core sounds, played as `sound:<name>`.
-PROMPT_INVALID = "option-is-invalid"
-PROMPT_UNAVAILABLE = "ss-noservice"
-PROMPT_ALL_BUSY = "all-circuits-busy-now"
-PROMPT_GOODBYE = "vm-goodbye"
+# Built-in prompts shipped in prompts/<lang>/ and installed beside user prompts: played as `sound:vpbx/<name>`,
+# so the channel's language (the number's) picks the English or Russian file.
+PROMPT_INVALID = "invalid-option"
+PROMPT_UNAVAILABLE = "number-unavailable"
+PROMPT_ALL_BUSY = "all-busy"
+PROMPT_GOODBYE = "goodbye"
 PROMPT_VM_INTRO = "vm-intro"
 
 # Hangup causes (Q.850) used by the machine.
@@ -41,8 +42,8 @@ MAX_EXTENSION_DIGITS = 32
 
 
 def builtin_media(name: str) -> str:
-    """Media string of a built-in Asterisk sound, e.g. `sound:vm-goodbye`."""
-    return f"sound:{name}"
+    """Media string of a built-in prompt, e.g. `sound:vpbx/goodbye`."""
+    return f"sound:vpbx/{name}"
 
 
 def prompt_media(name: str) -> str:
