@@ -88,6 +88,7 @@ class Engine:
         self.owner: dict[str, Call] = {}          # channel id (caller or leg) -> Call
         self.active: dict[str, int] = {}          # number -> calls in progress handled by this engine
         self._reconciling: asyncio.Task[None] | None = None
+        self.voicemail_sender: Any = None
 
     # ---- event intake ----------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -313,6 +314,8 @@ class Engine:
                              if_exists="overwrite")
         elif isinstance(action, dp.DeliverVoicemail):
             self.store.add_voicemail(action.name, cid, call.number.number, call.caller, action.emails, action.duration)
+            if self.voicemail_sender is not None:
+                self.voicemail_sender.wake()
         elif isinstance(action, dp.DiscardRecording):
             with contextlib.suppress(AriNotFound):
                 await ari.delete_stored(action.name)
@@ -440,7 +443,12 @@ async def serve(cfg: Config) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     async with AriClient(cfg.ari.url, cfg.ari.user, cfg.ari.password, app=cfg.ari.app) as ari:
+        from vpbx.voicemail import VoicemailSender
+
         engine = Engine(cfg, ari, store)
+        sender = VoicemailSender(store, ari.stored_file, cfg.smtp, ari.delete_stored)
+        engine.voicemail_sender = sender
+        sender_task = asyncio.create_task(sender.run())
         runner = asyncio.create_task(engine.run())
         stopper = asyncio.create_task(stop.wait())
         log.info("vpbx engine serving app %s at %s", cfg.ari.app, cfg.ari.url)
@@ -450,6 +458,9 @@ async def serve(cfg: Config) -> None:
         runner.cancel()
         stopper.cancel()
         await engine.shutdown()
+        sender.stop()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(sender_task, 5)
     store.close()
 
 

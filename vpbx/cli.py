@@ -485,6 +485,13 @@ def _records(c: Ctx) -> tuple[list[Any], list[Any], list[Any]]:
     return c.store.list_numbers(), c.store.list_sip_accounts(), c.store.list_trunks()
 
 
+def install_builtin_prompts(cfg: "Config") -> list[Path]:
+    """The engine's own prompts (invalid option, unavailable, goodbye, ...) in every shipped language."""
+    from vpbx import prompts
+
+    return prompts.install_builtins(cfg.asterisk_sounds_dir, BUILTIN_PROMPTS_DIR)
+
+
 @config_group.command("generate")
 @click.option("--out", type=click.Path(file_okay=False), help="Write here instead of the Asterisk config dir.")
 @pass_ctx
@@ -493,6 +500,8 @@ def config_generate(c: Ctx, out: str | None) -> None:
     from vpbx import deploy
 
     paths = deploy.generate(c.cfg, *_records(c), out_dir=Path(out) if out else None)
+    if out is None:
+        paths += install_builtin_prompts(c.cfg)
     for p in paths:
         click.echo(f"Wrote {p}")
 
@@ -518,6 +527,7 @@ def reload(c: Ctx) -> None:
     from vpbx import deploy
 
     deploy.generate(c.cfg, *_records(c))
+    install_builtin_prompts(c.cfg)
     deploy.reload(c.cfg)
     click.echo("Asterisk reloaded")
 
@@ -836,6 +846,78 @@ def calls_list(c: Ctx, number_: str | None, since: str | None, limit: int, as_js
 def calls_stats(c: Ctx, as_json: bool) -> None:
     """Per number: calls, answered, missed, minutes."""
     emit(c.store.call_stats(), as_json, ("number", "calls", "answered", "missed", "minutes"), title="call stats")
+
+
+# ---- prompts and voicemail -----------------------------------------------------------------------------------
+BUILTIN_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+
+@main.group()
+def prompt() -> None:
+    """Sound prompts (greetings, menus): upload in any format, installed as 8 kHz mono WAV."""
+
+
+@prompt.command("add")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--language", help="Language dir (default: the config's language).")
+@json_option
+@pass_ctx
+def prompt_add(c: Ctx, name: str, file: str, language: str | None, as_json: bool) -> None:
+    """Convert FILE (WAV, FLAC, OGG, MP3...) to 8 kHz 16-bit mono and install it as prompt NAME."""
+    from vpbx import prompts
+
+    path = prompts.add(c.cfg.asterisk_sounds_dir, language or c.cfg.language, name, Path(file))
+    emit({"name": name, "language": language or c.cfg.language, "path": str(path)}, as_json)
+
+
+@prompt.command("list")
+@json_option
+@pass_ctx
+def prompt_list(c: Ctx, as_json: bool) -> None:
+    """List installed prompts."""
+    from vpbx import prompts
+
+    emit(prompts.list_prompts(c.cfg.asterisk_sounds_dir), as_json, ("name", "language", "seconds"), title="prompts")
+
+
+@prompt.command("remove")
+@click.argument("name")
+@click.option("--language", help="Only this language (default: all).")
+@pass_ctx
+def prompt_remove(c: Ctx, name: str, language: str | None) -> None:
+    """Remove a prompt."""
+    from vpbx import prompts
+
+    for path in prompts.remove(c.cfg.asterisk_sounds_dir, name, language):
+        click.echo(f"Removed {path}")
+
+
+@main.group()
+def voicemail() -> None:
+    """Voicemail outbox: messages are kept until e-mailed."""
+
+
+@voicemail.command("list")
+@click.option("--pending", is_flag=True, help="Only messages not delivered yet.")
+@json_option
+@pass_ctx
+def voicemail_list(c: Ctx, pending: bool, as_json: bool) -> None:
+    """List recorded messages and their delivery state."""
+    rows = c.store.list_voicemails(undelivered_only=pending)
+    emit(rows, as_json, ("recording", "number", "caller", "created_at", "duration", "delivered_at", "attempts",
+                         "last_error"), title="voicemails")
+
+
+@voicemail.command("retry")
+@click.argument("recording", required=False)
+@pass_ctx
+def voicemail_retry(c: Ctx, recording: str | None) -> None:
+    """Make undelivered messages (or one RECORDING) due now; the running engine sends them within seconds."""
+    from vpbx import voicemail as vm
+
+    count = vm.retry_now(c.store, recording)
+    click.echo(f"{count} message(s) queued for delivery")
 
 
 # ---- engine --------------------------------------------------------------------------------------------------
