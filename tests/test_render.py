@@ -198,7 +198,7 @@ def test_secret_files_are_marked():
 
 
 # ---- injection -----------------------------------------------------------------------------------------------
-INJECTIONS = ["x\n[evil]", "x\r\ntype=endpoint", "[evil]", "a]b", "a;b", "a=b", "#include /etc/passwd", "x\x00y",
+INJECTIONS = ["x\n[evil]", "x\x85[evil]", "x\u2028[evil]", "x\r\ntype=endpoint", "[evil]", "a]b", "a;b", "a=b", "#include /etc/passwd", "x\x00y",
               "x\ncontext=default"]
 
 

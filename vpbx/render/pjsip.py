@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -68,6 +69,10 @@ def password_digest(login: str, realm: str, password: str, algorithm: str = DIGE
 # ---- validation --------------------------------------------------------------------------------------------------
 def _plain_secret(value: str, field: str, obj: str) -> str:
     validate.config_text(field, value, obj=obj)
+    # C1 controls (e.g. NEL \x85), DEL and Unicode line/paragraph separators: editors and tools treat them as line
+    # breaks, so they are refused as well
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
+        raise ValidationError(f"{obj}: {field} contains a control or line-separator character; remove it")
     if not value or value != value.strip():
         raise ValidationError(f"{obj}: {field} must not be empty or start/end with spaces (Asterisk strips them); "
                               f"set a new one")
@@ -301,7 +306,7 @@ def parse_sections(text: str) -> list[Section]:
     sections: list[Section] = []
     name: str | None = None
     opts: list[tuple[str, str]] = []
-    for raw in text.splitlines():
+    for raw in text.split("\n"):          # Asterisk reads lines up to '\n' only
         line = _COMMENT.split(raw, 1)[0].replace("\\;", ";").strip()
         if not line:
             continue
