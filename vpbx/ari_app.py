@@ -101,6 +101,7 @@ class Engine:
     async def dispatch(self, event: dict[str, Any]) -> None:
         etype = event.get("type")
         if etype == CONNECTED:
+            log.info("ARI connected to %s; reconciling", self.cfg.ari.url)
             self._reconciling = asyncio.create_task(self.reconcile())
             return
         if etype == "StasisStart":
@@ -209,8 +210,8 @@ class Engine:
             return [dp.Dtmf(str(event.get("digit", "")))]
         if etype in ("PlaybackFinished", "PlaybackFailed"):
             playback = event.get("playback") or {}
-            if etype == "PlaybackFailed":
-                log.warning("call %s: playback of %s failed", call.call_id, playback.get("media_uri"))
+            call_log.info(json.dumps({"call_id": call.call_id, "event": etype, "playback_id": playback.get("id"),
+                                      "media": playback.get("media_uri")}))
             return [dp.PlaybackFinished(playback.get("id", ""))]
         if etype == "Dial":
             peer = (event.get("peer") or {}).get("id")
@@ -394,6 +395,7 @@ class Engine:
             log.warning("reconcile: cannot read the application (%s)", exc)
             return
         held = set(app.get("channel_ids") or [])
+        adopted = 0
         for channel_id in sorted(held):
             if channel_id in self.owner:
                 continue
@@ -410,14 +412,17 @@ class Engine:
             at = row.get("node") if row else None
             restarts = (row.get("restarts") or 0) + 1 if row else 1
             log.info("reconcile: adopting call %s at node %s", channel_id, at)
+            call_log.info(json.dumps({"call_id": channel_id, "event": "adopted", "node": at}))
             exten = (channel.get("dialplan") or {}).get("exten", "")
             if row is not None:
                 exten = row["number"]
             self.start_call(channel, ["inbound", exten], adopt_at=at or "", restarts=restarts)
+            adopted += 1
         for row in self.store.open_calls():
             if row["call_id"] not in held and row["call_id"] not in self.calls:
                 self.store.finish_call(row["call_id"], ended_at=row.get("ended_at") or iso(time.time()),
                                        disposition="interrupted")
+        log.info("reconcile done: %d channel(s) in the app, %d adopted", len(held), adopted)
 
     async def shutdown(self) -> None:
         tasks = [c.task for c in self.calls.values() if c.task is not None]

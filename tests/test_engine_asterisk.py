@@ -1,0 +1,355 @@
+"""`vpbx serve` against the real Asterisk 22 sandbox, with sipp as the carrier's caller and as registered phones.
+
+Each test configures numbers with the real CLI, runs the engine as a real subprocess (`vpbx serve`) and reads what
+happened from three independent places: sipp's SIP message logs, the engine's JSON call log (ARI playback events
+carry the media Asterisk played) and the call records (`vpbx calls list --json`).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(180)]
+
+REPO = Path(__file__).resolve().parent.parent
+_seq = itertools.count(1)
+CALLER = "+380671112233"
+
+
+def _unique_number() -> str:
+    # Kyiv numbers +38044 55x xxxx: valid, geographic, distinct per test run
+    return f"+38044{5500000 + (os.getpid() % 1000) * 100 + next(_seq):07d}"
+
+
+class Engine:
+    """`vpbx --config CFG serve` as a subprocess; its stderr (JSON lines) goes to a file we can read."""
+
+    def __init__(self, asterisk: Any, log_path: Path) -> None:
+        self.asterisk = asterisk
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def start(self) -> "Engine":
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        fh = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vpbx.cli", "--config", str(self.asterisk.config_path), "serve", "--log-level", "DEBUG"],
+            stdout=fh, stderr=fh, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        self.wait_log(lambda e: "ARI connected" in e.get("msg", ""), timeout=20, since=self._offset)
+        self.wait_log(lambda e: e.get("msg", "").startswith("reconcile done"), timeout=20, since=self._offset)
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def entries(self, since: int = 0) -> list[dict[str, Any]]:
+        out = []
+        with open(self.log_path, "rb") as fh:
+            fh.seek(since)
+            for line in fh.read().decode(errors="replace").splitlines():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    out.append({"raw": line})
+        return out
+
+    def wait_log(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 20, since: int = 0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.entries(since):
+                if pred(e):
+                    return e
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        tail = "\n".join(json.dumps(e) for e in self.entries(since)[-40:])
+        raise AssertionError(f"engine log never showed the expected entry; tail:\n{tail}")
+
+    def playbacks(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.entries() if e.get("event") in ("PlaybackFinished", "PlaybackFailed")
+                and (call_id is None or e.get("call_id") == call_id)]
+
+
+@pytest.fixture(scope="module")
+def carrier(asterisk):
+    """A trunk whose address is loopback: calls from 127.0.0.1 that match no account come in through it."""
+    name = f"carrier{os.getpid()}"
+    asterisk.vpbx("trunk", "add", name, "--server", "127.0.0.1", "--port", "5999", "--login", "in" + name,
+                  "--password", "carrier-secret-1", "--no-register")
+    yield name
+    asterisk.vpbx("trunk", "remove", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def prompts(asterisk):
+    """User prompts uploaded with the real `vpbx prompt add` (core sounds as source audio)."""
+    sounds = asterisk.root / "usr/share/asterisk/sounds/en_US_f_Allison"
+    for name, src in (("welcome", "hello-world.wav"), ("menu", "please-try-again.wav"), ("short", "beep.wav")):
+        asterisk.vpbx("prompt", "add", name, str(sounds / src))
+    return ("welcome", "menu", "short")
+
+
+@pytest.fixture
+def engine(asterisk, carrier, prompts, tmp_path):
+    eng = Engine(asterisk, tmp_path / "engine.log")
+    yield eng
+    eng.stop()
+
+
+def calls_for(asterisk, number: str) -> list[dict[str, Any]]:
+    return json.loads(asterisk.vpbx("calls", "list", "--number", number, "--json").stdout)
+
+
+def wait_record(asterisk, number: str, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = calls_for(asterisk, number)
+        if rows and rows[0].get("ended_at"):
+            return rows[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no finished call record for {number}: {calls_for(asterisk, number)}")
+
+
+def channels_left(asterisk) -> list[str]:
+    return [line for line in asterisk.cli("core show channels concise").splitlines() if "!" in line]
+
+
+def wait_no_channels(asterisk, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not channels_left(asterisk):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"channels still up: {channels_left(asterisk)}")
+
+
+def phone(asterisk, sipp, login: str, scenario: str = "uas_answer.xml", hold_ms: int = 30000) -> Any:
+    """A registered phone (SIP account `login`) answering with `scenario`."""
+    password = json.loads(asterisk.vpbx("sip", "add", login, "--json").stdout)["password"]
+    asterisk.vpbx("reload")
+    proc = sipp.register(login, password, domain=asterisk.cfg.domain, hold_ms=hold_ms, ooc=scenario)
+    proc.wait_for(lambda ms: any(m.status == 200 and m.method == "REGISTER" and m.direction == "received" for m in ms))
+    return proc
+
+
+def invites(proc: Any) -> list[Any]:
+    return [m for m in proc.messages() if m.is_request and m.method == "INVITE" and m.direction == "received"]
+
+
+def _login(prefix: str) -> str:
+    return f"{prefix}{os.getpid() % 10000}{next(_seq)}"
+
+
+# ---- 1. greeting then hang-up ----------------------------------------------------------------------------------
+def test_greeting_then_hangup(asterisk, sipp, engine):
+    number = _unique_number()
+    asterisk.vpbx("number", "add", number)
+    asterisk.vpbx("number", "route", number, "hangup", "--greeting", "welcome")
+    asterisk.vpbx("reload")
+    engine.start()
+    call = sipp.uac(number, from_user=CALLER, scenario="uac_remote_bye.xml", timeout_s=30)
+    res = call.wait(40)
+    assert res.ok, res.describe()
+    assert res.final_response("INVITE") == 200
+    assert res.saw("BYE", "received"), "the PBX did not hang up after the greeting"
+    record = wait_record(asterisk, number)
+    played = [e for e in engine.playbacks(record["call_id"]) if e["event"] == "PlaybackFinished"]
+    assert [e["media"] for e in played] == ["sound:vpbx/welcome"], engine.playbacks()
+    assert not [e for e in engine.playbacks(record["call_id"]) if e["event"] == "PlaybackFailed"]
+    assert record["caller"] == CALLER and record["answered_at"], record
+    assert record["duration"] >= 1
+    wait_no_channels(asterisk)
+
+
+def test_unknown_number_is_rejected(asterisk, sipp, engine):
+    engine.start()
+    call = sipp.uac("+380449998877", from_user=CALLER, timeout_s=20)
+    res = call.wait(30)
+    assert res.final_response("INVITE") in (404, 403, 480, 503), res.describe()
+    assert 200 not in res.statuses("INVITE")
+
+
+# ---- 2. IVR with RFC 2833 DTMF -----------------------------------------------------------------------------------
+def _ivr_number(asterisk, name: str, *options: str, timeout: int = 5, retries: int = 3, fallback: str = "hangup") -> str:
+    number = _unique_number()
+    asterisk.vpbx("number", "add", number)
+    args = ["ivr", "add", name, "--prompt", "menu", "--timeout", str(timeout), "--retries", str(retries)]
+    for opt in options:
+        args += ["--option", opt]
+    asterisk.vpbx(*args)
+    asterisk.vpbx("number", "route", number, f"ivr:{name}", "--fallback", fallback)
+    asterisk.vpbx("reload")
+    return number
+
+
+def test_ivr_digit_routes_to_registered_phone(asterisk, sipp, engine):
+    bob = _login("bob")
+    bob_phone = phone(asterisk, sipp, bob)
+    number = _ivr_number(asterisk, _login("ivr"), f"1=sip:{bob}")
+    engine.start()
+    call = sipp.uac(number, from_user=CALLER, dtmf="1", gap_ms=600, hold_ms=3000, timeout_s=40)
+    res = call.wait(60)
+    assert res.ok, res.describe()
+    assert invites(bob_phone), "the IVR option never rang the registered phone"
+    assert bob_phone.messages() and any(m.status == 200 and m.direction == "sent" for m in bob_phone.messages())
+    record = wait_record(asterisk, number)
+    assert record["reached"] == f"sip:{bob}" and record["disposition"] == "answered", record
+    assert record["billsec"] >= 1
+    wait_no_channels(asterisk)
+
+
+def test_ivr_invalid_digit_then_retry(asterisk, sipp, engine):
+    bob = _login("bob")
+    bob_phone = phone(asterisk, sipp, bob)
+    number = _ivr_number(asterisk, _login("ivr"), f"1=sip:{bob}")
+    engine.start()
+    call = sipp.uac(number, from_user=CALLER, dtmf="51", gap_ms=3500, hold_ms=2000, timeout_s=40)
+    res = call.wait(60)
+    assert res.ok, res.describe()
+    record = wait_record(asterisk, number)
+    media = [e["media"] for e in engine.playbacks(record["call_id"])]
+    assert "sound:vpbx/invalid-option" in media, media
+    assert media.count("sound:vpbx/menu") >= 1
+    assert invites(bob_phone) and record["reached"] == f"sip:{bob}", record
+
+
+def test_ivr_timeouts_exhaust_retries_then_fallback(asterisk, sipp, engine):
+    number = _ivr_number(asterisk, _login("ivr"), "1=hangup", timeout=1, retries=2, fallback="play:short")
+    engine.start()
+    t0 = time.monotonic()
+    call = sipp.uac(number, from_user=CALLER, scenario="uac_remote_bye.xml", timeout_s=40)
+    res = call.wait(60)
+    assert res.ok and res.saw("BYE", "received"), res.describe()
+    record = wait_record(asterisk, number)
+    media = [e["media"] for e in engine.playbacks(record["call_id"]) if e["event"] == "PlaybackFinished"]
+    # the menu once plus once per retry, then the fallback prompt
+    assert media.count("sound:vpbx/menu") == 3, media
+    assert media[-1] == "sound:vpbx/short", media
+    assert time.monotonic() - t0 >= 3          # three 1 s waits for a key
+
+
+# ---- 3. simultaneous: first answer wins, the other gets CANCEL -------------------------------------------------
+def test_simultaneous_first_answer_wins(asterisk, sipp, engine):
+    fast, slow = _login("fast"), _login("slow")
+    fast_phone = phone(asterisk, sipp, fast, "uas_answer.xml")
+    slow_phone = phone(asterisk, sipp, slow, "uas_silent.xml")
+    number = _unique_number()
+    asterisk.vpbx("number", "add", number)
+    asterisk.vpbx("number", "forward", number, "--to", f"sip:{slow}", "--to", f"sip:{fast}", "--mode", "simultaneous",
+                  "--timeout", "20")
+    asterisk.vpbx("reload")
+    engine.start()
+    res = sipp.uac(number, from_user=CALLER, hold_ms=2000, timeout_s=40).wait(60)
+    assert res.ok, res.describe()
+    assert invites(fast_phone) and invites(slow_phone), "both phones must ring"
+    slow_msgs = slow_phone.wait_for(lambda ms: any(m.is_request and m.method == "CANCEL" for m in ms), timeout=10)
+    assert any(m.is_request and m.method == "CANCEL" for m in slow_msgs), "the losing phone got no CANCEL"
+    record = wait_record(asterisk, number)
+    assert record["reached"] == f"sip:{fast}" and record["disposition"] == "answered", record
+    wait_no_channels(asterisk)
+
+
+# ---- 4. sequential: busy / silent first, then the second answers -----------------------------------------------
+@pytest.mark.parametrize("first_scenario", ["uas_busy.xml", "uas_silent.xml"])
+def test_sequential_moves_on(asterisk, sipp, engine, first_scenario):
+    first, second = _login("first"), _login("second")
+    first_phone = phone(asterisk, sipp, first, first_scenario)
+    second_phone = phone(asterisk, sipp, second, "uas_answer.xml")
+    number = _unique_number()
+    asterisk.vpbx("number", "add", number)
+    asterisk.vpbx("number", "forward", number, "--to", f"sip:{first}", "--to", f"sip:{second}", "--mode", "sequential",
+                  "--timeout", "3")
+    asterisk.vpbx("reload")
+    engine.start()
+    t0 = time.monotonic()
+    res = sipp.uac(number, from_user=CALLER, hold_ms=1500, timeout_s=40).wait(60)
+    assert res.ok, res.describe()
+    first_inv, second_inv = invites(first_phone), invites(second_phone)
+    assert first_inv and second_inv
+    if first_scenario == "uas_silent.xml":
+        assert time.monotonic() - t0 >= 3, "the second phone rang before the first one's timeout"
+        assert any(m.is_request and m.method == "CANCEL" for m in first_phone.messages())
+    record = wait_record(asterisk, number)
+    assert record["reached"] == f"sip:{second}" and record["disposition"] == "answered", record
+
+
+# ---- 5. channel limit ------------------------------------------------------------------------------------------
+def test_channel_limit_fifth_call_is_busy(asterisk, sipp, engine):
+    number = _ivr_number(asterisk, _login("ivr"), "1=hangup", timeout=30, retries=1)
+    engine.start()
+    held = [sipp.uac(number, from_user=CALLER, hold_ms=8000, timeout_s=40) for _ in range(4)]
+    for proc in held:
+        proc.wait_for(lambda ms: any(m.status == 200 and m.method == "INVITE" and m.direction == "received" for m in ms),
+                      timeout=15)
+    fifth = sipp.uac(number, from_user=CALLER, hold_ms=0, timeout_s=20).wait(30)
+    assert fifth.final_response("INVITE") == 486, fifth.describe()
+    for proc in held:
+        assert proc.wait(40).ok
+    rows = calls_for(asterisk, number)
+    assert sorted(r["disposition"] for r in rows if r.get("ended_at")).count("busy") == 1, rows
+    wait_no_channels(asterisk)
+
+
+# ---- 6. engine killed while a call waits in an IVR ------------------------------------------------------------
+def test_engine_kill9_call_is_adopted(asterisk, sipp, engine, tmp_path):
+    bob = _login("bob")
+    bob_phone = phone(asterisk, sipp, bob, hold_ms=60000)
+    number = _ivr_number(asterisk, _login("ivr"), f"1=sip:{bob}", timeout=5, retries=3)
+    engine.start()
+    # the caller presses 1 only after the engine has been killed and restarted
+    scenario = (REPO / "tests/sipp/uac_call.xml").read_text().replace(
+        "<!--MEDIA-->", '<pause milliseconds="8000"/>\n  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"/></action></nop>\n  <pause milliseconds="500"/>')
+    path = tmp_path / "uac_late_dtmf.xml"
+    path.write_text(scenario)
+    call = sipp.uac(number, from_user=CALLER, scenario=path, hold_ms=2000, timeout_s=60)
+    call.wait_for(lambda ms: any(m.status == 200 and m.method == "INVITE" and m.direction == "received" for m in ms))
+    time.sleep(1.0)
+    engine.kill9()
+    engine.start()
+    engine.wait_log(lambda e: e.get("event") == "adopted", timeout=10)
+    res = call.wait(60)
+    assert res.ok, res.describe()
+    assert invites(bob_phone), "the adopted call never reached the IVR option"
+    record = wait_record(asterisk, number)
+    assert record["reached"] == f"sip:{bob}", record
+    wait_no_channels(asterisk)
+
+
+# ---- 7. Asterisk restarted under a running engine -------------------------------------------------------------
+def test_engine_reconnects_after_asterisk_restart(asterisk, sipp, engine):
+    from conftest import sandbox
+
+    number = _unique_number()
+    asterisk.vpbx("number", "add", number)
+    asterisk.vpbx("number", "route", number, "hangup", "--greeting", "short")
+    asterisk.vpbx("reload")
+    engine.start()
+    mark = engine.log_path.stat().st_size
+    sandbox("restart", timeout=120)
+    engine.wait_log(lambda e: "ARI connected" in e.get("msg", ""), timeout=30, since=mark)
+    res = sipp.uac(number, from_user=CALLER, scenario="uac_remote_bye.xml", timeout_s=30).wait(40)
+    assert res.ok and res.saw("BYE", "received"), res.describe()
+    record = wait_record(asterisk, number)
+    assert [e["media"] for e in engine.playbacks(record["call_id"]) if e["event"] == "PlaybackFinished"] == \
+        ["sound:vpbx/short"]
