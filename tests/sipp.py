@@ -275,17 +275,45 @@ class SippProcess:
         self.kill()
 
 
-def _media_section(dtmf: str, audio: bool, gap_ms: int) -> str:
-    digits = {"*": "star", "#": "pound"}
+def dtmf_pcap(digit: str, index: int, out_dir: Path) -> Path:
+    """Debian's RFC 2833 pcap for `digit`, as the `index`-th key of a call: RTP sequence numbers and timestamps rebased.
+
+    The shipped pcaps start at unrelated sequence numbers and timestamps; a receiver drops a key whose packets look
+    older than the previous key's (RFC 3550 / RFC 4733), so without this only the first key of a call would count.
+    """
+    import struct
+
+    name = {"*": "star", "#": "pound"}.get(digit, digit)
+    src = PCAP_DIR / f"dtmf_2833_{name}.pcap"
+    if not src.exists():
+        raise ValueError(f"no RFC 2833 pcap for DTMF {digit!r} ({src})")
+    data = bytearray(src.read_bytes())
+    off = 24                                            # pcap global header
+    first: tuple[int, int] | None = None
+    while off < len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        pkt = off + 16
+        ihl = (data[pkt + 14] & 0x0F) * 4               # Ethernet (14) + IPv4 header
+        rtp = pkt + 14 + ihl + 8                        # + UDP header
+        seq, ts = struct.unpack_from("!HI", data, rtp + 2)
+        first = first or (seq, ts)
+        # each key of a call gets later sequence numbers and timestamps than the one before
+        struct.pack_into("!HI", data, rtp + 2, (10000 + 100 * index + seq - first[0]) & 0xFFFF,
+                         (100000 + 16000 * index + ts - first[1]) & 0xFFFFFFFF)
+        struct.pack_into("!H", data, pkt + 14 + ihl + 6, 0)   # UDP checksum: none
+        off = pkt + incl
+    out = out_dir / f"dtmf_{name}_{index}.pcap"
+    out.write_bytes(bytes(data))
+    return out
+
+
+def _media_section(dtmf: str, audio: bool, gap_ms: int, out_dir: Path) -> str:
     parts = []
     if audio:
         parts.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR / "g711a.pcap"}"/></action></nop>')
         parts.append(f'<pause milliseconds="{gap_ms}"/>')
-    for d in dtmf:
-        name = digits.get(d, d)
-        pcap = PCAP_DIR / f"dtmf_2833_{name}.pcap"
-        if not pcap.exists():
-            raise ValueError(f"no RFC 2833 pcap for DTMF {d!r} ({pcap})")
+    for i, d in enumerate(dtmf):
+        pcap = dtmf_pcap(d, i, out_dir)
         parts.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
         parts.append(f'<pause milliseconds="{gap_ms}"/>')
     return "\n  ".join(parts)
@@ -353,7 +381,7 @@ class Sipp:
         """Call `number` (as SIP account `login` with digest auth, or as `from_user` from a trunk's address), hold
         hold_ms after the answer (plus the g711a audio / DTMF pcaps), then BYE. One call; background process."""
         k = {"from_user": from_user or login or "sipp", "domain": domain, **(keys or {})}
-        media = _media_section(dtmf, audio, gap_ms)
+        media = _media_section(dtmf, audio, gap_ms, self.workdir)
         return self._run("uac", self._scenario(scenario, media), remote=remote or self.remote, port=port, keys=k,
                          extra=[*extra, "-timeout", f"{timeout_s}s"], service=number,
                          auth=(login, password) if login and password is not None else None, hold_ms=hold_ms, calls=1)

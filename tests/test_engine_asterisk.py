@@ -87,7 +87,7 @@ class Engine:
         raise AssertionError(f"engine log never showed the expected entry; tail:\n{tail}")
 
     def playbacks(self, call_id: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self.entries() if e.get("event") in ("PlaybackFinished", "PlaybackFailed")
+        return [e for e in self.entries() if e.get("ari_event") in ("PlaybackFinished", "PlaybackFailed")
                 and (call_id is None or e.get("call_id") == call_id)]
 
 
@@ -174,9 +174,9 @@ def test_greeting_then_hangup(asterisk, sipp, engine):
     assert res.final_response("INVITE") == 200
     assert res.saw("BYE", "received"), "the PBX did not hang up after the greeting"
     record = wait_record(asterisk, number)
-    played = [e for e in engine.playbacks(record["call_id"]) if e["event"] == "PlaybackFinished"]
+    played = [e for e in engine.playbacks(record["call_id"]) if e["ari_event"] == "PlaybackFinished"]
     assert [e["media"] for e in played] == ["sound:vpbx/welcome"], engine.playbacks()
-    assert not [e for e in engine.playbacks(record["call_id"]) if e["event"] == "PlaybackFailed"]
+    assert not [e for e in engine.playbacks(record["call_id"]) if e["ari_event"] == "PlaybackFailed"]
     assert record["caller"] == CALLER and record["answered_at"], record
     assert record["duration"] >= 1
     wait_no_channels(asterisk)
@@ -242,7 +242,7 @@ def test_ivr_timeouts_exhaust_retries_then_fallback(asterisk, sipp, engine):
     res = call.wait(60)
     assert res.ok and res.saw("BYE", "received"), res.describe()
     record = wait_record(asterisk, number)
-    media = [e["media"] for e in engine.playbacks(record["call_id"]) if e["event"] == "PlaybackFinished"]
+    media = [e["media"] for e in engine.playbacks(record["call_id"]) if e["ari_event"] == "PlaybackFinished"]
     # the menu once plus once per retry, then the fallback prompt
     assert media.count("sound:vpbx/menu") == 3, media
     assert media[-1] == "sound:vpbx/short", media
@@ -351,5 +351,5 @@ def test_engine_reconnects_after_asterisk_restart(asterisk, sipp, engine):
     res = sipp.uac(number, from_user=CALLER, scenario="uac_remote_bye.xml", timeout_s=30).wait(40)
     assert res.ok and res.saw("BYE", "received"), res.describe()
     record = wait_record(asterisk, number)
-    assert [e["media"] for e in engine.playbacks(record["call_id"]) if e["event"] == "PlaybackFinished"] == \
+    assert [e["media"] for e in engine.playbacks(record["call_id"]) if e["ari_event"] == "PlaybackFinished"] == \
         ["sound:vpbx/short"]

@@ -210,7 +210,7 @@ class Engine:
             return [dp.Dtmf(str(event.get("digit", "")))]
         if etype in ("PlaybackFinished", "PlaybackFailed"):
             playback = event.get("playback") or {}
-            call_log.info(json.dumps({"call_id": call.call_id, "event": etype, "playback_id": playback.get("id"),
+            call_log.info(json.dumps({"call_id": call.call_id, "ari_event": etype, "playback_id": playback.get("id"),
                                       "media": playback.get("media_uri")}))
             return [dp.PlaybackFinished(playback.get("id", ""))]
         if etype == "Dial":
