@@ -353,3 +353,105 @@ def test_engine_reconnects_after_asterisk_restart(asterisk, sipp, engine):
     record = wait_record(asterisk, number)
     assert [e["media"] for e in engine.playbacks(record["call_id"]) if e["ari_event"] == "PlaybackFinished"] == \
         ["sound:vpbx/short"]
+
+
+# ---- uri: destination: another PBX reached by address -----------------------------------------------------------
+def test_forward_to_uri_destination(asterisk, sipp, engine):
+    other_pbx = sipp.uas("uas_answer.xml")
+    number = _unique_number()
+    asterisk.vpbx("number", "add", number)
+    asterisk.vpbx("number", "route", number, f"uri:sip:reception@127.0.0.1:{other_pbx.port}")
+    asterisk.vpbx("reload")
+    engine.start()
+    res = sipp.uac(number, from_user=CALLER, hold_ms=1500, timeout_s=30).wait(40)
+    assert res.ok, res.describe()
+    got = [m for m in other_pbx.messages() if m.is_request and m.method == "INVITE"]
+    assert got and got[0].request_uri.startswith(f"sip:reception@127.0.0.1:{other_pbx.port}"), other_pbx.messages()
+    record = wait_record(asterisk, number)
+    assert record["reached"] == f"uri:sip:reception@127.0.0.1:{other_pbx.port}" and record["disposition"] == "answered"
+
+
+# ---- a greeting uploaded as 44.1 kHz stereo plays on a live call ------------------------------------------------
+def test_uploaded_hifi_stereo_greeting_plays(asterisk, sipp, engine, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(44100 * 1.5)) / 44100
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    src = tmp_path / "studio.wav"
+    sf.write(src, np.stack([tone, tone * 0.5], axis=1), 44100, subtype="PCM_24")
+    asterisk.vpbx("prompt", "add", "studio", str(src))
+    number = _unique_number()
+    asterisk.vpbx("number", "add", number)
+    asterisk.vpbx("number", "route", number, "hangup", "--greeting", "studio")
+    asterisk.vpbx("reload")
+    engine.start()
+    res = sipp.uac(number, from_user=CALLER, scenario="uac_remote_bye.xml", timeout_s=30).wait(40)
+    assert res.ok, res.describe()
+    record = wait_record(asterisk, number)
+    events = engine.playbacks(record["call_id"])
+    assert [(e["ari_event"], e["media"]) for e in events] == [("PlaybackFinished", "sound:vpbx/studio")], events
+
+
+# ---- voicemail: nobody answers, the caller leaves a message, it arrives by e-mail -------------------------------
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.original_content)
+        return "250 OK"
+
+
+def test_voicemail_reaches_smtp(asterisk, sipp, engine, tmp_path):
+    import email
+    import io
+
+    import soundfile as sf
+    from aiosmtpd.controller import Controller
+
+    from sipp import free_udp_port
+
+    inbox = _Inbox()
+    port = free_udp_port()       # a free port number (TCP side is free as well on loopback in practice)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    original = asterisk.config_path.read_text()
+    head, sep, smtp = original.partition("[smtp]")
+    asterisk.config_path.write_text(head + sep + smtp.replace('host = ""', 'host = "127.0.0.1"', 1)
+                                    .replace("port = 25", f"port = {port}", 1))
+    try:
+        silent = _login("nobody")
+        silent_phone = phone(asterisk, sipp, silent, "uas_silent.xml")
+        number = _unique_number()
+        asterisk.vpbx("number", "add", number)
+        asterisk.vpbx("number", "forward", number, "--to", f"sip:{silent}", "--mode", "sequential", "--timeout", "2",
+                      "--fallback", "voicemail", "--vm-email", "office@example.com")
+        asterisk.vpbx("reload")
+        engine.start()
+        # ring 2 s, voicemail intro (~5.7 s) and beep, then 7 s of speech; the caller hangs up mid-message
+        scenario = (REPO / "tests/sipp/uac_call.xml").read_text().replace(
+            "<!--MEDIA-->", '<pause milliseconds="8500"/>\n  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/></action></nop>\n  <pause milliseconds="7000"/>')
+        path = tmp_path / "uac_message.xml"
+        path.write_text(scenario)
+        res = sipp.uac(number, from_user=CALLER, scenario=path, hold_ms=0, timeout_s=60).wait(60)
+        assert res.ok, res.describe()
+        assert invites(silent_phone)
+        deadline = time.monotonic() + 30
+        while not inbox.messages and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(inbox.messages) == 1, asterisk.vpbx("voicemail", "list", "--json").stdout
+        msg = email.message_from_bytes(inbox.messages[0])
+        assert number in msg["Subject"] and CALLER in msg["Subject"], msg["Subject"]
+        wavs = [p for p in msg.walk() if p.get_content_type() == "audio/wav"]
+        assert len(wavs) == 1
+        data, rate = sf.read(io.BytesIO(wavs[0].get_payload(decode=True)))
+        assert rate == 8000 and data.ndim == 1
+        assert 4.0 <= len(data) / rate <= 12.0, len(data) / rate
+        record = wait_record(asterisk, number)
+        assert record["voicemail"] == 1 and record["disposition"] == "voicemail", record
+        rows = json.loads(asterisk.vpbx("voicemail", "list", "--json").stdout)
+        assert any(r["number"] == number and r["delivered_at"] for r in rows), rows
+    finally:
+        asterisk.config_path.write_text(original)
+        controller.stop()

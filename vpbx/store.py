@@ -24,6 +24,8 @@ from vpbx.errors import ConflictError, NotFoundError
 from vpbx.records import Group, Ivr, Number, SipAccount, Trunk
 
 BUSY_TIMEOUT_S = 30.0
+# Endpoint names asterisk-conf/ defines itself (uri: destinations dial out through vpbx-external).
+RESERVED_ENDPOINTS = frozenset({"vpbx-external", "anonymous"})
 migrations = Migrations("vpbx")
 
 
@@ -260,6 +262,9 @@ class Store:
             if self._exists("sip_accounts", "login", account.login):
                 raise ConflictError(f"SIP account {account.login} already exists; pick another login or "
                                     f"`vpbx sip remove {account.login}` first")
+            if self._exists("trunks", "name", account.login) or account.login in RESERVED_ENDPOINTS:
+                raise ConflictError(f"SIP account {account.login}: the name is taken by a trunk or reserved "
+                                    f"(Asterisk endpoints share one namespace); pick another login")
             if account.caller_id and not self._exists("numbers", "number", account.caller_id):
                 raise NotFoundError(f"caller ID {account.caller_id} is not a number of this install; "
                                     f"add it with `vpbx number add {account.caller_id}`")
@@ -297,6 +302,9 @@ class Store:
         with self.write():
             if self._exists("trunks", "name", trunk.name):
                 raise ConflictError(f"trunk {trunk.name} already exists; pick another name or `vpbx trunk remove {trunk.name}` first")
+            if self._exists("sip_accounts", "login", trunk.name) or trunk.name in RESERVED_ENDPOINTS:
+                raise ConflictError(f"trunk {trunk.name}: the name is taken by a SIP account or reserved "
+                                    f"(Asterisk endpoints share one namespace); pick another name")
             self.db["trunks"].insert({**_to_row(trunk), "created_at": now_iso()})
         return trunk
 
