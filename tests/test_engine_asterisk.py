@@ -455,3 +455,45 @@ def test_voicemail_reaches_smtp(asterisk, sipp, engine, tmp_path):
     finally:
         asterisk.config_path.write_text(original)
         controller.stop()
+
+
+# ---- outbound: a SIP account calls out through its caller-ID number's trunk -------------------------------------
+def _outbound_setup(asterisk, sipp, caller_id: str, direction: str) -> tuple[str, str, Any]:
+    carrier_uas = sipp.uas("uas_answer.xml")
+    trunk = f"out{os.getpid() % 10000}{next(_seq)}"
+    asterisk.vpbx("trunk", "add", trunk, "--server", "127.0.0.1", "--port", str(carrier_uas.port), "--login", "u" + trunk,
+                  "--password", "trunk-secret-1", "--no-register")
+    asterisk.vpbx("number", "add", caller_id, "--direction", direction, "--trunk", trunk)
+    login = _login("dialer")
+    password = json.loads(asterisk.vpbx("sip", "add", login, "--caller-id", caller_id, "--json").stdout)["password"]
+    asterisk.vpbx("reload")
+    return login, password, carrier_uas
+
+
+@pytest.mark.parametrize("dest,shown", [("+380671234567", True), ("+4930123456", False)])
+def test_outbound_call_through_trunk_caller_id_rule(asterisk, sipp, engine, dest, shown):
+    caller_id = _unique_number()
+    login, password, carrier_uas = _outbound_setup(asterisk, sipp, caller_id, "both")
+    engine.start()
+    res = sipp.uac(dest, login=login, password=password, hold_ms=1000, timeout_s=30).wait(40)
+    assert res.ok, res.describe()
+    got = [m for m in carrier_uas.messages() if m.is_request and m.method == "INVITE"]
+    assert got and got[0].request_uri == f"sip:{dest}@127.0.0.1:{carrier_uas.port}", carrier_uas.messages()
+    pai = got[0].header("P-Asserted-Identity") or ""
+    privacy = (got[0].header("Privacy") or "").lower()
+    assert f"sip:{caller_id}@" in pai, str(got[0])          # the carrier always learns who calls
+    if shown:
+        assert "id" not in privacy, str(got[0])
+    else:
+        assert "id" in privacy, str(got[0])                  # ... and is told to withhold it from the callee
+    record = wait_record(asterisk, caller_id)
+    assert record["reached"] == f"tel:{dest}" and record["disposition"] == "answered", record
+
+
+def test_outbound_refused_for_inbound_only_caller_id(asterisk, sipp, engine):
+    caller_id = _unique_number()
+    login, password, carrier_uas = _outbound_setup(asterisk, sipp, caller_id, "in")
+    engine.start()
+    res = sipp.uac("+380671234567", login=login, password=password, hold_ms=0, timeout_s=20).wait(30)
+    assert 200 not in res.statuses("INVITE"), res.describe()
+    assert not [m for m in carrier_uas.messages() if m.is_request and m.method == "INVITE"], "the call got out"

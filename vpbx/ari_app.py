@@ -74,6 +74,7 @@ class Call:
     state: Any = None
     abandoned: bool = False
     ringback: str | None = None   # id of the in-band ringback playback (caller already answered, legs ringing)
+    presentation: dict[str, str] | None = None   # outbound: channel variables setting the caller ID shown
     task: asyncio.Task[None] | None = None
 
 
@@ -127,14 +128,48 @@ class Engine:
         direction = args[0] if args else "inbound"
         exten = args[1] if len(args) > 1 else (channel.get("dialplan") or {}).get("exten", "")
         number = self.store.find_number(normalize_number(exten)) if exten else None
+        presentation: dict[str, str] | None = None
         if direction == "outbound" and number is None:
-            # Calls from SIP accounts to outside numbers go out through trunks (the outbound feature); an
-            # internal call to a number of this install is routed like an inbound call.
-            log.info("outbound call %s to %s refused: not a number of this install", call_id, exten)
-        call = Call(call_id=call_id, number=number, caller=caller, answered=channel.get("state") == "Up")
+            # A SIP account dialling out: an internal call to a number of this install is routed like an inbound
+            # call (above); anything else goes out through the caller-ID number's trunk, if the rules allow it.
+            number, caller, presentation = self.outbound_route(call_id, exten, args[2] if len(args) > 2 else "")
+        call = Call(call_id=call_id, number=number, caller=caller, answered=channel.get("state") == "Up",
+                    presentation=presentation)
         self.calls[call_id] = call
         self.owner[call_id] = call
         call.task = asyncio.create_task(self.run_call(call, adopt_at, restarts, adopted=adopt_at is not None or restarts > 0))
+
+    def outbound_route(self, call_id: str, exten: str, login: str) -> tuple[Any, str, dict[str, str] | None]:
+        """An outside call from SIP account `login`: a one-target flow through the caller-ID number's trunk.
+
+        Allowed only with a caller-ID number of this install whose direction allows outbound (toll-free never) and
+        a trunk to dial through; the caller ID is shown only inside the caller-ID number's country, else withheld.
+        Refused calls get no flow (rejected as unallocated).
+        """
+        from dataclasses import replace as dc_replace
+
+        from vpbx import numbers as nums
+        from vpbx.errors import VpbxError as _Err
+
+        dest = normalize_number(exten)
+        try:
+            account = self.store.get_sip_account(login)
+            nums.parse(dest)
+        except _Err as exc:
+            log.info("outbound call %s to %s refused: %s", call_id, exten, exc)
+            return None, login, None
+        own = self.store.find_number(account.caller_id) if account.caller_id else None
+        trunk = (own.trunk if own else None) or self.cfg.default_trunk
+        if own is None or own.direction not in ("out", "both") or own.type == "tollfree" or not trunk:
+            log.info("outbound call %s from %s to %s refused: caller-ID number %s may not call out (direction, "
+                     "toll-free or no trunk)", call_id, login, dest, account.caller_id)
+            return None, login, None
+        shown = nums.same_country(own.number, dest)
+        # what the far end is told comes from the leg's connected line (set here, not copied from the caller)
+        presentation = {"CONNECTEDLINE(num)": own.number, "CONNECTEDLINE(pres)": "allowed" if shown else "prohib"}
+        flow_number = dc_replace(own, trunk=trunk, route=None, greeting=None, forward_to=(f"tel:{dest}",),
+                                 forward_mode="sequential", forward_timeout=120, fallback="hangup")
+        return flow_number, own.number if shown else "anonymous", presentation
 
     def load_flow(self, number: Any) -> dp.Flow:
         from vpbx.cli import extension_map
@@ -294,8 +329,9 @@ class Engine:
                 call.ringback = f"{cid}-ringback-{action.leg_id.rsplit('-', 1)[-1]}"
                 with contextlib.suppress(AriError):
                     await ari.play(cid, "tone:ring", playback_id=call.ringback)
-            await ari.create(endpoint, app=self.cfg.ari.app, app_args=["leg", cid], channel_id=action.leg_id)
-            await ari.dial(action.leg_id, caller=cid, timeout=max(1, int(action.timeout)))
+            await ari.create(endpoint, app=self.cfg.ari.app, app_args=["leg", cid], channel_id=action.leg_id,
+                             variables=call.presentation)
+            await ari.dial(action.leg_id, caller=None if call.presentation else cid, timeout=max(1, int(action.timeout)))
         elif isinstance(action, dp.HangupLeg):
             if action.leg_id in call.legs:
                 reason = action.reason if action.reason in ("answered_elsewhere", "normal", "timeout") else "normal"
@@ -308,7 +344,8 @@ class Engine:
             bridge_id = f"{cid}-bridge"
             await ari.create_bridge("mixing", bridge_id=bridge_id)
             call.bridge_id = bridge_id
-            await ari.add_channel(bridge_id, [cid, action.leg_id])
+            # no connected-line re-INVITEs to the caller: many carriers and phones mishandle them mid-setup
+            await ari.add_channel(bridge_id, [cid, action.leg_id], inhibit_connected_line_updates=True)
         elif isinstance(action, dp.Record):
             await ari.record(cid, action.name, format="wav", max_duration=action.max_seconds,
                              max_silence=action.max_silence, beep=action.beep, terminate_on=action.terminate_on,

@@ -225,6 +225,9 @@ def _trunk_sections(t: Trunk) -> list[str]:
         ("aors", t.name),
         ("from_user", t.login),
         ("from_domain", t.server),
+        # the caller ID travels in P-Asserted-Identity; a withheld one adds "Privacy: id" (the carrier is trusted)
+        ("send_pai", "yes"),
+        ("trust_id_outbound", "yes"),
         ("identify_by", "ip"),
         ("direct_media", "no"),
         ("rtp_symmetric", "yes"),
