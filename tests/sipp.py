@@ -36,6 +36,30 @@ _SEPARATOR = re.compile(r"^-{20,} \d{4}-\d\d-\d\d [\d:.]+$", re.M)
 _counter = itertools.count(1)
 
 
+_MEDIA_BASE = 20000 + (os.getpid() % 500) * 16   # above Asterisk's RTP range (10000-20000), below ephemeral ports
+_media_next = itertools.count()
+
+
+def next_media_port(host: str = "127.0.0.1") -> int:
+    """An even RTP port with the next three free, handed out in sequence (never twice in one test process), so
+    sipp processes started back to back cannot race for the same port as random free ports did."""
+    for _ in range(2000):
+        port = 20000 + (_MEDIA_BASE - 20000 + 4 * next(_media_next)) % 12000
+        socks = []
+        try:
+            for p in range(port, port + 4):
+                t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(t)
+                t.bind((host, p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
+    raise RuntimeError("no free RTP port range for sipp")
+
+
 def free_udp_port(host: str = "127.0.0.1", pair: bool = False) -> int:
     """A UDP port (even, with port+1..port+3 free as well when pair=True, for RTP/RTCP and sipp's video port)."""
     for _ in range(200):
@@ -345,7 +369,7 @@ class Sipp:
              hold_ms: int | None = None, calls: int | None = None, ooc: str | Path | None = None,
              rtp_echo: bool = False, transport: str = "udp") -> SippProcess:
         port = port or free_udp_port(self.local_ip)
-        media_port = free_udp_port(self.local_ip, pair=True)
+        media_port = next_media_port(self.local_ip)
         name = f"{name}-{next(_counter)}"
         cmd = [SIPP]
         if remote:

@@ -115,6 +115,11 @@ def engine(asterisk, carrier, prompts, tmp_path):
     eng = Engine(asterisk, tmp_path / "engine.log")
     yield eng
     eng.stop()
+    # a stopped engine leaves live calls for the next one to adopt (by design); a test that failed half-way must not
+    # hand its calls to the next test, so hang up whatever is still up
+    if channels_left(asterisk):
+        asterisk.cli("channel request hangup all")
+        time.sleep(0.5)
 
 
 def calls_for(asterisk, number: str) -> list[dict[str, Any]]:
