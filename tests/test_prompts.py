@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -243,6 +244,8 @@ def test_builtin_prompts_install(tmp_path: Path) -> None:
 def test_builtin_prompts_are_reproducible() -> None:
     sounds = Path("/var/cache/vpbx/rootfs/usr/share/asterisk/sounds")
     if not (sounds / "en_US_f_Allison").is_dir():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"Asterisk core sounds not found under {sounds}: CI builds the sandbox first")
         pytest.skip(f"Asterisk core sounds not found under {sounds}")
     proc = subprocess.run([sys.executable, str(REPO / "prompts" / "build.py"), "--check", "--sounds", str(sounds)],
                           capture_output=True, text=True)

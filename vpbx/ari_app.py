@@ -23,6 +23,7 @@ from vpbx.ari import AriClient, AriError, AriNotFound
 from vpbx.ari.events import CONNECTED, event_channel_ids
 from vpbx.config import Config
 from vpbx.errors import VpbxError
+from vpbx.flows import load_flow
 from vpbx.store import Store
 
 log = logging.getLogger(__name__)
@@ -172,11 +173,7 @@ class Engine:
         return flow_number, own.number if shown else "anonymous", presentation
 
     def load_flow(self, number: Any) -> dp.Flow:
-        from vpbx.cli import extension_map
-
-        store = self.store
-        return dp.compile_flow(number, {g.name: g for g in store.list_groups()}, {i.name: i for i in store.list_ivrs()},
-                               {a.login for a in store.list_sip_accounts()}, extension_map(store))
+        return load_flow(self.store, number)
 
     async def run_call(self, call: Call, adopt_at: str | None, restarts: int, adopted: bool) -> None:
         number = call.number

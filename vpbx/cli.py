@@ -546,6 +546,8 @@ def check_flows(store: "Store", numbers: Sequence[Any] | None = None, groups: Se
     all_ivrs = {i.name: i for i in store.list_ivrs()}
     all_ivrs.update({i.name: i for i in ivrs})
     logins = {a.login for a in store.list_sip_accounts()}
+    from vpbx.flows import extension_map
+
     extensions = extension_map(store)
     targets = list(numbers) if numbers is not None else []
     # a new or changed group / IVR is checked as if a number routed to it
@@ -560,11 +562,6 @@ def check_flows(store: "Store", numbers: Sequence[Any] | None = None, groups: Se
             if target.number != PROBE_NUMBER:
                 raise
             raise ValidationError(str(exc).replace(f"number {PROBE_NUMBER}: ", "")) from None
-
-
-def extension_map(store: "Store") -> dict[str, str]:
-    """Extensions a caller may type in an `--extensions` IVR: every all-digit SIP login rings that account."""
-    return {a.login: f"sip:{a.login}" for a in store.list_sip_accounts() if a.login.isdigit()}
 
 
 def _fallback_option(value: str | None) -> str | None:
@@ -798,13 +795,11 @@ def call_simulate(c: Ctx, number_: str, caller: str, dtmf: str, no_answer: tuple
                   as_json: bool) -> None:
     """Run NUMBER's call flow without Asterisk and print every step."""
     from vpbx import validate
-    from vpbx.dialplan import compile_flow, simulate
+    from vpbx.dialplan import simulate
+    from vpbx.flows import load_flow
 
     validate.dtmf(dtmf)
-    store = c.store
-    record = store.get_number(number_)
-    flow = compile_flow(record, {g.name: g for g in store.list_groups()}, {i.name: i for i in store.list_ivrs()},
-                        {a.login for a in store.list_sip_accounts()}, extension_map(store))
+    flow = load_flow(c.store, c.store.get_number(number_))
     lines = simulate(flow, caller, dtmf, set(no_answer), set(busy))
     if as_json:
         emit(lines, True)
