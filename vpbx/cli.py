@@ -185,7 +185,17 @@ def build_number(number_: str, channels: int | None, direction: str | None, trun
                   operator=operator if operator is not None else info.operator, country=info.country, category=info.category)
 
 
-NUMBER_COLUMNS = ("number", "type", "category", "city", "operator", "channels", "direction", "trunk", "route", "comment")
+NUMBER_COLUMNS = ("number", "type", "category", "city", "operator", "channels", "direction", "trunk", "route", "status",
+                  "account", "comment")
+NUMBER_STATUSES = ("available", "reserved", "pending_documents", "active", "suspended", "trial", "released")
+
+
+def announce_available(c: "Ctx", numbers: Sequence[Any]) -> None:
+    """New numbers for sale: waitlisted accounts that match get one e-mail each (sent now, or kept to retry)."""
+    from vpbx import lifecycle
+
+    if c.store.list_waitlist(open_only=True) and lifecycle.notify_waitlist(c.store, numbers):
+        lifecycle.flush_mail(c.store, c.cfg)
 
 
 @number.command("add")
@@ -204,6 +214,7 @@ def number_add(c: Ctx, number_: str, channels: int | None, direction: str | None
     """Add an E.164 NUMBER (e.g. +380441234567)."""
     record = build_number(number_, channels, direction, trunk, comment, city, operator, type_)
     emit(c.store.add_number(record), as_json, NUMBER_COLUMNS)
+    announce_available(c, [record])
 
 
 @number.command("list")
@@ -212,16 +223,19 @@ def number_add(c: Ctx, number_: str, channels: int | None, direction: str | None
 @click.option("--city")
 @click.option("--operator")
 @click.option("--contains", help="Digits the number contains.")
+@click.option("--status", type=click.Choice(NUMBER_STATUSES), help="Lifecycle status, e.g. available (for sale).")
+@click.option("--account", help="Numbers held by this account.")
 @json_option
 @pass_ctx
 def number_list(c: Ctx, category: str | None, type_: str | None, city: str | None, operator: str | None,
-                contains: str | None, as_json: bool) -> None:
+                contains: str | None, status: str | None, account: str | None, as_json: bool) -> None:
     """List numbers, optionally filtered."""
     if contains and not contains.isdigit():
         from vpbx.errors import ValidationError
 
         raise ValidationError(f"--contains {contains!r} must be digits only")
-    rows = c.store.list_numbers(category=category, type=type_, city=city, operator=operator, contains=contains)
+    rows = c.store.list_numbers(category=category, type=type_, city=city, operator=operator, contains=contains,
+                                status=status, account=account)
     emit(rows, as_json, NUMBER_COLUMNS, title="numbers")
 
 
@@ -240,10 +254,13 @@ def number_show(c: Ctx, number_: str, as_json: bool) -> None:
 @click.option("--direction", type=click.Choice(["in", "out", "both"]))
 @click.option("--comment")
 @click.option("--trunk", help="Trunk name; '' to clear.")
+@click.option("--requires-documents/--no-requires-documents", default=None,
+              help="The number is connected only after the end user's documents are checked.")
+@click.option("--lead-days", type=click.IntRange(0, 60), help="Days the document check takes (told to the customer).")
 @json_option
 @pass_ctx
 def number_set(c: Ctx, numbers_: tuple[str, ...], channels: int | None, direction: str | None, comment: str | None,
-               trunk: str | None, as_json: bool) -> None:
+               trunk: str | None, requires_documents: bool | None, lead_days: int | None, as_json: bool) -> None:
     """Change one or several numbers at once (all or nothing)."""
     from vpbx import validate
     from vpbx.errors import ValidationError
@@ -261,8 +278,13 @@ def number_set(c: Ctx, numbers_: tuple[str, ...], channels: int | None, directio
             changes["comment"] = validate.config_text("comment", comment, obj=obj)
         if trunk is not None:
             changes["trunk"] = validate.name(trunk, "trunk") if trunk else None
+        if requires_documents is not None:
+            changes["requires_documents"] = requires_documents
+        if lead_days is not None:
+            changes["lead_days"] = lead_days
     if not changes:
-        raise click.UsageError("nothing to change; give --channels, --direction, --comment or --trunk")
+        raise click.UsageError("nothing to change; give --channels, --direction, --comment, --trunk, "
+                               "--requires-documents or --lead-days")
     if direction in ("out", "both"):
         for n in numbers_:
             if c.store.get_number(n).type == "tollfree":
@@ -312,6 +334,7 @@ def number_import(c: Ctx, csv_file: str, as_json: bool) -> None:
             progress.advance(task)
         progress.update(task, description="importing")
         c.store.add_numbers(records)
+    announce_available(c, records)
     if as_json:
         emit({"imported": len(records)}, True)
     else:
@@ -925,6 +948,9 @@ def serve(c: Ctx, log_level: str) -> None:
 
     run_engine(c.cfg, log_level=log_level)
 
+
+# accounts, tariffs, number orders and billing live in their own module; importing it registers those commands
+from vpbx import cli_billing  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

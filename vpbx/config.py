@@ -43,6 +43,17 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class BillingSettings:
+    currency: str = "RUB"           # one currency per install; tariffs must use it
+    policy: str = "prorate"         # first period: prorate (to the month's end) | anniversary (full month)
+    quarantine_days: int = 30       # a released number rests this long before it is available again
+    max_trial_hours: int = 72
+
+
+BILLING_POLICIES = ("prorate", "anniversary")
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     db: Path = Path("vpbx.db")
@@ -56,6 +67,7 @@ class Config:
     ari: AriSettings = field(default_factory=AriSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
 
 
 def _q(value: str) -> str:
@@ -98,6 +110,12 @@ def render_config(cfg: Config) -> str:
         f"user = {_q(cfg.smtp.user)}",
         f"password = {_q(cfg.smtp.password)}",
         f"sender = {_q(cfg.smtp.sender)}",
+        "",
+        "[billing]",
+        f"currency = {_q(cfg.billing.currency)}",
+        f"policy = {_q(cfg.billing.policy)}  # prorate (first period to the month's end) | anniversary (full months)",
+        f"quarantine_days = {cfg.billing.quarantine_days}",
+        f"max_trial_hours = {cfg.billing.max_trial_hours}",
         "",
     ]
     return "\n".join(lines)
@@ -165,7 +183,7 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
             raise ConfigError(f"config {path} not found; run `vpbx init` or point --config / VPBX_CONFIG at it") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML ({exc}); fix the file or re-create it with `vpbx init --force`") from None
-    v, a, ari, ami, smtp = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp"))
+    v, a, ari, ami, smtp, bill = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp", "billing"))
     base = path.parent if path is not None else Path(".")
     db = Path(db_override or os.environ.get("VPBX_DB") or v.get("db") or "vpbx.db")
     if not db.is_absolute():
@@ -183,4 +201,21 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
         ari=AriSettings(**{k: ari[k] for k in ("url", "user", "password", "app") if k in ari}),
         ami=AmiSettings(**{k: ami[k] for k in ("host", "port", "user", "secret") if k in ami}),
         smtp=SmtpSettings(**{k: smtp[k] for k in ("host", "port", "security", "user", "password", "sender") if k in smtp}),
+        billing=_billing(bill, path),
     )
+
+
+def _billing(section: dict[str, Any], path: Path | None) -> BillingSettings:
+    billing = BillingSettings(**{k: section[k] for k in ("currency", "policy", "quarantine_days", "max_trial_hours")
+                                 if k in section})
+    where = f"config {path} [billing]"
+    if not (isinstance(billing.currency, str) and len(billing.currency) == 3 and billing.currency.isalpha()
+            and billing.currency.isupper()):
+        raise ConfigError(f"{where}: currency {billing.currency!r} is not an ISO 4217 code; write e.g. currency = \"RUB\"")
+    if billing.policy not in BILLING_POLICIES:
+        raise ConfigError(f"{where}: policy {billing.policy!r} is unknown; use one of {', '.join(BILLING_POLICIES)}")
+    for key in ("quarantine_days", "max_trial_hours"):
+        value = getattr(billing, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}: {key} must be a whole number >= 0; got {value!r}")
+    return billing

@@ -31,6 +31,21 @@ class Number:
     forward_timeout: int = 30
     fallback: str = "hangup"             # hangup | play:PROMPT | voicemail
     vm_emails: tuple[str, ...] = ()
+    # lifecycle and billing (issue 5).  status: available | reserved | pending_documents | active | suspended | trial
+    # | released.  A number never sold (status available, no account) is the install's own and serves calls.
+    status: str = "available"
+    account: str | None = None
+    end_user: str = ""                   # the responsible person (law in the seed's market) ...
+    m2m_device: str = ""                 # ... or the M2M device the number is for
+    plan: str | None = None              # a tariff plan key, else the fee by type and category
+    anchor_day: int | None = None        # renewal day of month (29-31 fall on the last day of shorter months)
+    connected_on: str | None = None      # YYYY-MM-DD
+    paid_until: str | None = None        # YYYY-MM-DD, last day covered
+    trial_until: str | None = None       # ISO-8601 UTC instant a trial ends
+    quarantine_until: str | None = None  # YYYY-MM-DD a released number becomes available again
+    requires_documents: bool = False
+    lead_days: int = 0                   # days the document check takes
+    call_credit: int = 0                 # minor units of the plan's call credit left this period
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,14 @@ class Ivr:
     retries: int = 3
     invalid_prompt: str | None = None
     extensions: bool = False                 # caller may type an extension / organisation id
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    email: str
+    org_id: int | None = None            # the extension a caller types on a shared number
+    balance: int = 0                     # minor units; always equals the sum of the account's ledger
 
 
 def to_dict(record: Any) -> dict[str, Any]:

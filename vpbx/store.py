@@ -21,7 +21,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from vpbx.errors import ConflictError, NotFoundError
-from vpbx.records import Group, Ivr, Number, SipAccount, Trunk
+from vpbx.records import Account, Group, Ivr, Number, SipAccount, Trunk
 
 BUSY_TIMEOUT_S = 30.0
 # Endpoint names asterisk-conf/ defines itself (uri: destinations dial out through vpbx-external).
@@ -81,6 +81,48 @@ def m004_voicemail_retry(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE voicemails ADD COLUMN next_attempt_at TEXT")
 
 
+@migrations()
+def m005_accounts_and_billing(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE accounts (
+        name TEXT PRIMARY KEY, email TEXT NOT NULL, org_id INTEGER UNIQUE, balance INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL)""")
+    # one row per change of balance, written in the same transaction as the change (balance == sum(amount))
+    db.execute("""CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL REFERENCES accounts(name),
+        amount INTEGER NOT NULL, balance_after INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('topup', 'connection', 'period', 'renewal', 'call', 'adjustment')),
+        number TEXT, call_id TEXT, period_start TEXT, period_end TEXT, ref TEXT NOT NULL DEFAULT '',
+        effective_on TEXT NOT NULL, created_at TEXT NOT NULL)""")
+    db.execute("CREATE INDEX ledger_account ON ledger(account, effective_on)")
+    # a period is renewed once and a call is charged once, whatever runs twice
+    db.execute("CREATE UNIQUE INDEX ledger_one_renewal ON ledger(number, period_start) WHERE kind = 'renewal'")
+    db.execute("CREATE UNIQUE INDEX ledger_one_call ON ledger(call_id) WHERE kind = 'call'")
+    for column, decl in (("status", "TEXT NOT NULL DEFAULT 'available'"), ("account", "TEXT REFERENCES accounts(name)"),
+                         ("end_user", "TEXT NOT NULL DEFAULT ''"), ("m2m_device", "TEXT NOT NULL DEFAULT ''"),
+                         ("plan", "TEXT"), ("anchor_day", "INTEGER"), ("connected_on", "TEXT"), ("paid_until", "TEXT"),
+                         ("trial_until", "TEXT"), ("quarantine_until", "TEXT"),
+                         ("requires_documents", "INTEGER NOT NULL DEFAULT 0"), ("lead_days", "INTEGER NOT NULL DEFAULT 0"),
+                         ("call_credit", "INTEGER NOT NULL DEFAULT 0")):
+        db.execute(f"ALTER TABLE numbers ADD COLUMN {column} {decl}")
+    db.execute("CREATE INDEX numbers_account ON numbers(account)")
+    db.execute("ALTER TABLE calls ADD COLUMN account TEXT")
+    db.execute("ALTER TABLE calls ADD COLUMN cost INTEGER")
+    db.execute("CREATE TABLE tariff (id INTEGER PRIMARY KEY CHECK (id = 1), source TEXT NOT NULL, loaded_at TEXT NOT NULL)")
+    db.execute("CREATE TABLE rates (prefix TEXT PRIMARY KEY, price INTEGER NOT NULL, description TEXT NOT NULL DEFAULT '')")
+    db.execute("""CREATE TABLE documents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, number TEXT NOT NULL REFERENCES numbers(number), account TEXT,
+        filename TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, added_at TEXT NOT NULL)""")
+    db.execute("""CREATE TABLE waitlist (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL REFERENCES accounts(name), country TEXT NOT NULL,
+        city TEXT NOT NULL DEFAULT '', type TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL,
+        notified_at TEXT, notified_number TEXT)""")
+    # e-mail notices (connection, waitlist): kept until sent, like voicemail
+    db.execute("""CREATE TABLE mail_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL,
+        created_at TEXT NOT NULL, sent_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)""")
+    db.execute("CREATE TABLE billing_runs (run_date TEXT PRIMARY KEY, ran_at TEXT NOT NULL, summary TEXT NOT NULL)")
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -106,7 +148,7 @@ def _from_row(cls: type, row: dict[str, Any]) -> Any:
             data[key] = tuple(json.loads(data[key] or "[]"))
         elif key == "options":
             data[key] = tuple(tuple(pair) for pair in json.loads(data[key] or "[]"))
-        elif key in ("register", "extensions"):
+        elif key in ("register", "extensions", "requires_documents"):
             data[key] = bool(data[key])
     return cls(**data)
 
@@ -206,9 +248,10 @@ class Store:
             return None
 
     def list_numbers(self, category: str | None = None, type: str | None = None, city: str | None = None,
-                     operator: str | None = None, contains: str | None = None) -> list[Number]:
+                     operator: str | None = None, contains: str | None = None, status: str | None = None,
+                     account: str | None = None) -> list[Number]:
         where, args = [], []
-        for col, val in (("category", category), ("type", type)):
+        for col, val in (("category", category), ("type", type), ("status", status), ("account", account)):
             if val:
                 where.append(f"{col} = ?")
                 args.append(val)
@@ -250,7 +293,10 @@ class Store:
 
     def remove_number(self, number: str) -> None:
         with self.write():
-            self.get_number(number)
+            held = self.get_number(number)
+            if held.account:
+                raise ConflictError(f"number {number} is held by account {held.account} ({held.status}); "
+                                    f"release it first with `vpbx number release {number}`")
             users = self.number_users(number)
             if users:
                 raise ConflictError(f"number {number} is still used by {', '.join(users)}; change those first")
@@ -265,6 +311,10 @@ class Store:
             if self._exists("trunks", "name", account.login) or account.login in RESERVED_ENDPOINTS:
                 raise ConflictError(f"SIP account {account.login}: the name is taken by a trunk or reserved "
                                     f"(Asterisk endpoints share one namespace); pick another login")
+            if account.login.isdigit() and self.conn.execute("SELECT name FROM accounts WHERE org_id = ?",
+                                                             [int(account.login)]).fetchone():
+                raise ConflictError(f"SIP account {account.login}: callers type {account.login} to reach an account's "
+                                    "organisation ID already; pick another login")
             if account.caller_id and not self._exists("numbers", "number", account.caller_id):
                 raise NotFoundError(f"caller ID {account.caller_id} is not a number of this install; "
                                     f"add it with `vpbx number add {account.caller_id}`")
@@ -483,3 +533,214 @@ class Store:
             if name == "main":
                 return Path(file) if file else None
         return None
+
+    # ---- accounts and the ledger -----------------------------------------------------------------------------
+    # Balance changes only through `post`, which writes the ledger row in the same transaction.
+    def add_account(self, account: Account) -> Account:
+        with self.write():
+            if self._exists("accounts", "name", account.name):
+                raise ConflictError(f"account {account.name} already exists; see it with `vpbx account show {account.name}`")
+            if account.org_id is not None:
+                self._check_org_id(account.org_id, account.name)
+            self.db["accounts"].insert({**_to_row(account), "balance": 0, "created_at": now_iso()})
+        return replace(account, balance=0)
+
+    def _check_org_id(self, org_id: int, name: str) -> None:
+        """Organisation IDs are extensions callers type: unique, and not an all-digit SIP login."""
+        holder = self.conn.execute("SELECT name FROM accounts WHERE org_id = ? AND name != ?", [org_id, name]).fetchone()
+        if holder:
+            raise ConflictError(f"organisation ID {org_id} is already account {holder[0]}'s; pick another --org-id")
+        if self._exists("sip_accounts", "login", str(org_id)):
+            raise ConflictError(f"organisation ID {org_id} is SIP account {org_id}'s extension already; pick another --org-id")
+
+    def get_account(self, name: str) -> Account:
+        return self._get("accounts", "name", name, Account, "account", "list accounts with `vpbx account list`")
+
+    def list_accounts(self) -> list[Account]:
+        return [_from_row(Account, r) for r in self.db["accounts"].rows_where(order_by="name")]
+
+    def update_account(self, name: str, **changes: Any) -> Account:
+        with self.write():
+            current = self.get_account(name)
+            if "balance" in changes:
+                raise ValueError("balance changes only through Store.post")
+            if changes.get("org_id") is not None:
+                self._check_org_id(changes["org_id"], name)
+            self.db["accounts"].update(name, changes)
+            return replace(current, **changes)
+
+    def remove_account(self, name: str) -> None:
+        with self.write():
+            account = self.get_account(name)
+            held = [r[0] for r in self.conn.execute("SELECT number FROM numbers WHERE account = ? ORDER BY number", [name])]
+            if held:
+                raise ConflictError(f"account {name} still holds {', '.join(held)}; release them with `vpbx number release`")
+            if account.balance != 0:
+                raise ConflictError(f"account {name} has a non-zero balance ({account.balance} minor units); "
+                                    "settle it with `vpbx account topup` (a negative amount refunds) first")
+            self.conn.execute("DELETE FROM waitlist WHERE account = ?", [name])
+            self.conn.execute("DELETE FROM ledger WHERE account = ?", [name])
+            self.db["accounts"].delete(name)
+
+    def post(self, account: str, amount: int, kind: str, effective_on: str, *, number: str | None = None,
+             call_id: str | None = None, period_start: str | None = None, period_end: str | None = None,
+             ref: str = "") -> int:
+        """Change `account`'s balance by `amount` (minor units) and write its ledger row; returns the new balance.
+        Raises ConflictError if that renewal period or call was already charged."""
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise TypeError("amounts are int minor units")
+        with self.write():
+            self.get_account(account)
+            self.conn.execute("UPDATE accounts SET balance = balance + ? WHERE name = ?", [amount, account])
+            balance = self.conn.execute("SELECT balance FROM accounts WHERE name = ?", [account]).fetchone()[0]
+            try:
+                self.conn.execute(
+                    "INSERT INTO ledger (account, amount, balance_after, kind, number, call_id, period_start, period_end,"
+                    " ref, effective_on, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [account, amount, balance, kind, number, call_id, period_start, period_end, ref, effective_on,
+                     now_iso()])
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"{kind} for {number or call_id} ({period_start or call_id}) is already charged") from exc
+            return balance
+
+    def ledger(self, account: str | None = None, since: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
+        """Ledger rows oldest first; `since`/`before` are YYYY-MM-DD bounds on effective_on."""
+        where, args = [], []
+        for clause, value in (("account = ?", account), ("effective_on >= ?", since), ("effective_on < ?", before)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        return list(self.db["ledger"].rows_where(" AND ".join(where) or None, args, order_by="id"))
+
+    def ledger_sum(self, account: str, before: str | None = None) -> int:
+        sql, args = "SELECT coalesce(sum(amount), 0) FROM ledger WHERE account = ?", [account]
+        if before is not None:
+            sql, args = sql + " AND effective_on < ?", args + [before]
+        return int(self.conn.execute(sql, args).fetchone()[0])
+
+    def ledger_mismatches(self) -> list[dict[str, Any]]:
+        """Accounts whose balance differs from the sum of their ledger (should always be empty)."""
+        sql = """SELECT a.name, a.balance, coalesce(sum(l.amount), 0) AS ledger_sum FROM accounts a
+                 LEFT JOIN ledger l ON l.account = a.name GROUP BY a.name HAVING a.balance != ledger_sum"""
+        return [dict(zip(("account", "balance", "ledger_sum"), r)) for r in self.conn.execute(sql)]
+
+    def revenue_by_month(self) -> list[dict[str, Any]]:
+        sql = """SELECT substr(effective_on, 1, 7) AS month, -sum(amount) AS revenue, count(*) AS charges FROM ledger
+                 WHERE kind IN ('connection', 'period', 'renewal', 'call') GROUP BY month ORDER BY month"""
+        return [dict(zip(("month", "revenue", "charges"), r)) for r in self.conn.execute(sql)]
+
+    # ---- number lifecycle ------------------------------------------------------------------------------------
+    def account_numbers(self, account: str, statuses: Sequence[str] | None = None) -> list[Number]:
+        where, args = "account = ?", [account]
+        if statuses:
+            where += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            args += list(statuses)
+        return [_from_row(Number, r) for r in self.db["numbers"].rows_where(where, args, order_by="connected_on, number")]
+
+    def numbers_with_status(self, *statuses: str) -> list[Number]:
+        where = f"status IN ({', '.join('?' for _ in statuses)})"
+        return [_from_row(Number, r) for r in self.db["numbers"].rows_where(where, list(statuses), order_by="number")]
+
+    def numbers_due(self, day: str) -> list[Number]:
+        """Held numbers whose paid period ends before `day` (YYYY-MM-DD): due for renewal."""
+        return [_from_row(Number, r) for r in self.db["numbers"].rows_where(
+            "status IN ('active', 'suspended', 'pending_documents') AND paid_until IS NOT NULL AND paid_until < ?",
+            [day], order_by="number")]
+
+    def number_status_counts(self) -> list[dict[str, Any]]:
+        return [{"status": s, "numbers": n} for s, n in
+                self.conn.execute("SELECT status, count(*) FROM numbers GROUP BY status ORDER BY status")]
+
+    # ---- tariff and toll-free rates --------------------------------------------------------------------------
+    def save_tariff(self, source: str) -> None:
+        with self.write():
+            self.conn.execute("INSERT OR REPLACE INTO tariff (id, source, loaded_at) VALUES (1, ?, ?)", [source, now_iso()])
+
+    def tariff_source(self) -> str | None:
+        row = self.conn.execute("SELECT source FROM tariff WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+    def replace_rates(self, rows: Sequence[tuple[str, int, str]]) -> int:
+        """The toll-free rate table is replaced whole, in one transaction."""
+        with self.write():
+            self.conn.execute("DELETE FROM rates")
+            self.conn.executemany("INSERT INTO rates (prefix, price, description) VALUES (?, ?, ?)", rows)
+        return len(rows)
+
+    def rates(self) -> list[tuple[str, int, str]]:
+        return [tuple(r) for r in self.conn.execute("SELECT prefix, price, description FROM rates ORDER BY prefix")]
+
+    def rate_for(self, prefixes: Sequence[str]) -> tuple[str, int] | None:
+        """The longest of `prefixes` in the rate table, with its price per minute (an index probe per prefix)."""
+        if not prefixes:
+            return None
+        row = self.conn.execute(
+            f"SELECT prefix, price FROM rates WHERE prefix IN ({', '.join('?' for _ in prefixes)}) "
+            "ORDER BY length(prefix) DESC LIMIT 1", list(prefixes)).fetchone()
+        return (row[0], int(row[1])) if row else None
+
+    def set_call_charge(self, call_id: str, account: str | None, cost: int | None) -> None:
+        with self.write():
+            self.conn.execute("UPDATE calls SET account = ?, cost = ? WHERE call_id = ?", [account, cost, call_id])
+
+    def account_call_totals(self, account: str, since: str, before: str) -> dict[str, int]:
+        """Calls charged to `account` that started in [since, before): count, billed seconds and cost."""
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(billsec), 0), coalesce(sum(cost), 0) FROM calls "
+            "WHERE account = ? AND started_at >= ? AND started_at < ?", [account, since, before]).fetchone()
+        return {"calls": int(row[0]), "seconds": int(row[1]), "cost": int(row[2])}
+
+    # ---- documents, waitlist, notices, billing runs ----------------------------------------------------------
+    def add_document(self, number: str, account: str | None, filename: str, path: str, sha256: str, size: int) -> int:
+        with self.write():
+            self.get_number(number)
+            return int(self.db["documents"].insert({
+                "number": number, "account": account, "filename": filename, "path": path, "sha256": sha256,
+                "size": size, "added_at": now_iso()}).last_pk)
+
+    def list_documents(self, number: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("number = ?", [number]) if number else (None, [])
+        return list(self.db["documents"].rows_where(where, args, order_by="id"))
+
+    def add_waitlist(self, account: str, country: str, city: str, type: str) -> dict[str, Any]:
+        with self.write():
+            self.get_account(account)
+            pk = self.db["waitlist"].insert({"account": account, "country": country, "city": city, "type": type,
+                                             "created_at": now_iso()}).last_pk
+            return dict(next(self.db["waitlist"].rows_where("id = ?", [pk])))
+
+    def list_waitlist(self, open_only: bool = False) -> list[dict[str, Any]]:
+        return list(self.db["waitlist"].rows_where("notified_at IS NULL" if open_only else None, order_by="id"))
+
+    def remove_waitlist(self, entry_id: int) -> None:
+        with self.write():
+            if not self.conn.execute("DELETE FROM waitlist WHERE id = ?", [entry_id]).rowcount:
+                raise NotFoundError(f"waitlist entry {entry_id} not found; list them with `vpbx waitlist list`")
+
+    def close_waitlist(self, entry_id: int, number: str) -> bool:
+        """Mark an entry notified about `number`; False if it already was (so it is mailed once)."""
+        with self.write():
+            return self.conn.execute("UPDATE waitlist SET notified_at = ?, notified_number = ? "
+                                     "WHERE id = ? AND notified_at IS NULL", [now_iso(), number, entry_id]).rowcount == 1
+
+    def queue_mail(self, recipient: str, subject: str, body: str) -> int:
+        with self.write():
+            return int(self.db["mail_outbox"].insert({"recipient": recipient, "subject": subject, "body": body,
+                                                      "created_at": now_iso()}).last_pk)
+
+    def list_mail(self, unsent_only: bool = False) -> list[dict[str, Any]]:
+        return list(self.db["mail_outbox"].rows_where("sent_at IS NULL" if unsent_only else None, order_by="id"))
+
+    def mark_mail(self, mail_id: int, error: str | None) -> None:
+        with self.write():
+            if error is None:
+                self.conn.execute("UPDATE mail_outbox SET sent_at = ?, attempts = attempts + 1, last_error = NULL "
+                                  "WHERE id = ?", [now_iso(), mail_id])
+            else:
+                self.conn.execute("UPDATE mail_outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                                  [error, mail_id])
+
+    def record_billing_run(self, run_date: str, summary: dict[str, Any]) -> None:
+        with self.write():
+            self.conn.execute("INSERT OR REPLACE INTO billing_runs (run_date, ran_at, summary) VALUES (?, ?, ?)",
+                              [run_date, now_iso(), json.dumps(summary)])

@@ -1,0 +1,449 @@
+"""Accounts, money and the number lifecycle: the rules that move balances and number states.
+
+Rules: arithmetic comes from the pure `vpbx.billing` package, SQL from `vpbx.store`; every operation here that changes
+money or a number's state is one `store.write()` transaction, and every balance change is a ledger row posted in it
+(`Store.post`). Money is int minor units. Dates are passed in (`today`, `now`) so every rule can be tested on any
+calendar day; the CLI passes the real clock. Mail is queued in the outbox inside the transaction and sent after it.
+
+States: available -> (reserved) -> pending_documents -> active <-> suspended -> released -> (quarantine) -> available;
+available -> trial -> available. A number never sold (available, no account) is the install's own and serves calls.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from vpbx.errors import ConflictError, NotFoundError, ValidationError
+from vpbx.records import Account, Number
+
+if TYPE_CHECKING:
+    from vpbx.billing import Tariff
+    from vpbx.config import Config
+    from vpbx.store import Store
+
+log = logging.getLogger(__name__)
+
+HELD = ("reserved", "pending_documents", "active", "suspended", "trial")   # statuses owned by an account
+BILLED = ("active", "suspended", "pending_documents")                       # renewed by the billing run
+MONTHS = (1, 3, 6, 12)
+_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f\[\];]{2,100}$")
+_DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+
+# ---- pure rules ------------------------------------------------------------------------------------------------
+def calls_allowed(number: Number, now: datetime) -> tuple[bool, str]:
+    """May calls to `number` be served at `now`? (reason when not). The install's own numbers always are."""
+    if number.status == "active" or (number.status == "available" and number.account is None):
+        return True, ""
+    if number.status == "trial":
+        if number.trial_until and datetime.fromisoformat(number.trial_until) > now:
+            return True, ""
+        return False, f"trial ended {number.trial_until}"
+    return False, f"number is {number.status}"
+
+
+def end_user_name(value: str) -> str:
+    value = " ".join((value or "").split())
+    if not _NAME_RE.match(value) or not any(ch.isalpha() for ch in value):
+        raise ValidationError(f"end user {value!r} is not a person's full name (2-100 characters, no '[', ';' or "
+                              "control characters); give --end-user \"First Last\"")
+    return value
+
+
+def device_id(value: str) -> str:
+    if not _DEVICE_RE.match(value or ""):
+        raise ValidationError(f"M2M device ID {value!r} is not valid (letters, digits, '.', '_', ':', '-'; up to 64); "
+                              "give --m2m with the device's ID (e.g. its IMEI)")
+    return value
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    """'YYYY-MM' -> (first day, first day of the next month)."""
+    try:
+        first = datetime.strptime(month, "%Y-%m").date()
+    except ValueError:
+        raise ValidationError(f"month {month!r} is not YYYY-MM; e.g. --month 2026-11") from None
+    nxt = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return first, nxt
+
+
+def _as_of(day: date, now: datetime) -> datetime:
+    """The instant a billing run for `day` judges trials by: now, or the start of a future day being simulated."""
+    return max(now, datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+
+
+# ---- tariff and rates -------------------------------------------------------------------------------------------
+def load_tariff(store: "Store", cfg: "Config") -> "Tariff":
+    from vpbx.billing import parse_tariff
+
+    source = store.tariff_source()
+    if source is None:
+        raise NotFoundError("no tariff is loaded; load one with `vpbx tariff load tariffs/seed-ru.toml` (or your own)")
+    return parse_tariff(source)
+
+
+def save_tariff(store: "Store", cfg: "Config", text: str) -> "Tariff":
+    from vpbx.billing import parse_tariff
+
+    tariff = parse_tariff(text)
+    if tariff.currency != cfg.billing.currency:
+        raise ValidationError(f"tariff currency {tariff.currency} is not this install's currency "
+                              f"{cfg.billing.currency}; one currency per install ([billing] currency in vpbx.toml)")
+    held = {n.plan for n in store.list_numbers() if n.plan}
+    missing = sorted(held - set(tariff.plans))
+    if missing:
+        raise ValidationError(f"tariff has no plan {', '.join(missing)}, which numbers are on; keep those plans")
+    store.save_tariff(text)
+    return tariff
+
+
+def import_rates(store: "Store", text: str) -> int:
+    from vpbx.billing import PrefixTable, parse_rates_csv
+
+    rows = parse_rates_csv(text)
+    PrefixTable((p, price) for p, price, _d in rows)          # refuses duplicates and bad prefixes
+    return store.replace_rates(rows)
+
+
+def prefixes_of(number: str) -> list[str]:
+    digits = number.lstrip("+")
+    return [digits[:i] for i in range(min(len(digits), 15), 0, -1)] if digits.isdigit() else []
+
+
+def rate_of(store: "Store", caller: str) -> tuple[str, int] | None:
+    return store.rate_for(prefixes_of(caller))
+
+
+# ---- accounts ---------------------------------------------------------------------------------------------------
+def settle(store: "Store", account: str, today: date) -> dict[str, list[str]]:
+    """After a balance change (inside its transaction): below zero suspends the account's active numbers; back to
+    zero or more reactivates its suspended ones (their renewal day unchanged)."""
+    balance = store.get_account(account).balance
+    changed: dict[str, list[str]] = {"suspended": [], "reactivated": []}
+    if balance < 0:
+        for n in store.account_numbers(account, ("active",)):
+            store.update_numbers([n.number], status="suspended")
+            changed["suspended"].append(n.number)
+    else:
+        for n in store.account_numbers(account, ("suspended",)):
+            store.update_numbers([n.number], status="active")
+            changed["reactivated"].append(n.number)
+    return changed
+
+
+def topup(store: "Store", account: str, amount: int, ref: str, today: date, kind: str = "topup") -> dict[str, Any]:
+    if kind == "topup" and amount <= 0:
+        raise ValidationError(f"account {account}: a top-up must be positive; use `vpbx account adjust` to correct")
+    if amount == 0:
+        raise ValidationError(f"account {account}: an adjustment of 0 changes nothing")
+    with store.write():
+        balance = store.post(account, amount, kind, today.isoformat(), ref=ref)
+        changed = settle(store, account, today)
+    return {"account": account, "amount": amount, "balance": balance, **changed}
+
+
+# ---- orders -----------------------------------------------------------------------------------------------------
+def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, today: date, *,
+           end_user: str | None = None, m2m: str | None = None, months: int = 1, plan: str | None = None) -> Any:
+    """Sell `numbers` to `account`: connection fee + first period (+ discounts) charged in one transaction, or
+    nothing at all. Numbers needing documents wait in pending_documents; the others are active at once."""
+    from vpbx.billing import quote
+
+    if (end_user is None) == (m2m is None):
+        raise ValidationError("every number needs a responsible end user or an M2M device; give exactly one of "
+                              "--end-user \"Full Name\" or --m2m DEVICE_ID")
+    holder = end_user_name(end_user) if end_user is not None else ""
+    device = device_id(m2m) if m2m is not None else ""
+    if months not in MONTHS:
+        raise ValidationError(f"--months {months} is not offered; use 1, 3, 6 or 12")
+    if len(set(numbers)) != len(numbers):
+        raise ValidationError("a number is listed twice in the order; list each once")
+    tariff = load_tariff(store, cfg)
+    with store.write():
+        acct = store.get_account(account)
+        records = [store.get_number(n) for n in numbers]
+        for n in records:
+            if n.status == "reserved" and n.account == account:
+                continue
+            if n.status != "available" or n.account:
+                raise ConflictError(f"number {n.number} is {n.status}" + (f" (account {n.account})" if n.account else "")
+                                    + "; only available numbers can be assigned (see `vpbx number list --status available`)")
+        q = quote(tariff, [(n.number, n.type, n.category, plan) for n in records], months, cfg.billing.policy, today)
+        if acct.balance < q.total:
+            from vpbx.billing import format_amount
+
+            short = q.total - acct.balance
+            raise ConflictError(
+                f"account {account} has {format_amount(acct.balance, tariff.currency)}, the order costs "
+                f"{format_amount(q.total, tariff.currency)}; top up at least {format_amount(short, tariff.currency)} "
+                f"with `vpbx account topup {account} {format_amount(short)}`; nothing was charged")
+        credit = tariff.plans[plan].call_credit if plan else 0
+        for n, line in zip(records, q.lines):
+            day = today.isoformat()
+            if line.connection_fee:
+                store.post(account, -line.connection_fee, "connection", day, number=n.number, ref="connection fee")
+            store.post(account, -(line.period_fee - line.discount), "period", day, number=n.number,
+                       period_start=line.period_start.isoformat(), period_end=line.paid_until.isoformat(),
+                       ref=f"{months} month(s)" + (f", {q.discount_percent}% off" if line.discount else ""))
+            status = "pending_documents" if n.requires_documents else "active"
+            store.update_numbers([n.number], status=status, account=account, end_user=holder, m2m_device=device,
+                                 plan=plan, anchor_day=line.anchor_day, connected_on=day,
+                                 paid_until=line.paid_until.isoformat(), trial_until=None, quarantine_until=None,
+                                 call_credit=credit)
+            if status == "active":
+                _mail_connected(store, acct, n.number, line.paid_until)
+            else:
+                store.queue_mail(acct.email, f"Number {n.number}: documents needed",
+                                 f"Your order of {n.number} is paid. The number needs documents before it is "
+                                 f"connected; the check takes about {n.lead_days} day(s) once they are received.\n")
+        settle(store, account, today)
+    return q
+
+
+def _mail_connected(store: "Store", acct: Account, number: str, paid_until: date | str) -> None:
+    store.queue_mail(acct.email, f"Number {number} is connected",
+                     f"Your number {number} is connected and active; it is paid until {paid_until}.\n")
+
+
+def activate(store: "Store", number: str, today: date) -> Number:
+    """Admin: documents checked -> the number is active (or suspended if the account is in debt); the account is mailed."""
+    with store.write():
+        n = store.get_number(number)
+        if n.status != "pending_documents":
+            raise ConflictError(f"number {number} is {n.status}, not pending_documents; nothing to activate")
+        if not store.list_documents(number):
+            raise ConflictError(f"number {number} has no documents; add them with `vpbx document add {number} FILE`")
+        acct = store.get_account(n.account or "")
+        status = "active" if acct.balance >= 0 else "suspended"
+        updated = store.update_numbers([number], status=status)[0]
+        _mail_connected(store, acct, number, n.paid_until or "")
+    return updated
+
+
+def add_document(store: "Store", cfg: "Config", number: str, file: Path) -> dict[str, Any]:
+    """Keep a copy of an end user's document (owner-only, beside the database) and record it."""
+    from vpbx.config import atomic_write
+
+    n = store.get_number(number)
+    if not n.account:
+        raise ConflictError(f"number {number} is not assigned to an account; assign it first with `vpbx number assign`")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ValidationError(f"document {file}: cannot read it ({exc.strerror}); check the path") from None
+    if not data:
+        raise ValidationError(f"document {file} is empty; give the scanned document")
+    digest = hashlib.sha256(data).hexdigest()
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", file.name)[-80:] or "document"
+    folder = Path(cfg.db).resolve().parent / "documents" / number.lstrip("+")
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    target = folder / f"{digest[:16]}-{safe}"
+    atomic_write(target, data, mode=0o600)
+    doc_id = store.add_document(number, n.account, file.name, str(target), digest, len(data))
+    return {"id": doc_id, "number": number, "filename": file.name, "sha256": digest, "size": len(data), "path": str(target)}
+
+
+def release(store: "Store", cfg: "Config", number: str, today: date) -> dict[str, Any]:
+    """Give a number back: no refund; it rests in quarantine before it is available again. Routing is cleared so
+    the next owner starts clean."""
+    with store.write():
+        n = store.get_number(number)
+        if n.status not in HELD:
+            raise ConflictError(f"number {number} is {n.status}; only a held number can be released")
+        users = store.number_users(number)
+        if users:
+            raise ConflictError(f"number {number} is still used by {', '.join(users)}; change those first")
+        warning = ""
+        if n.paid_until and n.status != "trial":
+            renews = date.fromisoformat(n.paid_until) + timedelta(days=1)
+            if (renews - today).days <= 1:
+                warning = (f"number {number} renews on {renews}; it is released now and the paid days are not refunded")
+        until = today + timedelta(days=cfg.billing.quarantine_days)
+        store.update_numbers([number], status="released" if n.status != "trial" else "available",
+                             quarantine_until=until.isoformat() if n.status != "trial" else None, **_UNOWNED)
+    return {"number": number, "was": n.status, "account": n.account,
+            "available_on": until.isoformat() if n.status != "trial" else today.isoformat(), "warning": warning}
+
+
+_UNOWNED: dict[str, Any] = dict(account=None, end_user="", m2m_device="", plan=None, anchor_day=None, connected_on=None,
+                                paid_until=None, trial_until=None, call_credit=0, route=None, greeting=None,
+                                forward_to=(), fallback="hangup", vm_emails=())
+
+
+def trial(store: "Store", cfg: "Config", number: str, account: str, hours: int, now: datetime) -> Number:
+    """A free trial: the number serves calls until it expires; the billing run then makes it available again."""
+    if not 1 <= hours <= cfg.billing.max_trial_hours:
+        raise ValidationError(f"--hours {hours} is outside 1..{cfg.billing.max_trial_hours} ([billing] max_trial_hours)")
+    with store.write():
+        store.get_account(account)
+        n = store.get_number(number)
+        if n.status != "available" or n.account:
+            raise ConflictError(f"number {number} is {n.status}; only an available number can be tried")
+        running = [t.number for t in store.account_numbers(account, ("trial",))]
+        if running:
+            raise ConflictError(f"account {account} already has a trial ({', '.join(running)}); one at a time")
+        until = (now + timedelta(hours=hours)).astimezone(timezone.utc).isoformat(timespec="seconds")
+        return store.update_numbers([number], status="trial", account=account, trial_until=until)[0]
+
+
+# ---- the daily billing run --------------------------------------------------------------------------------------
+def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict[str, Any]:
+    """Renew every held number whose paid period ends before `day` (each period once, even into debt), suspend the
+    accounts that went negative, end expired trials, return quarantined numbers. Running it twice changes nothing."""
+    from vpbx.billing import next_period, renewal_charge
+
+    tariff = load_tariff(store, cfg)
+    summary: dict[str, Any] = {"date": day.isoformat(), "renewed": [], "charged": 0, "suspended": [],
+                               "trials_ended": [], "available_again": []}
+    for n in store.numbers_due(day.isoformat()):
+        with store.write():
+            current = store.get_number(n.number)          # re-read inside the transaction
+            if current.status not in BILLED or not current.paid_until or current.paid_until >= day.isoformat():
+                continue
+            paid_until = date.fromisoformat(current.paid_until)
+            fee = renewal_charge(tariff, current.type, current.category, current.plan)
+            credit = tariff.plans[current.plan].call_credit if current.plan and current.plan in tariff.plans else 0
+            while paid_until < day:
+                start, end = next_period(current.anchor_day or 1, paid_until)
+                store.post(current.account or "", -fee, "renewal", start.isoformat(), number=current.number,
+                           period_start=start.isoformat(), period_end=end.isoformat(), ref="monthly fee")
+                summary["renewed"].append({"number": current.number, "period_start": start.isoformat(), "fee": fee})
+                summary["charged"] += fee
+                paid_until = end
+            store.update_numbers([current.number], paid_until=paid_until.isoformat(), call_credit=credit)
+            summary["suspended"] += settle(store, current.account or "", day)["suspended"]
+    as_of = _as_of(day, now)
+    for n in store.numbers_with_status("trial"):
+        if not calls_allowed(n, as_of)[0]:
+            with store.write():
+                store.update_numbers([n.number], status="available", **_UNOWNED)
+            summary["trials_ended"].append(n.number)
+    for n in store.numbers_with_status("released"):
+        if n.quarantine_until and n.quarantine_until <= day.isoformat():
+            with store.write():
+                store.update_numbers([n.number], status="available", quarantine_until=None)
+            summary["available_again"].append(n.number)
+    notify_waitlist(store, summary["trials_ended"] + summary["available_again"])
+    store.record_billing_run(day.isoformat(), summary)
+    return summary
+
+
+# ---- toll-free calls --------------------------------------------------------------------------------------------
+def charge_call(store: "Store", cfg: "Config", call_id: str) -> int | None:
+    """Rate a finished inbound call to an account's toll-free number by the caller's longest prefix and charge it
+    (the plan's call credit first); None when the call is not chargeable. Charging a call twice is impossible."""
+    from vpbx.billing import call_cost
+
+    call = store.get_call(call_id)
+    if not call or not call.get("ended_at") or call.get("direction") != "inbound" or call.get("cost") is not None:
+        return None
+    n = store.find_number(call["number"])
+    if n is None or n.type != "tollfree" or not n.account:
+        return None
+    seconds = int(call.get("billsec") or 0)
+    if seconds <= 0:
+        store.set_call_charge(call_id, n.account, 0)
+        return 0
+    try:
+        tariff = load_tariff(store, cfg)
+        increment = tariff.tollfree_increment_seconds
+    except NotFoundError:
+        increment = 60
+    rate = rate_of(store, call.get("caller") or "")
+    if rate is None:
+        log.warning("call %s to %s from %r: no toll-free rate matches the caller; not charged (import rates with "
+                    "`vpbx rates import`)", call_id, n.number, call.get("caller"))
+        store.set_call_charge(call_id, n.account, 0)
+        return 0
+    cost = call_cost(rate[1], seconds, increment)
+    day = (call.get("started_at") or "")[:10] or date.today().isoformat()
+    with store.write():
+        current = store.get_number(n.number)
+        from_credit = min(current.call_credit, cost)
+        due = cost - from_credit
+        if from_credit:
+            store.update_numbers([n.number], call_credit=current.call_credit - from_credit)
+        if due:
+            store.post(n.account, -due, "call", day, number=n.number, call_id=call_id,
+                       ref=f"{seconds} s from {call.get('caller')} at prefix {rate[0]}"
+                           + (f", {from_credit} from call credit" if from_credit else ""))
+        store.set_call_charge(call_id, n.account, cost)
+        settle(store, n.account, date.fromisoformat(day))
+    return cost
+
+
+# ---- waitlist and mail ------------------------------------------------------------------------------------------
+def waitlist_matches(entry: dict[str, Any], n: Number) -> bool:
+    return (n.status == "available" and not n.account and entry["country"] == n.country
+            and (not entry["city"] or entry["city"].casefold() == n.city.casefold())
+            and (not entry["type"] or entry["type"] == n.type))
+
+
+def notify_waitlist(store: "Store", numbers: Iterable[Number | str]) -> list[dict[str, Any]]:
+    """Numbers that became available: each open waitlist entry they match gets one e-mail (then it is closed)."""
+    sent = []
+    for item in numbers:
+        n = store.get_number(item) if isinstance(item, str) else item
+        for entry in store.list_waitlist(open_only=True):
+            if waitlist_matches(entry, n):
+                with store.write():
+                    if store.close_waitlist(entry["id"], n.number):
+                        acct = store.get_account(entry["account"])
+                        where = ", ".join(x for x in (n.city, n.country) if x)
+                        store.queue_mail(acct.email, f"A number you wait for is available: {n.number}",
+                                         f"{n.number} ({n.type}, {where}) is now available. Order it before someone "
+                                         f"else does.\n")
+                        sent.append({"entry": entry["id"], "account": acct.name, "number": n.number})
+    return sent
+
+
+def flush_mail(store: "Store", cfg: "Config") -> dict[str, int]:
+    """Send queued notices; a failure keeps the notice for the next try (the billing run, or the next command)."""
+    from vpbx.voicemail import DeliveryError, send
+
+    result = {"sent": 0, "failed": 0}
+    for row in store.list_mail(unsent_only=True):
+        if not cfg.smtp.host:
+            store.mark_mail(row["id"], "SMTP is not configured ([smtp] host in vpbx.toml)")
+            result["failed"] += 1
+            continue
+        msg = EmailMessage()
+        msg["From"] = cfg.smtp.sender
+        msg["To"] = row["recipient"]
+        msg["Subject"] = row["subject"]
+        msg.set_content(row["body"])
+        try:
+            send(cfg.smtp, msg)
+        except DeliveryError as exc:
+            store.mark_mail(row["id"], str(exc))
+            result["failed"] += 1
+        else:
+            store.mark_mail(row["id"], None)
+            result["sent"] += 1
+    return result
+
+
+# ---- statements -------------------------------------------------------------------------------------------------
+def statement(store: "Store", account: str, month: str) -> dict[str, Any]:
+    first, nxt = month_bounds(month)
+    acct = store.get_account(account)
+    rows = store.ledger(account, since=first.isoformat(), before=nxt.isoformat())
+    opening = store.ledger_sum(account, before=first.isoformat())
+    by_kind: dict[str, int] = {}
+    for r in rows:
+        by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + r["amount"]
+    calls = store.account_call_totals(account, first.isoformat(), nxt.isoformat())
+    topups = sum(r["amount"] for r in rows if r["amount"] > 0)
+    charges = -sum(r["amount"] for r in rows if r["amount"] < 0)
+    return {"account": acct.name, "month": month, "opening_balance": opening, "charges": charges,
+            "charges_by_kind": {k: -v for k, v in sorted(by_kind.items()) if v < 0}, "topups": topups,
+            "calls": calls["calls"], "minutes": round(calls["seconds"] / 60, 1), "call_cost": calls["cost"],
+            "closing_balance": opening + topups - charges, "entries": rows}
