@@ -24,6 +24,7 @@ from vpbx.ari.events import CONNECTED, event_channel_ids
 from vpbx.config import Config
 from vpbx.errors import VpbxError
 from vpbx.flows import load_flow
+from vpbx.lifecycle import charge_call
 from vpbx.store import Store
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,8 @@ class Engine:
                 self.store.note_call_node(call.call_id, state.node, restarts=restarts)
             else:
                 state, actions = dp.start(flow, call.call_id, call.caller, self.active.get(number.number, 0), now=now)
-                self.store.start_call(call.call_id, number.number, call.caller, started_at=iso(now))
+                self.store.start_call(call.call_id, number.number, call.caller, started_at=iso(now),
+                                      direction="outbound" if call.presentation is not None else "inbound")
             self.active[number.number] = self.active.get(number.number, 0) + 1
             call.state = state
             self.log_step(call, None, actions)
@@ -412,6 +414,14 @@ class Engine:
                 voicemail=int(bool(state.voicemail)), node=state.node)
         except Exception:
             log.exception("call %s: call record not written", call.call_id)
+            return
+        try:  # a toll-free number's owner pays for inbound calls (rated by the caller's prefix, once)
+            cost = charge_call(self.store, self.cfg, call.call_id)
+            if cost:
+                log.info("call %s to %s charged %d minor units", call.call_id, call.number.number, cost)
+        except Exception:
+            log.exception("call %s: not charged (the call record is kept; rate it again after fixing the cause)",
+                          call.call_id)
 
     def log_step(self, call: Call, event: Any, actions: list[Any]) -> None:
         state = call.state
