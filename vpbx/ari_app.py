@@ -420,7 +420,7 @@ class Engine:
             if cost:
                 log.info("call %s to %s charged %d minor units", call.call_id, call.number.number, cost)
         except Exception:
-            log.exception("call %s: not charged (the call record is kept; rate it again after fixing the cause)",
+            log.exception("call %s: not charged (the call record is kept; the next `vpbx billing run` rates it)",
                           call.call_id)
 
     def log_step(self, call: Call, event: Any, actions: list[Any]) -> None:

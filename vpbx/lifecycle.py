@@ -297,7 +297,8 @@ def trial(store: "Store", cfg: "Config", number: str, account: str, hours: int, 
 # ---- the daily billing run --------------------------------------------------------------------------------------
 def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict[str, Any]:
     """Renew every held number whose paid period ends before `day` (each period once, even into debt), suspend the
-    accounts that went negative, end expired trials, return quarantined numbers. Running it twice changes nothing."""
+    accounts that went negative, rate toll-free calls left unrated, end expired trials, return quarantined numbers.
+    Running it twice changes nothing."""
     from vpbx.billing import next_period, renewal_charge
 
     tariff = load_tariff(store, cfg)
@@ -320,6 +321,10 @@ def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict
                 paid_until = end
             store.update_numbers([current.number], paid_until=paid_until.isoformat(), call_credit=credit)
             summary["suspended"] += settle(store, current.account or "", day)["suspended"]
+    summary["calls_rated"] = 0
+    for call_id in store.unrated_calls():      # catch up calls the engine could not rate when they ended
+        if charge_call(store, cfg, call_id) is not None:
+            summary["calls_rated"] += 1
     as_of = _as_of(day, now)
     for n in store.numbers_with_status("trial"):
         if not calls_allowed(n, as_of)[0]:
@@ -346,8 +351,9 @@ def charge_call(store: "Store", cfg: "Config", call_id: str) -> int | None:
     if not call or not call.get("ended_at") or call.get("direction") != "inbound" or call.get("cost") is not None:
         return None
     n = store.find_number(call["number"])
-    if n is None or n.type != "tollfree" or not n.account:
-        return None
+    if (n is None or n.type != "tollfree" or not n.account or n.status == "trial" or not n.connected_on
+            or (call.get("started_at") or "") < n.connected_on):
+        return None                       # the install's own number, a free trial, or a call before the sale
     seconds = int(call.get("billsec") or 0)
     if seconds <= 0:
         store.set_call_charge(call_id, n.account, 0)

@@ -683,6 +683,14 @@ class Store:
         with self.write():
             self.conn.execute("UPDATE calls SET account = ?, cost = ? WHERE call_id = ?", [account, cost, call_id])
 
+    def unrated_calls(self) -> list[str]:
+        """Finished inbound calls to an account's toll-free number, made since it was connected, not yet rated."""
+        sql = """SELECT c.call_id FROM calls c JOIN numbers n ON n.number = c.number
+                 WHERE c.cost IS NULL AND c.ended_at IS NOT NULL AND c.direction = 'inbound' AND n.type = 'tollfree'
+                 AND n.account IS NOT NULL AND n.connected_on IS NOT NULL AND c.started_at >= n.connected_on
+                 ORDER BY c.started_at"""
+        return [r[0] for r in self.conn.execute(sql)]
+
     def account_call_totals(self, account: str, since: str, before: str) -> dict[str, int]:
         """Calls charged to `account` that started in [since, before): count, billed seconds and cost."""
         row = self.conn.execute(
