@@ -342,6 +342,19 @@ def number_assign(c: Ctx, numbers_: tuple[str, ...], account_: str, end_user: st
     click.echo(f"Charged {_money(c, q.total)}; balance {_money(c, c.store.get_account(account_).balance)}")
 
 
+@number.command("reserve")
+@click.argument("numbers_", nargs=-1, required=True)
+@click.option("--account", "account_", required=True)
+@click.option("--hours", type=int, default=24, show_default=True)
+@pass_ctx
+def number_reserve(c: Ctx, numbers_: tuple[str, ...], account_: str, hours: int) -> None:
+    """Hold available NUMBER(s) for an account (free) until it orders them with `number assign`."""
+    from vpbx import lifecycle
+
+    held = lifecycle.reserve(c.store, list(numbers_), account_, hours, _now())
+    click.echo(f"Reserved {', '.join(n.number for n in held)} for account {account_} until {held[0].reserved_until}")
+
+
 @number.command("release")
 @click.argument("number_")
 @click.option("--date", "on", help="Release date YYYY-MM-DD (default today).")
@@ -429,7 +442,7 @@ def billing_run(c: Ctx, on: str | None, as_json: bool) -> None:
         emit(summary, True)
         return
     click.echo(f"Billing run {summary['date']}: {len(summary['renewed'])} renewal(s), {_money(c, summary['charged'])}")
-    for key in ("suspended", "trials_ended", "available_again"):
+    for key in ("suspended", "trials_ended", "reservations_lapsed", "available_again"):
         if summary[key]:
             click.echo(f"{key.replace('_', ' ').capitalize()}: {', '.join(summary[key])}")
 

@@ -195,7 +195,8 @@ def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, 
             status = "pending_documents" if n.requires_documents else "active"
             store.update_numbers([n.number], status=status, account=account, end_user=holder, m2m_device=device,
                                  plan=plan, anchor_day=line.anchor_day, connected_on=day,
-                                 paid_until=line.paid_until.isoformat(), trial_until=None, quarantine_until=None,
+                                 paid_until=line.paid_until.isoformat(), trial_until=None, reserved_until=None,
+                                 quarantine_until=None,
                                  call_credit=credit)
             if status == "active":
                 _mail_connected(store, acct, n.number, line.paid_until)
@@ -261,21 +262,22 @@ def release(store: "Store", cfg: "Config", number: str, today: date) -> dict[str
         users = store.number_users(number)
         if users:
             raise ConflictError(f"number {number} is still used by {', '.join(users)}; change those first")
+        paid = n.status not in ("trial", "reserved")     # a free hold goes straight back on sale
         warning = ""
-        if n.paid_until and n.status != "trial":
+        if n.paid_until and paid:
             renews = date.fromisoformat(n.paid_until) + timedelta(days=1)
             if (renews - today).days <= 1:
                 warning = (f"number {number} renews on {renews}; it is released now and the paid days are not refunded")
-        until = today + timedelta(days=cfg.billing.quarantine_days)
-        store.update_numbers([number], status="released" if n.status != "trial" else "available",
-                             quarantine_until=until.isoformat() if n.status != "trial" else None, **_UNOWNED)
+        until = today + timedelta(days=cfg.billing.quarantine_days) if paid else today
+        store.update_numbers([number], status="released" if paid else "available",
+                             quarantine_until=until.isoformat() if paid else None, **_UNOWNED)
     return {"number": number, "was": n.status, "account": n.account,
-            "available_on": until.isoformat() if n.status != "trial" else today.isoformat(), "warning": warning}
+            "available_on": until.isoformat(), "warning": warning}
 
 
 _UNOWNED: dict[str, Any] = dict(account=None, end_user="", m2m_device="", plan=None, anchor_day=None, connected_on=None,
-                                paid_until=None, trial_until=None, call_credit=0, route=None, greeting=None,
-                                forward_to=(), fallback="hangup", vm_emails=())
+                                paid_until=None, trial_until=None, reserved_until=None, call_credit=0, route=None,
+                                greeting=None, forward_to=(), fallback="hangup", vm_emails=())
 
 
 def trial(store: "Store", cfg: "Config", number: str, account: str, hours: int, now: datetime) -> Number:
@@ -294,6 +296,21 @@ def trial(store: "Store", cfg: "Config", number: str, account: str, hours: int, 
         return store.update_numbers([number], status="trial", account=account, trial_until=until)[0]
 
 
+def reserve(store: "Store", numbers: Sequence[str], account: str, hours: int, now: datetime) -> list[Number]:
+    """Hold available numbers for an account (free, no calls) while it decides; only it may assign them, until the
+    reservation lapses (the billing run makes them available again)."""
+    if not 1 <= hours <= 24 * 14:
+        raise ValidationError(f"--hours {hours} is outside 1..336 (two weeks)")
+    until = (now + timedelta(hours=hours)).astimezone(timezone.utc).isoformat(timespec="seconds")
+    with store.write():
+        store.get_account(account)
+        for number in numbers:
+            n = store.get_number(number)
+            if n.status != "available" or n.account:
+                raise ConflictError(f"number {number} is {n.status}; only an available number can be reserved")
+        return store.update_numbers(numbers, status="reserved", account=account, reserved_until=until)
+
+
 # ---- the daily billing run --------------------------------------------------------------------------------------
 def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict[str, Any]:
     """Renew every held number whose paid period ends before `day` (each period once, even into debt), suspend the
@@ -301,15 +318,16 @@ def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict
     Running it twice changes nothing."""
     from vpbx.billing import next_period, renewal_charge
 
-    tariff = load_tariff(store, cfg)
+    tariff: "Tariff | None" = None                      # read when a renewal is due, so a shop-less PBX needs none
     summary: dict[str, Any] = {"date": day.isoformat(), "renewed": [], "charged": 0, "suspended": [],
-                               "trials_ended": [], "available_again": []}
+                               "trials_ended": [], "reservations_lapsed": [], "available_again": []}
     for n in store.numbers_due(day.isoformat()):
         with store.write():
             current = store.get_number(n.number)          # re-read inside the transaction
             if current.status not in BILLED or not current.paid_until or current.paid_until >= day.isoformat():
                 continue
             paid_until = date.fromisoformat(current.paid_until)
+            tariff = tariff or load_tariff(store, cfg)
             fee = renewal_charge(tariff, current.type, current.category, current.plan)
             credit = tariff.plans[current.plan].call_credit if current.plan and current.plan in tariff.plans else 0
             while paid_until < day:
@@ -331,12 +349,17 @@ def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict
             with store.write():
                 store.update_numbers([n.number], status="available", **_UNOWNED)
             summary["trials_ended"].append(n.number)
+    for n in store.numbers_with_status("reserved"):
+        if n.reserved_until and datetime.fromisoformat(n.reserved_until) <= as_of:
+            with store.write():
+                store.update_numbers([n.number], status="available", **_UNOWNED)
+            summary["reservations_lapsed"].append(n.number)
     for n in store.numbers_with_status("released"):
         if n.quarantine_until and n.quarantine_until <= day.isoformat():
             with store.write():
                 store.update_numbers([n.number], status="available", quarantine_until=None)
             summary["available_again"].append(n.number)
-    notify_waitlist(store, summary["trials_ended"] + summary["available_again"])
+    notify_waitlist(store, summary["trials_ended"] + summary["reservations_lapsed"] + summary["available_again"])
     store.record_billing_run(day.isoformat(), summary)
     return summary
 

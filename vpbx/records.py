@@ -42,6 +42,7 @@ class Number:
     connected_on: str | None = None      # YYYY-MM-DD
     paid_until: str | None = None        # YYYY-MM-DD, last day covered
     trial_until: str | None = None       # ISO-8601 UTC instant a trial ends
+    reserved_until: str | None = None    # ISO-8601 UTC instant a reservation lapses
     quarantine_until: str | None = None  # YYYY-MM-DD a released number becomes available again
     requires_documents: bool = False
     lead_days: int = 0                   # days the document check takes

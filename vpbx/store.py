@@ -100,7 +100,7 @@ def m005_accounts_and_billing(db: sqlite_utils.Database) -> None:
     for column, decl in (("status", "TEXT NOT NULL DEFAULT 'available'"), ("account", "TEXT REFERENCES accounts(name)"),
                          ("end_user", "TEXT NOT NULL DEFAULT ''"), ("m2m_device", "TEXT NOT NULL DEFAULT ''"),
                          ("plan", "TEXT"), ("anchor_day", "INTEGER"), ("connected_on", "TEXT"), ("paid_until", "TEXT"),
-                         ("trial_until", "TEXT"), ("quarantine_until", "TEXT"),
+                         ("trial_until", "TEXT"), ("reserved_until", "TEXT"), ("quarantine_until", "TEXT"),
                          ("requires_documents", "INTEGER NOT NULL DEFAULT 0"), ("lead_days", "INTEGER NOT NULL DEFAULT 0"),
                          ("call_credit", "INTEGER NOT NULL DEFAULT 0")):
         db.execute(f"ALTER TABLE numbers ADD COLUMN {column} {decl}")
