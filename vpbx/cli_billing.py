@@ -281,8 +281,13 @@ def rates() -> None:
 def rates_import(c: Ctx, csv_file: str) -> None:
     """Replace the rate table with CSV_FILE (header prefix,price[,description]; price per minute, major units)."""
     from vpbx import lifecycle
+    from vpbx.errors import ValidationError
 
-    count = lifecycle.import_rates(c.store, Path(csv_file).read_text(encoding="utf-8"))
+    try:
+        text = Path(csv_file).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"rates {csv_file} is not UTF-8 text; save it as UTF-8 (\"CSV UTF-8\")") from None
+    count = lifecycle.import_rates(c.store, text)
     click.echo(f"Imported {count} rate(s) from {csv_file}")
 
 

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import unicodedata
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -50,8 +51,10 @@ def calls_allowed(number: Number, now: datetime) -> tuple[bool, str]:
 
 
 def end_user_name(value: str) -> str:
+    # refuse line breaks, tabs and other controls before runs of spaces are collapsed, so they are never kept hidden
+    broken = any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value or "")
     value = " ".join((value or "").split())
-    if not _NAME_RE.match(value) or not any(ch.isalpha() for ch in value):
+    if broken or not _NAME_RE.match(value) or not any(ch.isalpha() for ch in value):
         raise ValidationError(f"end user {value!r} is not a person's full name (2-100 characters, no '[', ';' or "
                               "control characters); give --end-user \"First Last\"")
     return value
@@ -183,7 +186,7 @@ def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, 
             raise ConflictError(
                 f"account {account} has {format_amount(acct.balance, tariff.currency)}, the order costs "
                 f"{format_amount(q.total, tariff.currency)}; top up at least {format_amount(short, tariff.currency)} "
-                f"with `vpbx account topup {account} {format_amount(short)}`; nothing was charged")
+                f"with `vpbx account topup {account} {format_amount(short).replace(' ', '')}`; nothing was charged")
         credit = tariff.plans[plan].call_credit if plan else 0
         for n, line in zip(records, q.lines):
             day = today.isoformat()
@@ -224,7 +227,12 @@ def activate(store: "Store", number: str, today: date) -> Number:
         acct = store.get_account(n.account or "")
         status = "active" if acct.balance >= 0 else "suspended"
         updated = store.update_numbers([number], status=status)[0]
-        _mail_connected(store, acct, number, n.paid_until or "")
+        if status == "active":
+            _mail_connected(store, acct, number, n.paid_until or "")
+        else:                             # never tell a customer in debt the number works
+            store.queue_mail(acct.email, f"Number {number} is connected but suspended",
+                             f"Your number {number} is connected, but your account's balance is below zero, so it "
+                             f"takes no calls; top up your account and it starts working.\n")
     return updated
 
 
@@ -395,6 +403,8 @@ def charge_call(store: "Store", cfg: "Config", call_id: str) -> int | None:
     cost = call_cost(rate[1], seconds, increment)
     day = (call.get("started_at") or "")[:10] or date.today().isoformat()
     with store.write():
+        if (store.get_call(call_id) or {}).get("cost") is not None:
+            return None                   # rated meanwhile by another process (the engine and the billing run both rate)
         current = store.get_number(n.number)
         from_credit = min(current.call_credit, cost)
         due = cost - from_credit
@@ -411,8 +421,9 @@ def charge_call(store: "Store", cfg: "Config", call_id: str) -> int | None:
 
 # ---- waitlist and mail ------------------------------------------------------------------------------------------
 def waitlist_matches(entry: dict[str, Any], n: Number) -> bool:
+    """The city matches as `vpbx number list --city` does: a part of the name ("Kyiv" finds "Kyiv city")."""
     return (n.status == "available" and not n.account and entry["country"] == n.country
-            and (not entry["city"] or entry["city"].casefold() == n.city.casefold())
+            and (not entry["city"] or entry["city"].casefold() in n.city.casefold())
             and (not entry["type"] or entry["type"] == n.type))
 
 

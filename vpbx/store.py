@@ -576,8 +576,13 @@ class Store:
             if held:
                 raise ConflictError(f"account {name} still holds {', '.join(held)}; release them with `vpbx number release`")
             if account.balance != 0:
-                raise ConflictError(f"account {name} has a non-zero balance ({account.balance} minor units); "
-                                    "settle it with `vpbx account topup` (a negative amount refunds) first")
+                from vpbx.billing import format_amount
+
+                amount = format_amount(abs(account.balance)).replace(" ", "")
+                fix = (f"refund it with `vpbx account adjust {name} --ref refund -- -{amount}`" if account.balance > 0
+                       else f"collect it with `vpbx account topup {name} {amount}`")
+                raise ConflictError(f"account {name} has a non-zero balance ({format_amount(account.balance)}); "
+                                    f"{fix} first")
             self.conn.execute("DELETE FROM waitlist WHERE account = ?", [name])
             self.conn.execute("DELETE FROM ledger WHERE account = ?", [name])
             self.db["accounts"].delete(name)
