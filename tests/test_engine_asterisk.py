@@ -6,15 +6,19 @@ carry the media Asterisk played) and the call records (`vpbx calls list --json`)
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -28,6 +32,11 @@ CALLER = "+380671112233"
 def _unique_number() -> str:
     # Kyiv numbers +38044 55x xxxx: valid, geographic, distinct per test run
     return f"+38044{5500000 + (os.getpid() % 1000) * 100 + next(_seq):07d}"
+
+
+def _unique_tollfree() -> str:
+    # Russian toll-free numbers +7 800 55x xxxx (vpbx.numbers classifies them as tollfree)
+    return f"+7800{5500000 + (os.getpid() % 1000) * 100 + next(_seq):07d}"
 
 
 class Engine:
@@ -408,82 +417,195 @@ class _Inbox:
         return "250 OK"
 
 
-def test_voicemail_reaches_smtp(asterisk, sipp, engine, tmp_path):
+@contextlib.contextmanager
+def smtp_server_at(asterisk, port: int) -> Iterator[None]:
+    """This session's vpbx.toml points [smtp] at 127.0.0.1:port (plain SMTP) while the block runs."""
+    from vpbx.config import write_config
+
+    original = asterisk.config_path.read_text()
+    cfg = replace(asterisk.cfg, smtp=replace(asterisk.cfg.smtp, host="127.0.0.1", port=port, security="none"))
+    write_config(cfg, asterisk.config_path, force=True)
+    try:
+        yield
+    finally:
+        asterisk.config_path.write_text(original)
+
+
+def _voicemail_number(asterisk, sipp) -> tuple[str, Any]:
+    """A number forwarded to a phone that never answers, with voicemail to office@example.com as the fallback."""
+    silent = _login("nobody")
+    silent_phone = phone(asterisk, sipp, silent, "uas_silent.xml")
+    number = _unique_number()
+    asterisk.vpbx("number", "add", number)
+    asterisk.vpbx("number", "forward", number, "--to", f"sip:{silent}", "--mode", "sequential", "--timeout", "2",
+                  "--fallback", "voicemail", "--vm-email", "office@example.com")
+    asterisk.vpbx("reload")
+    return number, silent_phone
+
+
+def _leave_message(sipp, number: str, tmp_path: Path) -> Any:
+    """Call `number`: ring 2 s, voicemail intro (~5.7 s) and beep, then 7 s of speech (g711a.pcap); the caller hangs
+    up mid-message."""
+    scenario = (REPO / "tests/sipp/uac_call.xml").read_text().replace(
+        "<!--MEDIA-->", '<pause milliseconds="8500"/>\n  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/></action></nop>\n  <pause milliseconds="7000"/>')
+    path = tmp_path / "uac_message.xml"
+    path.write_text(scenario)
+    return sipp.uac(number, from_user=CALLER, scenario=path, hold_ms=0, timeout_s=60).wait(60)
+
+
+def _voicemail_rows(asterisk, number: str, pending: bool = False) -> list[dict[str, Any]]:
+    rows = json.loads(asterisk.vpbx("voicemail", "list", *(["--pending"] if pending else []), "--json").stdout)
+    return [r for r in rows if r["number"] == number]
+
+
+def _wait_inbox(inbox: _Inbox, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not inbox.messages and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _check_voicemail_mail(raw: bytes, number: str, recorded_s: float) -> None:
+    """The e-mail names the called number and the caller; its one WAV attachment is 8 kHz mono and as long as the
+    recording Asterisk reported (and as the 7 s of speech the caller sent, give or take the beep and hang-up)."""
     import email
     import io
 
     import soundfile as sf
+
+    msg = email.message_from_bytes(raw)
+    assert number in msg["Subject"] and CALLER in msg["Subject"], msg["Subject"]
+    wavs = [p for p in msg.walk() if p.get_content_type() == "audio/wav"]
+    assert len(wavs) == 1
+    data, rate = sf.read(io.BytesIO(wavs[0].get_payload(decode=True)))
+    assert rate == 8000 and data.ndim == 1
+    seconds = len(data) / rate
+    assert 4.0 <= seconds <= 12.0, seconds
+    assert abs(seconds - recorded_s) <= 1.5, (seconds, recorded_s)
+
+
+def test_voicemail_reaches_smtp(asterisk, sipp, engine, tmp_path):
     from aiosmtpd.controller import Controller
 
-    from sipp import free_udp_port
+    from sipp import free_tcp_port
 
     inbox = _Inbox()
-    port = free_udp_port()       # a free port number (TCP side is free as well on loopback in practice)
+    port = free_tcp_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
-    original = asterisk.config_path.read_text()
-    head, sep, smtp = original.partition("[smtp]")
-    asterisk.config_path.write_text(head + sep + smtp.replace('host = ""', 'host = "127.0.0.1"', 1)
-                                    .replace("port = 25", f"port = {port}", 1))
     try:
-        silent = _login("nobody")
-        silent_phone = phone(asterisk, sipp, silent, "uas_silent.xml")
-        number = _unique_number()
-        asterisk.vpbx("number", "add", number)
-        asterisk.vpbx("number", "forward", number, "--to", f"sip:{silent}", "--mode", "sequential", "--timeout", "2",
-                      "--fallback", "voicemail", "--vm-email", "office@example.com")
-        asterisk.vpbx("reload")
-        engine.start()
-        # ring 2 s, voicemail intro (~5.7 s) and beep, then 7 s of speech; the caller hangs up mid-message
-        scenario = (REPO / "tests/sipp/uac_call.xml").read_text().replace(
-            "<!--MEDIA-->", '<pause milliseconds="8500"/>\n  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/></action></nop>\n  <pause milliseconds="7000"/>')
-        path = tmp_path / "uac_message.xml"
-        path.write_text(scenario)
-        res = sipp.uac(number, from_user=CALLER, scenario=path, hold_ms=0, timeout_s=60).wait(60)
-        assert res.ok, res.describe()
-        assert invites(silent_phone)
-        deadline = time.monotonic() + 30
-        while not inbox.messages and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert len(inbox.messages) == 1, asterisk.vpbx("voicemail", "list", "--json").stdout
-        msg = email.message_from_bytes(inbox.messages[0])
-        assert number in msg["Subject"] and CALLER in msg["Subject"], msg["Subject"]
-        wavs = [p for p in msg.walk() if p.get_content_type() == "audio/wav"]
-        assert len(wavs) == 1
-        data, rate = sf.read(io.BytesIO(wavs[0].get_payload(decode=True)))
-        assert rate == 8000 and data.ndim == 1
-        assert 4.0 <= len(data) / rate <= 12.0, len(data) / rate
-        record = wait_record(asterisk, number)
-        assert record["voicemail"] == 1 and record["disposition"] == "voicemail", record
-        rows = json.loads(asterisk.vpbx("voicemail", "list", "--json").stdout)
-        assert any(r["number"] == number and r["delivered_at"] for r in rows), rows
+        with smtp_server_at(asterisk, port):
+            number, silent_phone = _voicemail_number(asterisk, sipp)
+            engine.start()
+            res = _leave_message(sipp, number, tmp_path)
+            assert res.ok, res.describe()
+            assert invites(silent_phone)
+            _wait_inbox(inbox, 30)
+            assert len(inbox.messages) == 1, asterisk.vpbx("voicemail", "list", "--json").stdout
+            rows = _voicemail_rows(asterisk, number)
+            assert len(rows) == 1 and rows[0]["delivered_at"], rows
+            _check_voicemail_mail(inbox.messages[0], number, float(rows[0]["duration"]))
+            record = wait_record(asterisk, number)
+            assert record["voicemail"] == 1 and record["disposition"] == "voicemail", record
     finally:
-        asterisk.config_path.write_text(original)
         controller.stop()
 
 
+def test_voicemail_kept_while_smtp_is_down_then_delivered(asterisk, sipp, engine, tmp_path):
+    """SMTP is down when the message is left: it stays in the outbox (and the spool) and the engine's own backoff
+    delivers it, exactly once, after the mail server comes back. No `vpbx voicemail retry`: the sysadmin only fixes
+    the mail server."""
+    from aiosmtpd.controller import Controller
+
+    from sipp import free_tcp_port
+    from vpbx.voicemail import BACKOFF_FIRST_S, SPOOL_DIR_NAME, spool_path
+
+    port = free_tcp_port()            # nothing listens there yet: the mail server is down
+    with smtp_server_at(asterisk, port):
+        number, _ = _voicemail_number(asterisk, sipp)
+        engine.start()
+        res = _leave_message(sipp, number, tmp_path)
+        assert res.ok, res.describe()
+        deadline = time.monotonic() + 30
+        while not ((rows := _voicemail_rows(asterisk, number)) and rows[0]["attempts"] >= 1):
+            assert time.monotonic() < deadline, f"no failed delivery attempt recorded: {rows}"
+            time.sleep(0.5)
+        kept = rows[0]
+        assert kept["delivered_at"] is None and f"127.0.0.1:{port}" in kept["last_error"], kept
+        assert [r["recording"] for r in _voicemail_rows(asterisk, number, pending=True)] == [kept["recording"]]
+        spooled = spool_path(asterisk.dir / SPOOL_DIR_NAME, kept["recording"])
+        assert spooled.stat().st_size > 8000, "the message is not kept in the spool"
+        engine.wait_log(lambda e: "attempt 1 failed" in e.get("msg", ""), timeout=5)
+
+        inbox = _Inbox()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port)
+        controller.start()                                    # the mail server is back
+        try:
+            # retries come 5 s, 10 s, 20 s ... after each failure
+            _wait_inbox(inbox, 4 * BACKOFF_FIRST_S + 15)
+            assert inbox.messages, asterisk.vpbx("voicemail", "list", "--json").stdout
+            time.sleep(BACKOFF_FIRST_S + 2)                   # a second copy would come with the next pass
+            assert len(inbox.messages) == 1, len(inbox.messages)
+        finally:
+            controller.stop()
+        delivered = _voicemail_rows(asterisk, number)
+        assert len(delivered) == 1 and delivered[0]["delivered_at"] and delivered[0]["attempts"] >= 2, delivered
+        assert not _voicemail_rows(asterisk, number, pending=True)
+        assert not spooled.exists(), "the spool copy outlived the delivery"
+        _check_voicemail_mail(inbox.messages[0], number, float(delivered[0]["duration"]))
+        record = wait_record(asterisk, number)
+        assert record["voicemail"] == 1 and record["disposition"] == "voicemail", record
+
+
 # ---- outbound: a SIP account calls out through its caller-ID number's trunk -------------------------------------
-def _outbound_setup(asterisk, sipp, caller_id: str, direction: str) -> tuple[str, str, Any]:
-    carrier_uas = sipp.uas("uas_answer.xml")
+TRUNK_PASSWORD = "trunk-secret-1"
+
+
+@dataclass
+class Outbound:
+    login: str               # the SIP account that dials out
+    password: str
+    carrier: Any             # the trunk's sipp UAS
+    trunk: str
+    trunk_login: str
+
+
+def _outbound_setup(asterisk, sipp, caller_id: str, direction: str, scenario: str = "uas_answer.xml") -> Outbound:
+    """A trunk to a sipp carrier (running `scenario`, keys login/password = the trunk's credentials), caller_id added
+    on it with `direction`, and a SIP account presenting caller_id."""
     trunk = f"out{os.getpid() % 10000}{next(_seq)}"
-    asterisk.vpbx("trunk", "add", trunk, "--server", "127.0.0.1", "--port", str(carrier_uas.port), "--login", "u" + trunk,
-                  "--password", "trunk-secret-1", "--no-register")
+    trunk_login = "u" + trunk
+    carrier_uas = sipp.uas(scenario, keys={"login": trunk_login, "password": TRUNK_PASSWORD})
+    asterisk.vpbx("trunk", "add", trunk, "--server", "127.0.0.1", "--port", str(carrier_uas.port), "--login", trunk_login,
+                  "--password", TRUNK_PASSWORD, "--no-register")
     asterisk.vpbx("number", "add", caller_id, "--direction", direction, "--trunk", trunk)
     login = _login("dialer")
     password = json.loads(asterisk.vpbx("sip", "add", login, "--caller-id", caller_id, "--json").stdout)["password"]
     asterisk.vpbx("reload")
-    return login, password, carrier_uas
+    return Outbound(login, password, carrier_uas, trunk, trunk_login)
+
+
+def carrier_invites(out: Outbound) -> list[Any]:
+    return [m for m in out.carrier.messages() if m.is_request and m.method == "INVITE"]
+
+
+def _assert_refused(res: Any, out: Outbound) -> None:
+    """The caller got a final failure and nothing reached the carrier."""
+    assert 200 not in res.statuses("INVITE"), res.describe()
+    finals = [s for s in res.statuses("INVITE") if s >= 300]
+    assert finals and finals[-1] >= 400, res.describe()
+    assert not carrier_invites(out), "the call got out to the carrier"
 
 
 @pytest.mark.parametrize("dest,shown", [("+380671234567", True), ("+4930123456", False)])
 def test_outbound_call_through_trunk_caller_id_rule(asterisk, sipp, engine, dest, shown):
     caller_id = _unique_number()
-    login, password, carrier_uas = _outbound_setup(asterisk, sipp, caller_id, "both")
+    out = _outbound_setup(asterisk, sipp, caller_id, "both")
     engine.start()
-    res = sipp.uac(dest, login=login, password=password, hold_ms=1000, timeout_s=30).wait(40)
+    res = sipp.uac(dest, login=out.login, password=out.password, hold_ms=1000, timeout_s=30).wait(40)
     assert res.ok, res.describe()
-    got = [m for m in carrier_uas.messages() if m.is_request and m.method == "INVITE"]
-    assert got and got[0].request_uri == f"sip:{dest}@127.0.0.1:{carrier_uas.port}", carrier_uas.messages()
+    got = carrier_invites(out)
+    assert got and got[0].request_uri == f"sip:{dest}@127.0.0.1:{out.carrier.port}", out.carrier.messages()
+    assert len(got) == 1, "the carrier got a re-INVITE after the answer:\n" + "\n".join(map(str, out.carrier.messages()))
     pai = got[0].header("P-Asserted-Identity") or ""
     privacy = (got[0].header("Privacy") or "").lower()
     assert f"sip:{caller_id}@" in pai, str(got[0])          # the carrier always learns who calls
@@ -495,10 +617,116 @@ def test_outbound_call_through_trunk_caller_id_rule(asterisk, sipp, engine, dest
     assert record["reached"] == f"tel:{dest}" and record["disposition"] == "answered", record
 
 
+def _digest_params(header: str) -> dict[str, str]:
+    scheme, _, rest = header.strip().partition(" ")
+    assert scheme.lower() == "digest", header
+    return {k.lower(): v.strip('"') for k, v in re.findall(r'([A-Za-z-]+)\s*=\s*("[^"]*"|[^,\s]+)', rest)}
+
+
+def _digest_response(p: dict[str, str], method: str, password: str) -> str:
+    """RFC 2617 / RFC 3261 MD5 digest response (with qop=auth when the challenge asked for it)."""
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    ha1 = md5(f"{p['username']}:{p['realm']}:{password}")
+    ha2 = md5(f"{method}:{p['uri']}")
+    if p.get("qop"):
+        return md5(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:{p['qop']}:{ha2}")
+    return md5(f"{ha1}:{p['nonce']}:{ha2}")
+
+
+def test_outbound_call_answers_the_carriers_digest_challenge(asterisk, sipp, engine):
+    """The carrier answers the first INVITE with 401 + WWW-Authenticate; Asterisk re-sends it with an Authorization
+    whose digest is right for the trunk's login and password; the call connects; the caller-ID rule still holds."""
+    caller_id = _unique_number()
+    dest = "+380671234567"
+    out = _outbound_setup(asterisk, sipp, caller_id, "both", scenario="uas_auth_answer.xml")
+    engine.start()
+    res = sipp.uac(dest, login=out.login, password=out.password, hold_ms=1000, timeout_s=30).wait(40)
+    assert res.ok, res.describe()
+    msgs = out.carrier.messages()
+    got = carrier_invites(out)
+    assert len(got) == 2, "\n".join(map(str, msgs))
+    first, second = got
+    assert first.header("Authorization") is None
+    challenge = next(m for m in msgs if m.direction == "sent" and m.status == 401)
+    nonce = _digest_params(challenge.header("WWW-Authenticate") or "")["nonce"]
+    auth = _digest_params(second.header("Authorization") or "Digest")
+    assert auth["username"] == out.trunk_login, auth
+    assert auth["realm"] == "carrier" and auth["nonce"] == nonce and auth.get("qop") == "auth", auth
+    assert auth["uri"] == second.request_uri == f"sip:{dest}@127.0.0.1:{out.carrier.port}", (auth, str(second))
+    assert auth["response"] == _digest_response(auth, "INVITE", TRUNK_PASSWORD), auth
+    assert auth["response"] != _digest_response(auth, "INVITE", TRUNK_PASSWORD + "x")
+    # sipp's own verifyauth agreed (it answers 403 otherwise), and the call was answered
+    assert not [m for m in msgs if m.direction == "sent" and m.status == 403]
+    assert [m for m in msgs if m.direction == "sent" and m.status == 200 and m.method == "INVITE"]
+    assert second.call_id == first.call_id
+    assert f"sip:{caller_id}@" in (second.header("P-Asserted-Identity") or ""), str(second)
+    assert "id" not in (second.header("Privacy") or "").lower(), str(second)
+    record = wait_record(asterisk, caller_id)
+    assert record["reached"] == f"tel:{dest}" and record["disposition"] == "answered", record
+
+
 def test_outbound_refused_for_inbound_only_caller_id(asterisk, sipp, engine):
     caller_id = _unique_number()
-    login, password, carrier_uas = _outbound_setup(asterisk, sipp, caller_id, "in")
+    out = _outbound_setup(asterisk, sipp, caller_id, "in")
     engine.start()
-    res = sipp.uac("+380671234567", login=login, password=password, hold_ms=0, timeout_s=20).wait(30)
-    assert 200 not in res.statuses("INVITE"), res.describe()
-    assert not [m for m in carrier_uas.messages() if m.is_request and m.method == "INVITE"], "the call got out"
+    res = sipp.uac("+380671234567", login=out.login, password=out.password, hold_ms=0, timeout_s=20).wait(30)
+    _assert_refused(res, out)
+
+
+@pytest.mark.parametrize("stored_direction", ["in", "both"])
+def test_outbound_refused_for_tollfree_caller_id(asterisk, sipp, engine, stored_direction):
+    """A toll-free caller-ID number never calls out. The CLI keeps toll-free numbers inbound-only; "both" is a
+    database that says otherwise anyway (written before the rule, or by another tool): the engine still refuses."""
+    from vpbx.store import Store
+
+    tollfree = _unique_tollfree()
+    out = _outbound_setup(asterisk, sipp, tollfree, "in")
+    refused = asterisk.vpbx("number", "set", tollfree, "--direction", "both", check=False)
+    assert refused.returncode == 1 and "toll-free" in refused.stderr, refused
+    if stored_direction == "both":
+        with Store.open(asterisk.cfg.db) as st:
+            st.update_numbers([tollfree], direction="both")
+    shown = json.loads(asterisk.vpbx("number", "show", tollfree, "--json").stdout)
+    assert shown["type"] == "tollfree" and shown["direction"] == stored_direction, shown
+    engine.start()
+    res = sipp.uac("+380671234567", login=out.login, password=out.password, hold_ms=0, timeout_s=20).wait(30)
+    _assert_refused(res, out)
+    engine.wait_log(lambda e: "refused" in e.get("msg", "") and out.login in e.get("msg", ""), timeout=5)
+    # the same trunk takes calls: a geographic caller-ID number on it gets out
+    control_number = _unique_number()
+    asterisk.vpbx("number", "add", control_number, "--direction", "both", "--trunk", out.trunk)
+    control = _login("control")
+    password = json.loads(asterisk.vpbx("sip", "add", control, "--caller-id", control_number, "--json").stdout)["password"]
+    asterisk.vpbx("reload")
+    ok = sipp.uac("+380671234567", login=control, password=password, hold_ms=0, timeout_s=20).wait(30)
+    assert ok.ok and carrier_invites(out), ok.describe()
+
+
+@pytest.mark.parametrize("peer", ["other-address", "trunk-address", "wrong-password"])
+def test_unknown_peer_cannot_call_out(asterisk, sipp, engine, tmp_path, peer):
+    """Only SIP accounts reach the outbound route. other-address: a stranger at 127.0.0.2 (no trunk or account
+    there); trunk-address: a stranger at 127.0.0.1, the address the carrier trunks are identified by (its call
+    lands in the inbound context: unallocated); wrong-password: an account's name without its password."""
+    from sipp import Sipp
+
+    caller_id = _unique_number()
+    dest = "+380671234567"
+    out = _outbound_setup(asterisk, sipp, caller_id, "both")
+    engine.start()
+    if peer == "other-address":
+        stranger = Sipp(tmp_path / "stranger", local_ip="127.0.0.2")
+        try:
+            res = stranger.uac(dest, from_user=_login("stranger"), hold_ms=0, timeout_s=20).wait(30)
+        finally:
+            stranger.cleanup()
+    elif peer == "trunk-address":
+        res = sipp.uac(dest, from_user=_login("stranger"), hold_ms=0, timeout_s=20).wait(30)
+        assert res.final_response("INVITE") == 404, res.describe()
+    else:
+        res = sipp.uac(dest, login=out.login, password="not-" + out.password, hold_ms=0, timeout_s=20).wait(30)
+    _assert_refused(res, out)
+    # the account itself, with its password, does get out through the same trunk
+    ok = sipp.uac(dest, login=out.login, password=out.password, hold_ms=0, timeout_s=20).wait(30)
+    assert ok.ok and len(carrier_invites(out)) == 1, ok.describe()

@@ -37,6 +37,8 @@ DIAL_FAILURES = {"BUSY": "busy", "NOANSWER": "noanswer", "CHANUNAVAIL": "unavail
 HANGUP_REASONS = {1: "unallocated", 16: "normal", 17: "busy", 19: "no_answer", 21: "rejected", 34: "congestion"}
 CALLER_GONE = ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest")
 CLEANUP_TIMEOUT_S = 5.0
+# how long a created leg may take to enter the Stasis app before it is dialled anyway
+LEG_START_TIMEOUT_S = 2.0
 
 
 def iso(ts: float | None) -> str | None:
@@ -92,6 +94,7 @@ class Engine:
         self.active: dict[str, int] = {}          # number -> calls in progress handled by this engine
         self._reconciling: asyncio.Task[None] | None = None
         self.voicemail_sender: Any = None
+        self._leg_started: dict[str, asyncio.Future[None]] = {}   # leg id -> resolved by the leg's StasisStart
 
     # ---- event intake ----------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -110,7 +113,10 @@ class Engine:
         if etype == "StasisStart":
             channel = event.get("channel") or {}
             args = event.get("args") or []
-            if channel.get("id") in self.owner:      # a leg we created entering the app on answer
+            waiter = self._leg_started.pop(channel.get("id"), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            if channel.get("id") in self.owner:      # a leg we created entering the app
                 return
             if args and args[0] == "leg":
                 return
@@ -167,8 +173,10 @@ class Engine:
                      "toll-free or no trunk)", call_id, login, dest, account.caller_id)
             return None, login, None
         shown = nums.same_country(own.number, dest)
-        # what the far end is told comes from the leg's connected line (set here, not copied from the caller)
-        presentation = {"CONNECTEDLINE(num)": own.number, "CONNECTEDLINE(pres)": "allowed" if shown else "prohib"}
+        # what the far end is told comes from the leg's connected line (set here, not copied from the caller); the
+        # `i` option only stores it for the INVITE: without it each write queues a connected-line update that chan_pjsip
+        # sends to the carrier as a re-INVITE right after the answer
+        presentation = {"CONNECTEDLINE(num,i)": own.number, "CONNECTEDLINE(pres,i)": "allowed" if shown else "prohib"}
         flow_number = dc_replace(own, trunk=trunk, route=None, greeting=None, forward_to=(f"tel:{dest}",),
                                  forward_mode="sequential", forward_timeout=120, fallback="hangup")
         return flow_number, own.number if shown else "anonymous", presentation
@@ -328,8 +336,17 @@ class Engine:
                 call.ringback = f"{cid}-ringback-{action.leg_id.rsplit('-', 1)[-1]}"
                 with contextlib.suppress(AriError):
                     await ari.play(cid, "tone:ring", playback_id=call.ringback)
-            await ari.create(endpoint, app=self.cfg.ari.app, app_args=["leg", cid], channel_id=action.leg_id,
-                             variables=call.presentation)
+            # `create` answers before the new channel is in the Stasis app (Asterisk puts it there from a thread of its
+            # own); a dial sent at once can get 409 "Channel not in Stasis application": wait for the leg's StasisStart
+            started = asyncio.get_running_loop().create_future()
+            self._leg_started[action.leg_id] = started
+            try:
+                await ari.create(endpoint, app=self.cfg.ari.app, app_args=["leg", cid], channel_id=action.leg_id,
+                                 variables=call.presentation)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(started, LEG_START_TIMEOUT_S)
+            finally:
+                self._leg_started.pop(action.leg_id, None)
             await ari.dial(action.leg_id, caller=None if call.presentation else cid, timeout=max(1, int(action.timeout)))
         elif isinstance(action, dp.HangupLeg):
             if action.leg_id in call.legs:
