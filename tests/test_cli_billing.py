@@ -294,8 +294,14 @@ def test_account_remove_refused_with_numbers_or_balance_and_the_hint_works(shop:
     assert hint, line
     assert shlex.split(hint.group(1)) == ["account", "adjust", "acme", "--ref", "refund", "--", "-0.01"]
     assert shop.out(*shlex.split(hint.group(1))) == "Account acme: -0.01 RUB, balance 0.00 RUB\n"
-    assert shop.out("account", "remove", "acme") == "Removed account acme\n"
+    kept = shop.json("account", "transactions", "acme")
+    assert shop.out("account", "remove", "acme") == "Removed account acme (closed; its transactions are kept)\n"
     assert shop.json("account", "list") == []
+    # closed, not deleted: its history stays (revenue, statements) and the name is not handed to someone else
+    assert shop.json("account", "transactions", "acme") == kept and len(kept) == 4
+    shop.fails("account", "show", "acme", needles=("account acme was closed on",))
+    shop.fails("account", "add", "acme", "--email", "new@example.com", needles=("account acme was closed on",))
+    assert shop.out("account", "check").startswith("OK: 0 account(s)")
 
 
 def test_twenty_concurrent_topup_processes_lose_nothing(vp: Vpbx) -> None:

@@ -125,9 +125,9 @@ def account_set(c: Ctx, name: str, email: str | None, org_id: int | None, as_jso
 @click.argument("name")
 @pass_ctx
 def account_remove(c: Ctx, name: str) -> None:
-    """Remove an account (refused while it holds numbers or a non-zero balance)."""
+    """Close an account (refused while it holds numbers or a non-zero balance); its ledger is kept."""
     c.store.remove_account(name)
-    click.echo(f"Removed account {name}")
+    click.echo(f"Removed account {name} (closed; its transactions are kept)")
 
 
 def _post(c: Ctx, name: str, amount: int, ref: str, kind: str, as_json: bool) -> None:
@@ -176,7 +176,7 @@ LEDGER_COLUMNS = ("id", "effective_on", "kind", "amount", "balance_after", "numb
 @pass_ctx
 def account_transactions(c: Ctx, name: str, as_json: bool) -> None:
     """Every change of the account's balance, oldest first."""
-    c.store.get_account(name)
+    c.store.get_account(name, include_closed=True)
     rows = c.store.ledger(name)
     if not as_json:
         rows = [{**r, "amount": _money(c, r["amount"]), "balance_after": _money(c, r["balance_after"])} for r in rows]

@@ -474,7 +474,7 @@ def flush_mail(store: "Store", cfg: "Config") -> dict[str, int]:
 # ---- statements -------------------------------------------------------------------------------------------------
 def statement(store: "Store", account: str, month: str) -> dict[str, Any]:
     first, nxt = month_bounds(month)
-    acct = store.get_account(account)
+    acct = store.get_account(account, include_closed=True)
     rows = store.ledger(account, since=first.isoformat(), before=nxt.isoformat())
     opening = store.ledger_sum(account, before=first.isoformat())
     by_kind: dict[str, int] = {}

@@ -85,7 +85,7 @@ def m004_voicemail_retry(db: sqlite_utils.Database) -> None:
 def m005_accounts_and_billing(db: sqlite_utils.Database) -> None:
     db.execute("""CREATE TABLE accounts (
         name TEXT PRIMARY KEY, email TEXT NOT NULL, org_id INTEGER UNIQUE, balance INTEGER NOT NULL DEFAULT 0,
-        created_at TEXT NOT NULL)""")
+        created_at TEXT NOT NULL, closed_at TEXT)""")  # a removed account is closed, never deleted: its ledger stays
     # one row per change of balance, written in the same transaction as the change (balance == sum(amount))
     db.execute("""CREATE TABLE ledger (
         id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL REFERENCES accounts(name),
@@ -538,7 +538,11 @@ class Store:
     # Balance changes only through `post`, which writes the ledger row in the same transaction.
     def add_account(self, account: Account) -> Account:
         with self.write():
-            if self._exists("accounts", "name", account.name):
+            row = self.conn.execute("SELECT closed_at FROM accounts WHERE name = ?", [account.name]).fetchone()
+            if row and row[0]:
+                raise ConflictError(f"account {account.name} was closed on {row[0][:10]} and its ledger is kept under "
+                                    "that name; pick another name")
+            if row:
                 raise ConflictError(f"account {account.name} already exists; see it with `vpbx account show {account.name}`")
             if account.org_id is not None:
                 self._check_org_id(account.org_id, account.name)
@@ -553,11 +557,17 @@ class Store:
         if self._exists("sip_accounts", "login", str(org_id)):
             raise ConflictError(f"organisation ID {org_id} is SIP account {org_id}'s extension already; pick another --org-id")
 
-    def get_account(self, name: str) -> Account:
-        return self._get("accounts", "name", name, Account, "account", "list accounts with `vpbx account list`")
+    def get_account(self, name: str, include_closed: bool = False) -> Account:
+        rows = list(self.db["accounts"].rows_where("name = ?", [name]))
+        if not rows:
+            raise NotFoundError(f"account {name} not found; list accounts with `vpbx account list`")
+        if rows[0]["closed_at"] and not include_closed:
+            raise NotFoundError(f"account {name} was closed on {rows[0]['closed_at'][:10]}; its ledger is kept "
+                                f"(`vpbx account transactions {name}`)")
+        return _from_row(Account, rows[0])
 
     def list_accounts(self) -> list[Account]:
-        return [_from_row(Account, r) for r in self.db["accounts"].rows_where(order_by="name")]
+        return [_from_row(Account, r) for r in self.db["accounts"].rows_where("closed_at IS NULL", order_by="name")]
 
     def update_account(self, name: str, **changes: Any) -> Account:
         with self.write():
@@ -584,8 +594,8 @@ class Store:
                 raise ConflictError(f"account {name} has a non-zero balance ({format_amount(account.balance)}); "
                                     f"{fix} first")
             self.conn.execute("DELETE FROM waitlist WHERE account = ?", [name])
-            self.conn.execute("DELETE FROM ledger WHERE account = ?", [name])
-            self.db["accounts"].delete(name)
+            # closed, not deleted: revenue, statements and `account check` keep its history; the org ID is freed
+            self.conn.execute("UPDATE accounts SET closed_at = ?, org_id = NULL WHERE name = ?", [now_iso(), name])
 
     def post(self, account: str, amount: int, kind: str, effective_on: str, *, number: str | None = None,
              call_id: str | None = None, period_start: str | None = None, period_end: str | None = None,
