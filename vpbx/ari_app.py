@@ -376,6 +376,7 @@ class Engine:
         elif isinstance(action, dp.Hangup):
             if not call.caller_gone:
                 await ari.hangup(cid, reason=HANGUP_REASONS.get(action.cause, "normal"))
+                call.caller_gone = True   # Hangup ends the call (the model's last action): cleanup need not repeat it
         else:  # pragma: no cover - the model has no other actions
             raise TypeError(f"unknown action {action!r}")
 

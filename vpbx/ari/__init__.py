@@ -1,6 +1,7 @@
-"""vpbx.ari: our own thin async ARI client (httpx for REST, websockets for events).
+"""vpbx.ari: our own thin async ARI client (httpx for REST, over our HTTP/1.1 transport; websockets for events).
 
-Rule: `vpbx.ari.client` is the only module that speaks HTTP/WebSocket to Asterisk; nothing here holds business logic.
+Rule: `vpbx.ari.client` (with its transport `vpbx.ari.http11`) is the only module that speaks HTTP/WebSocket to
+Asterisk; nothing here holds business logic.
 """
 from __future__ import annotations
 
