@@ -575,8 +575,8 @@ def _outbound_setup(asterisk, sipp, caller_id: str, direction: str, scenario: st
     trunk = f"out{os.getpid() % 10000}{next(_seq)}"
     trunk_login = "u" + trunk
     carrier_uas = sipp.uas(scenario, keys={"login": trunk_login, "password": TRUNK_PASSWORD})
-    asterisk.vpbx("trunk", "add", trunk, "--server", "127.0.0.1", "--port", str(carrier_uas.port), "--login", trunk_login,
-                  "--password", TRUNK_PASSWORD, "--no-register")
+    asterisk.vpbx("trunk", "add", trunk, "--server", "127.0.0.1", "--port", str(carrier_uas.port),
+                  "--login", trunk_login, "--password", TRUNK_PASSWORD, "--no-register")
     asterisk.vpbx("number", "add", caller_id, "--direction", direction, "--trunk", trunk)
     login = _login("dialer")
     password = json.loads(asterisk.vpbx("sip", "add", login, "--caller-id", caller_id, "--json").stdout)["password"]
@@ -605,7 +605,7 @@ def test_outbound_call_through_trunk_caller_id_rule(asterisk, sipp, engine, dest
     assert res.ok, res.describe()
     got = carrier_invites(out)
     assert got and got[0].request_uri == f"sip:{dest}@127.0.0.1:{out.carrier.port}", out.carrier.messages()
-    assert len(got) == 1, "the carrier got a re-INVITE after the answer:\n" + "\n".join(map(str, out.carrier.messages()))
+    assert len(got) == 1, "re-INVITE after the answer:\n" + "\n".join(map(str, out.carrier.messages()))
     pai = got[0].header("P-Asserted-Identity") or ""
     privacy = (got[0].header("Privacy") or "").lower()
     assert f"sip:{caller_id}@" in pai, str(got[0])          # the carrier always learns who calls
@@ -698,7 +698,8 @@ def test_outbound_refused_for_tollfree_caller_id(asterisk, sipp, engine, stored_
     control_number = _unique_number()
     asterisk.vpbx("number", "add", control_number, "--direction", "both", "--trunk", out.trunk)
     control = _login("control")
-    password = json.loads(asterisk.vpbx("sip", "add", control, "--caller-id", control_number, "--json").stdout)["password"]
+    added = asterisk.vpbx("sip", "add", control, "--caller-id", control_number, "--json")
+    password = json.loads(added.stdout)["password"]
     asterisk.vpbx("reload")
     ok = sipp.uac("+380671234567", login=control, password=password, hold_ms=0, timeout_s=20).wait(30)
     assert ok.ok and carrier_invites(out), ok.describe()
