@@ -953,4 +953,7 @@ def serve(c: Ctx, log_level: str) -> None:
 from vpbx import cli_billing  # noqa: E402,F401
 
 if __name__ == "__main__":
-    main()
+    # `python -m vpbx.cli`: run the imported module's group, the one cli_billing registered its commands on
+    from vpbx.cli import main as _imported_main
+
+    _imported_main()
