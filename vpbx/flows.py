@@ -40,5 +40,8 @@ def load_flow(store: "Store", number: Any, now: datetime | None = None) -> "Flow
     if not allowed:
         number = replace(number, route=None, forward_to=(), greeting=None)
 
-    return compile_flow(number, {g.name: g for g in store.list_groups()}, {i.name: i for i in store.list_ivrs()},
-                        {a.login for a in store.list_sip_accounts()}, extension_map(store))
+    ivrs = {i.name: i for i in store.list_ivrs()}
+    accounts = store.list_sip_accounts()
+    # the extension map reads every account: only worth it when some IVR lets callers type extensions
+    extensions = extension_map(store) if any(i.extensions for i in ivrs.values()) else {}
+    return compile_flow(number, {g.name: g for g in store.list_groups()}, ivrs, {a.login for a in accounts}, extensions)

@@ -428,19 +428,30 @@ class Store:
             self.db["ivrs"].delete(name)
 
     # ---- call records ----------------------------------------------------------------------------------------
+    # The engine writes these on every call: plain SQL, no sqlite-utils table introspection on the hot path.
+    _CALL_COLUMNS = frozenset({"answered_at", "ended_at", "reached", "disposition", "duration", "billsec", "voicemail",
+                               "node", "restarts", "account", "cost"})
+
     def start_call(self, call_id: str, number: str, caller: str, direction: str = "inbound",
                    started_at: str | None = None) -> None:
         with self.write():
-            self.db["calls"].insert({"call_id": call_id, "number": number, "caller": caller, "direction": direction,
-                                     "started_at": started_at or now_iso()}, ignore=True)
+            self.conn.execute("INSERT OR IGNORE INTO calls (call_id, number, caller, direction, started_at) "
+                              "VALUES (?, ?, ?, ?, ?)", [call_id, number, caller, direction, started_at or now_iso()])
 
     def finish_call(self, call_id: str, **values: Any) -> None:
+        unknown = set(values) - self._CALL_COLUMNS
+        if unknown:
+            raise ValueError(f"not call record columns: {sorted(unknown)}")
+        if not values:
+            return
         with self.write():
-            self.db["calls"].update(call_id, values)
+            self.conn.execute(f"UPDATE calls SET {', '.join(f'{k} = ?' for k in values)} WHERE call_id = ?",
+                              [*values.values(), call_id])
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["calls"].rows_where("call_id = ?", [call_id]))
-        return rows[0] if rows else None
+        cur = self.conn.execute("SELECT * FROM calls WHERE call_id = ?", [call_id])
+        row = cur.fetchone()
+        return dict(zip((d[0] for d in cur.description), row)) if row else None
 
     def open_calls(self) -> list[dict[str, Any]]:
         return list(self.db["calls"].rows_where("ended_at IS NULL", order_by="started_at"))
@@ -449,8 +460,7 @@ class Store:
         values: dict[str, Any] = {"node": node}
         if restarts is not None:
             values["restarts"] = restarts
-        with self.write():
-            self.db["calls"].update(call_id, values)
+        self.finish_call(call_id, **values)
 
     def add_voicemail(self, recording: str, call_id: str, number: str, caller: str, emails: Sequence[str],
                       duration: float) -> None:
