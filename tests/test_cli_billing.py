@@ -27,6 +27,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 
+from clitools import dump, ok
 from vpbx.cli import main
 from vpbx.store import Store
 
@@ -53,19 +54,6 @@ UNAVAILABLE_CALL = [
 # ---- helpers --------------------------------------------------------------------------------------------------
 def invoke(args: list[Any]) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args], env=CLEAN_ENV)
-
-
-def dump(db: Path) -> str:
-    con = sqlite3.connect(db)
-    try:
-        return "\n".join(con.iterdump())
-    finally:
-        con.close()
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr, result.exception)
-    return result
 
 
 def error_line(result: Result, *needles: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import stat
 import tomllib
 from pathlib import Path
@@ -16,6 +15,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from clitools import dump, ok
 from vpbx.cli import main
 from vpbx.store import Store
 
@@ -40,19 +40,6 @@ def invoke(args: list[str], env: dict | None = None) -> Result:
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def dump(db: Path) -> str:
-    con = sqlite3.connect(db)
-    try:
-        return "\n".join(con.iterdump())
-    finally:
-        con.close()
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr, result.exception)
-    return result
 
 
 def one_json(result: Result):
