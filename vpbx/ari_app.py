@@ -433,6 +433,8 @@ class Engine:
         except Exception:
             log.exception("call %s: call record not written", call.call_id)
             return
+        if call.number.type != "tollfree":      # only toll-free calls are rated: spare every other call two reads
+            return
         try:  # a toll-free number's owner pays for inbound calls (rated by the caller's prefix, once)
             cost = charge_call(self.store, self.cfg, call.call_id)
             if cost:

@@ -194,7 +194,7 @@ def announce_available(c: "Ctx", numbers: Sequence[Any]) -> None:
     """New numbers for sale: waitlisted accounts that match get one e-mail each (sent now, or kept to retry)."""
     from vpbx import lifecycle
 
-    if c.store.list_waitlist(open_only=True) and lifecycle.notify_waitlist(c.store, numbers):
+    if lifecycle.notify_waitlist(c.store, numbers):
         lifecycle.flush_mail(c.store, c.cfg)
 
 
@@ -564,14 +564,9 @@ def check_flows(store: "Store", numbers: Sequence[Any] | None = None, groups: Se
     from vpbx.dialplan import compile_flow
     from vpbx.records import Number
 
-    all_groups = {g.name: g for g in store.list_groups()}
-    all_groups.update({g.name: g for g in groups})
-    all_ivrs = {i.name: i for i in store.list_ivrs()}
-    all_ivrs.update({i.name: i for i in ivrs})
-    logins = {a.login for a in store.list_sip_accounts()}
-    from vpbx.flows import extension_map
+    from vpbx.flows import flow_inputs
 
-    extensions = extension_map(store)
+    all_groups, all_ivrs, logins, extensions = flow_inputs(store, groups, ivrs)
     targets = list(numbers) if numbers is not None else []
     # a new or changed group / IVR is checked as if a number routed to it
     targets += [Number(number=PROBE_NUMBER, route=f"group:{g.name}") for g in groups]

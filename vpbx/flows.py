@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     from vpbx.dialplan import Flow
+    from vpbx.records import Group, Ivr
     from vpbx.store import Store
 
 
@@ -40,8 +41,18 @@ def load_flow(store: "Store", number: Any, now: datetime | None = None) -> "Flow
     if not allowed:
         number = replace(number, route=None, forward_to=(), greeting=None)
 
-    ivrs = {i.name: i for i in store.list_ivrs()}
-    accounts = store.list_sip_accounts()
-    # the extension map reads every account: only worth it when some IVR lets callers type extensions
-    extensions = extension_map(store) if any(i.extensions for i in ivrs.values()) else {}
-    return compile_flow(number, {g.name: g for g in store.list_groups()}, ivrs, {a.login for a in accounts}, extensions)
+    return compile_flow(number, *flow_inputs(store))
+
+
+def flow_inputs(store: "Store", groups: Sequence["Group"] = (), ivrs: Sequence["Ivr"] = ()
+                ) -> tuple[dict[str, "Group"], dict[str, "Ivr"], set[str], dict[str, str]]:
+    """What `compile_flow` needs besides the number: groups and IVRs by name (`groups`/`ivrs` replace stored ones of
+    the same name, to check a change before it is written), SIP logins, and the extension map - read only when an
+    IVR lets callers type extensions, since it reads every account."""
+    all_groups = {g.name: g for g in store.list_groups()}
+    all_groups.update({g.name: g for g in groups})
+    all_ivrs = {i.name: i for i in store.list_ivrs()}
+    all_ivrs.update({i.name: i for i in ivrs})
+    logins = {a.login for a in store.list_sip_accounts()}
+    extensions = extension_map(store) if any(i.extensions for i in all_ivrs.values()) else {}
+    return all_groups, all_ivrs, logins, extensions

@@ -260,6 +260,12 @@ def add_document(store: "Store", cfg: "Config", number: str, file: Path) -> dict
     return {"id": doc_id, "number": number, "filename": file.name, "sha256": digest, "size": len(data), "path": str(target)}
 
 
+# what a number forgets when it leaves its owner (routing too: the next owner starts clean)
+_UNOWNED: dict[str, Any] = dict(account=None, end_user="", m2m_device="", plan=None, anchor_day=None, connected_on=None,
+                                paid_until=None, trial_until=None, reserved_until=None, call_credit=0, route=None,
+                                greeting=None, forward_to=(), fallback="hangup", vm_emails=())
+
+
 def release(store: "Store", cfg: "Config", number: str, today: date) -> dict[str, Any]:
     """Give a number back: no refund; it rests in quarantine before it is available again. Routing is cleared so
     the next owner starts clean."""
@@ -281,11 +287,6 @@ def release(store: "Store", cfg: "Config", number: str, today: date) -> dict[str
                              quarantine_until=until.isoformat() if paid else None, **_UNOWNED)
     return {"number": number, "was": n.status, "account": n.account,
             "available_on": until.isoformat(), "warning": warning}
-
-
-_UNOWNED: dict[str, Any] = dict(account=None, end_user="", m2m_device="", plan=None, anchor_day=None, connected_on=None,
-                                paid_until=None, trial_until=None, reserved_until=None, call_credit=0, route=None,
-                                greeting=None, forward_to=(), fallback="hangup", vm_emails=())
 
 
 def trial(store: "Store", cfg: "Config", number: str, account: str, hours: int, now: datetime) -> Number:
@@ -429,19 +430,20 @@ def waitlist_matches(entry: dict[str, Any], n: Number) -> bool:
 
 def notify_waitlist(store: "Store", numbers: Iterable[Number | str]) -> list[dict[str, Any]]:
     """Numbers that became available: each open waitlist entry they match gets one e-mail (then it is closed)."""
-    sent = []
-    for item in numbers:
+    entries = store.list_waitlist(open_only=True)        # read once: imports announce many numbers at a time
+    sent: list[dict[str, Any]] = []
+    for item in numbers if entries else ():
         n = store.get_number(item) if isinstance(item, str) else item
-        for entry in store.list_waitlist(open_only=True):
-            if waitlist_matches(entry, n):
-                with store.write():
-                    if store.close_waitlist(entry["id"], n.number):
-                        acct = store.get_account(entry["account"])
-                        where = ", ".join(x for x in (n.city, n.country) if x)
-                        store.queue_mail(acct.email, f"A number you wait for is available: {n.number}",
-                                         f"{n.number} ({n.type}, {where}) is now available. Order it before someone "
-                                         f"else does.\n")
-                        sent.append({"entry": entry["id"], "account": acct.name, "number": n.number})
+        for entry in [e for e in entries if waitlist_matches(e, n)]:
+            with store.write():
+                if store.close_waitlist(entry["id"], n.number):      # once, even against a concurrent run
+                    acct = store.get_account(entry["account"])
+                    where = ", ".join(x for x in (n.city, n.country) if x)
+                    store.queue_mail(acct.email, f"A number you wait for is available: {n.number}",
+                                     f"{n.number} ({n.type}, {where}) is now available. Order it before someone "
+                                     f"else does.\n")
+                    sent.append({"entry": entry["id"], "account": acct.name, "number": n.number})
+            entries.remove(entry)
     return sent
 
 
