@@ -184,13 +184,13 @@ class Pbx:
             return len(json.load(resp).get("channel_ids") or [])
 
     def open_calls(self, number: str | None = None) -> int:
-        from vpbx.store import Store
+        from vpbx.storage.store import Store
 
         with Store.open(self.dir / "vpbx.db") as store:
             return sum(1 for row in store.open_calls() if number is None or row["number"] == number)
 
     def records(self, number: str) -> list[dict[str, Any]]:
-        from vpbx.store import Store
+        from vpbx.storage.store import Store
 
         with Store.open(self.dir / "vpbx.db") as store:
             return store.list_calls(number=number, limit=100000)

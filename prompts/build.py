@@ -2,7 +2,7 @@
 """Build vpbx's built-in prompts (prompts/<language>/<name>.wav) from Asterisk's core sound files.
 
 Rule: reproducible - the same core sounds give byte-identical WAVs. Each prompt is the closest existing core sound
-(table SOURCES), converted with vpbx.prompts.convert() to WAV PCM 16-bit 8 kHz mono. Core sounds are read from the
+(table SOURCES), converted with vpbx.services.prompts.convert() to WAV PCM 16-bit 8 kHz mono. Core sounds are read from the
 sandbox rootfs by default:
 
     python prompts/build.py [--sounds /var/cache/vpbx/rootfs/usr/share/asterisk/sounds] [--check]
@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from vpbx.config import atomic_write  # noqa: E402
-from vpbx.prompts import BUILTIN_LANGUAGES, BUILTIN_PROMPTS, convert  # noqa: E402
+from vpbx.services.prompts import BUILTIN_LANGUAGES, BUILTIN_PROMPTS, convert  # noqa: E402
 
 DEFAULT_SOUNDS = Path("/var/cache/vpbx/rootfs/usr/share/asterisk/sounds")
 # language -> core sounds directory (the Debian asterisk-core-sounds-* packages)

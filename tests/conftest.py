@@ -65,7 +65,7 @@ class AsteriskSandbox:
         return sandbox("cli", command, timeout=timeout).stdout
 
     def records(self) -> tuple[list[Any], list[Any], list[Any]]:
-        from vpbx.store import Store
+        from vpbx.storage.store import Store
 
         store = Store.open(self.cfg.db)
         try:
@@ -74,13 +74,13 @@ class AsteriskSandbox:
             store.close()
 
     def generate(self) -> list[Path]:
-        from vpbx import deploy
+        from vpbx.asterisk import deploy
 
         return deploy.generate(self.cfg, *self.records())
 
     def reload(self) -> None:
         """Render the DB's records into the sandbox and reload Asterisk over AMI (what `vpbx reload` does)."""
-        from vpbx import deploy
+        from vpbx.asterisk import deploy
 
         self.generate()
         deploy.reload(self.cfg)
@@ -102,7 +102,7 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskSandb
     if not (ROOT / "usr" / "sbin" / "asterisk").exists():
         _unavailable(f"no Asterisk in {ROOT}; run scripts/asterisk-sandbox build")
     from vpbx.config import new_config, write_config
-    from vpbx.store import Store
+    from vpbx.storage.store import Store
 
     base = tmp_path_factory.mktemp("vpbx-asterisk")
     cfg = new_config(base, asterisk_config_dir=ROOT / "etc" / "asterisk",

@@ -1,4 +1,4 @@
-"""Tests for vpbx.ari: REST through httpx.MockTransport, events through a real local WebSocket server."""
+"""Tests for vpbx.asterisk.ari: REST through httpx.MockTransport, events through a real local WebSocket server."""
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +15,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from vpbx.ari import (AriClient, AriConflict, AriError, AriNotFound, AriUnavailable, CONNECTED, DISCONNECTED,
+from vpbx.asterisk.ari import (AriClient, AriConflict, AriError, AriNotFound, AriUnavailable, CONNECTED, DISCONNECTED,
                       event_channel_ids)
-from vpbx.errors import AsteriskError
+from vpbx.domain.errors import AsteriskError
 
 AUTH = "Basic " + base64.b64encode(b"vpbx:s3cret").decode()
 

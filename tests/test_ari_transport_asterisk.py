@@ -1,4 +1,4 @@
-"""vpbx.ari.http11.Http11Transport (the ARI client's HTTP transport in production) against the real Asterisk 22 ARI.
+"""vpbx.asterisk.ari.http11.Http11Transport (the ARI client's HTTP transport in production) against the real Asterisk 22 ARI.
 
 The unit tests drive AriClient through httpx.MockTransport; these check the bytes on the wire with Asterisk's own HTTP
 server: keep-alive reuse, concurrency within the connection cap, Asterisk's errors mapped like before, JSON bodies,
@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 
-from vpbx.ari import AriClient, AriNotFound, AriUnavailable
-from vpbx.ari.errors import AriError
-from vpbx.ari.http11 import Http11Transport
+from vpbx.asterisk.ari import AriClient, AriNotFound, AriUnavailable
+from vpbx.asterisk.ari.errors import AriError
+from vpbx.asterisk.ari.http11 import Http11Transport
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(120)]
 

@@ -53,7 +53,7 @@ def test_generated_config_holds_only_the_digest(asterisk):
     asterisk.vpbx("config", "generate")
     text = (asterisk.etc / "pjsip_vpbx.conf").read_text()
     assert password not in text
-    from vpbx.render import password_digest
+    from vpbx.asterisk.render import password_digest
 
     assert f"password_digest = {password_digest(login, asterisk.cfg.domain, password)}" in text
     asterisk.vpbx("reload")

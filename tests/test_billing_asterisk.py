@@ -17,7 +17,7 @@ from test_engine_asterisk import (  # noqa: F401 - fixtures are used by name
     CALLER, Engine, _login, _unique_number, calls_for, carrier, engine, invites, phone, prompts, wait_no_channels,
     wait_record,
 )
-from vpbx.store import Store
+from vpbx.storage.store import Store
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(180)]
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vpbx.billing.money import MAX_MINOR, div_half_up, format_amount, parse_amount
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 
 @pytest.mark.parametrize(("text", "minor"), [

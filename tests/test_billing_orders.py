@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from vpbx.billing.orders import OrderLine, Quote, discount_percent, next_period, quote, renewal_charge
 from vpbx.billing.periods import days_in_month, last_day_of_month, renewal_on
 from vpbx.billing.tariff import Tariff, monthly_fee, parse_tariff
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 D = date
 SEED = Path(__file__).resolve().parent.parent / "tariffs" / "seed-ru.toml"

@@ -15,7 +15,7 @@ from vpbx.billing.periods import (
     prorated,
     renewal_on,
 )
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 D = date
 dates = st.dates(min_value=date(1900, 1, 1), max_value=date(2200, 12, 31))

@@ -9,7 +9,7 @@ import vpbx.billing
 PACKAGE = Path(vpbx.billing.__file__).parent
 ALLOWED = {
     "__future__", "dataclasses", "typing", "re", "datetime", "calendar", "csv", "tomllib",
-    "phonenumbers", "vpbx.errors", "vpbx.numbers", "vpbx.billing",
+    "phonenumbers", "vpbx.domain.errors", "vpbx.domain.numbers", "vpbx.billing",
 }
 FORBIDDEN_CALLS = {"open", "print", "input", "exec", "eval", "compile", "__import__", "breakpoint", "float"}
 
@@ -43,7 +43,7 @@ def test_only_pure_imports() -> None:
 
 def test_forbidden_modules_are_really_refused() -> None:
     for mod in ("asyncio", "sqlite3", "sqlite_utils", "click", "rich", "os", "pathlib", "io", "socket", "time",
-                "random", "subprocess", "vpbx.store", "vpbx.cli", "vpbx.config"):
+                "random", "subprocess", "vpbx.storage.store", "vpbx.cli", "vpbx.config"):
         assert not _allowed(mod)
 
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vpbx.billing.rating import PrefixTable, billable_units, call_cost, parse_rates_csv
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 SEED_RATES = Path(__file__).resolve().parent.parent / "tariffs" / "tollfree-rates-ru.csv"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vpbx.billing.tariff import Plan, Tariff, area_code, connection_fee, find_plan, monthly_fee, parse_tariff
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 SEED = Path(__file__).resolve().parent.parent / "tariffs" / "seed-ru.toml"
 

@@ -29,7 +29,7 @@ from click.testing import CliRunner, Result
 
 from clitools import dump, ok
 from vpbx.cli import main
-from vpbx.store import Store
+from vpbx.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "tariffs" / "seed-ru.toml"
@@ -641,7 +641,7 @@ def test_statement_and_stats_json(shop: Vpbx) -> None:
     shop.ok("number", "assign", TOLLFREE, "--account", "acme", "--end-user", "Ivan Petrov", "--date",
             first.isoformat())                                    # 2 950.00 + 1 500.00 (prorate on the 1st)
     with Store.open(shop.db) as store:
-        from vpbx import lifecycle
+        from vpbx.services import lifecycle
         from vpbx.config import load_config
 
         cfg = load_config(str(shop.cfg))

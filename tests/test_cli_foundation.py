@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from clitools import dump, ok
 from vpbx.cli import main
-from vpbx.store import Store
+from vpbx.storage.store import Store
 
 VPBX_SRC = Path(__file__).resolve().parent.parent / "vpbx"
 CLEAN_ENV = {"VPBX_CONFIG": None, "VPBX_DB": None, "COLUMNS": "250"}  # wide console: rich tables never wrap a value

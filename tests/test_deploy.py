@@ -1,4 +1,4 @@
-"""vpbx.deploy without Asterisk: atomic generate, file modes, the masked diff, AMI errors that name the fix."""
+"""vpbx.asterisk.deploy without Asterisk: atomic generate, file modes, the masked diff, AMI errors that name the fix."""
 from __future__ import annotations
 
 import asyncio
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from vpbx import deploy
+from vpbx.asterisk import deploy
 from vpbx.config import AmiSettings, AriSettings, Config
-from vpbx.errors import AsteriskError, ValidationError
-from vpbx.records import Number, SipAccount, Trunk
-from vpbx.render import FILES
+from vpbx.domain.errors import AsteriskError, ValidationError
+from vpbx.domain.records import Number, SipAccount, Trunk
+from vpbx.asterisk.render import FILES
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from vpbx.dialplan import (
     compile_flow,
 )
 from vpbx.dialplan.testing import SAMPLE_NUMBER, sample_flow, sample_number
-from vpbx.errors import ValidationError
-from vpbx.records import Group, Ivr
+from vpbx.domain.errors import ValidationError
+from vpbx.domain.records import Group, Ivr
 
 LOGINS = {"alice", "bob"}
 

@@ -35,7 +35,7 @@ def _unique_number() -> str:
 
 
 def _unique_tollfree() -> str:
-    # Russian toll-free numbers +7 800 55x xxxx (vpbx.numbers classifies them as tollfree)
+    # Russian toll-free numbers +7 800 55x xxxx (vpbx.domain.numbers classifies them as tollfree)
     return f"+7800{5500000 + (os.getpid() % 1000) * 100 + next(_seq):07d}"
 
 
@@ -517,7 +517,7 @@ def test_voicemail_kept_while_smtp_is_down_then_delivered(asterisk, sipp, engine
     from aiosmtpd.controller import Controller
 
     from sipp import free_tcp_port
-    from vpbx.voicemail import BACKOFF_FIRST_S, SPOOL_DIR_NAME, spool_path
+    from vpbx.services.voicemail import BACKOFF_FIRST_S, SPOOL_DIR_NAME, spool_path
 
     port = free_tcp_port()            # nothing listens there yet: the mail server is down
     with smtp_server_at(asterisk, port):
@@ -679,7 +679,7 @@ def test_outbound_refused_for_inbound_only_caller_id(asterisk, sipp, engine):
 def test_outbound_refused_for_tollfree_caller_id(asterisk, sipp, engine, stored_direction):
     """A toll-free caller-ID number never calls out. The CLI keeps toll-free numbers inbound-only; "both" is a
     database that says otherwise anyway (written before the rule, or by another tool): the engine still refuses."""
-    from vpbx.store import Store
+    from vpbx.storage.store import Store
 
     tollfree = _unique_tollfree()
     out = _outbound_setup(asterisk, sipp, tollfree, "in")

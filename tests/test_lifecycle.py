@@ -1,4 +1,4 @@
-"""vpbx.lifecycle (issue 5): orders, the billing run, suspension, trials, release, documents, toll-free rating,
+"""vpbx.services.lifecycle (issue 5): orders, the billing run, suspension, trials, release, documents, toll-free rating,
 statements, on a real temporary SQLite store and the seed tariff (tariffs/seed-ru.toml), with explicit dates.
 
 Amounts are int minor units (kopecks). Seed prices used below (major units -> minor):
@@ -24,16 +24,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vpbx import lifecycle
+from vpbx.services import lifecycle
 from vpbx.config import BillingSettings, Config, new_config
 from vpbx.dialplan import simulate
 from vpbx.dialplan.model import Dial, Play, builtin_media, PROMPT_UNAVAILABLE
 from vpbx.dialplan.simulate import run as sim_run
-from vpbx.errors import ConflictError, NotFoundError, ValidationError
-from vpbx.flows import extension_map, load_flow
-from vpbx.numbers import parse
-from vpbx.records import Account, Number, SipAccount
-from vpbx.store import Store
+from vpbx.domain.errors import ConflictError, NotFoundError, ValidationError
+from vpbx.services.flows import extension_map, load_flow
+from vpbx.domain.numbers import parse
+from vpbx.domain.records import Account, Number, SipAccount
+from vpbx.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = (ROOT / "tariffs" / "seed-ru.toml").read_text(encoding="utf-8")

@@ -1,12 +1,12 @@
-"""vpbx.numbers: the beauty-category table and E.164 parsing (type / city / operator / subscriber part)."""
+"""vpbx.domain.numbers: the beauty-category table and E.164 parsing (type / city / operator / subscriber part)."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from vpbx.errors import ValidationError
-from vpbx.numbers import CATEGORIES, CATEGORY_RULES, NumberInfo, category_of, parse
+from vpbx.domain.errors import ValidationError
+from vpbx.domain.numbers import CATEGORIES, CATEGORY_RULES, NumberInfo, category_of, parse
 
 # One example per row of CATEGORY_RULES (by row index): the row must be the FIRST one that matches it.
 ROW_EXAMPLES = {

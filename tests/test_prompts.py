@@ -1,4 +1,4 @@
-"""vpbx.prompts: real audio files of several formats in, WAV PCM_16 8 kHz mono out; broken input installs nothing."""
+"""vpbx.services.prompts: real audio files of several formats in, WAV PCM_16 8 kHz mono out; broken input installs nothing."""
 from __future__ import annotations
 
 import io
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vpbx.errors import ConfigError, NotFoundError, ValidationError
-from vpbx.prompts import (
+from vpbx.domain.errors import ConfigError, NotFoundError, ValidationError
+from vpbx.services.prompts import (
     BUILTIN_LANGUAGES,
     BUILTIN_PROMPTS,
     add,

@@ -1,4 +1,4 @@
-"""vpbx.render: golden files, round-trip properties, and config-injection refusal.
+"""vpbx.asterisk.render: golden files, round-trip properties, and config-injection refusal.
 
 Golden files live in tests/golden/; regenerate them after an intended change with
     VPBX_UPDATE_GOLDEN=1 python -m pytest tests/test_render.py -k golden
@@ -15,13 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vpbx import validate
+from vpbx.domain import validation as validate
 from vpbx.config import AmiSettings, AriSettings, Config
-from vpbx.errors import ConflictError, ValidationError
-from vpbx.records import Number, SipAccount, Trunk
-from vpbx.render import (FILES, SECRET_FILES, parse_pjsip, password_digest, render_all, render_ari_users,
+from vpbx.domain.errors import ConflictError, ValidationError
+from vpbx.domain.records import Number, SipAccount, Trunk
+from vpbx.asterisk.render import (FILES, SECRET_FILES, parse_pjsip, password_digest, render_all, render_ari_users,
                          render_extensions, render_manager_users, render_pjsip)
-from vpbx.render.pjsip import parse_sections
+from vpbx.asterisk.render.pjsip import parse_sections
 
 GOLDEN = Path(__file__).parent / "golden"
 

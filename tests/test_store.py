@@ -1,4 +1,4 @@
-"""vpbx.store: migrations, pragmas, file mode, and concurrent writers from separate `vpbx` processes."""
+"""vpbx.storage.store: migrations, pragmas, file mode, and concurrent writers from separate `vpbx` processes."""
 from __future__ import annotations
 
 import os
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from vpbx.records import Number, SipAccount, Trunk
-from vpbx.store import Store, migrations
+from vpbx.domain.records import Number, SipAccount, Trunk
+from vpbx.storage.store import Store, migrations
 
 VPBX = Path(sys.executable).with_name("vpbx")
 FIRST_MIGRATIONS = ["m001_foundation", "m002_routing_and_calls"]

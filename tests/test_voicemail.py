@@ -1,4 +1,4 @@
-"""vpbx.voicemail against a real SMTP server (aiosmtpd on 127.0.0.1) and a real SQLite store.
+"""vpbx.services.voicemail against a real SMTP server (aiosmtpd on 127.0.0.1) and a real SQLite store.
 
 `fetch` stands in for ARI's GET /recordings/stored/{name}/file (real Asterisk is exercised in the engine tests).
 """
@@ -24,9 +24,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from vpbx.config import SmtpSettings
-from vpbx.errors import VpbxError
-from vpbx.store import Store
-from vpbx.voicemail import (
+from vpbx.domain.errors import VpbxError
+from vpbx.storage.store import Store
+from vpbx.services.voicemail import (
     BACKOFF_MAX_S,
     DeliveryError,
     VoicemailSender,

@@ -19,13 +19,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from vpbx import dialplan as dp
-from vpbx.ari import AriClient, AriError, AriNotFound
-from vpbx.ari.events import CONNECTED, event_channel_ids
+from vpbx.asterisk.ari import AriClient, AriError, AriNotFound
+from vpbx.asterisk.ari.events import CONNECTED, event_channel_ids
 from vpbx.config import Config
-from vpbx.errors import VpbxError
-from vpbx.flows import load_flow
-from vpbx.lifecycle import charge_call
-from vpbx.store import Store
+from vpbx.domain.errors import VpbxError
+from vpbx.services.flows import load_flow
+from vpbx.services.lifecycle import charge_call
+from vpbx.storage.store import Store
 
 log = logging.getLogger(__name__)
 call_log = logging.getLogger("vpbx.calls")
@@ -67,7 +67,7 @@ class Call:
     """One call's edge-side bookkeeping: the queue its events arrive on and what must be cleaned up."""
 
     call_id: str                 # the caller channel's id
-    number: Any                  # vpbx.records.Number
+    number: Any                  # vpbx.domain.records.Number
     caller: str
     queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     legs: set[str] = field(default_factory=set)
@@ -156,8 +156,8 @@ class Engine:
         """
         from dataclasses import replace as dc_replace
 
-        from vpbx import numbers as nums
-        from vpbx.errors import VpbxError as _Err
+        from vpbx.domain import numbers as nums
+        from vpbx.domain.errors import VpbxError as _Err
 
         dest = normalize_number(exten)
         try:
@@ -512,7 +512,7 @@ async def serve(cfg: Config) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     async with AriClient(cfg.ari.url, cfg.ari.user, cfg.ari.password, app=cfg.ari.app) as ari:
-        from vpbx.voicemail import VoicemailSender
+        from vpbx.services.voicemail import VoicemailSender
 
         engine = Engine(cfg, ari, store)
         sender = VoicemailSender(store, ari.stored_file, cfg.smtp, ari.delete_stored)

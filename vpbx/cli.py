@@ -16,14 +16,14 @@ import click
 
 if TYPE_CHECKING:
     from vpbx.config import Config
-    from vpbx.store import Store
+    from vpbx.storage.store import Store
 
 
 class VpbxGroup(click.Group):
     """Turns vpbx errors into a single `Error:` line and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from vpbx.errors import VpbxError
+        from vpbx.domain.errors import VpbxError
 
         try:
             return super().invoke(ctx)
@@ -51,7 +51,7 @@ class Ctx:
     @property
     def store(self) -> "Store":
         if self._store is None:
-            from vpbx.store import Store
+            from vpbx.storage.store import Store
 
             self._store = Store.open(self.cfg.db)
         return self._store
@@ -67,7 +67,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None, title: str | None = None) -> None:
     """One output path: JSON document, or a rich table (list of dicts) / key-value table (dict)."""
-    from vpbx.records import to_dict
+    from vpbx.domain.records import to_dict
 
     def plain(item: Any) -> Any:
         return to_dict(item) if hasattr(item, "__dataclass_fields__") else item
@@ -146,7 +146,7 @@ def init(c: Ctx, directory: str, asterisk_config_dir: str | None, sounds_dir: st
 
         cfg = replace(cfg, db=Path(c.db_path).resolve())
     write_config(cfg, path, force=force)
-    from vpbx.store import Store
+    from vpbx.storage.store import Store
 
     Store.open(cfg.db).close()
     click.echo(f"Wrote {path} (mode 0600) with new ARI/AMI secrets; database {cfg.db}")
@@ -160,9 +160,10 @@ def number() -> None:
 
 def build_number(number_: str, channels: int | None, direction: str | None, trunk: str | None, comment: str | None,
                  city: str | None, operator: str | None, type_: str | None) -> Any:
-    from vpbx import numbers, validate
-    from vpbx.errors import ValidationError
-    from vpbx.records import Number
+    from vpbx.domain import numbers
+    from vpbx.domain import validation as validate
+    from vpbx.domain.errors import ValidationError
+    from vpbx.domain.records import Number
 
     info = numbers.parse(number_)
     ntype = type_ or info.type
@@ -192,7 +193,7 @@ NUMBER_STATUSES = ("available", "reserved", "pending_documents", "active", "susp
 
 def announce_available(c: "Ctx", numbers: Sequence[Any]) -> None:
     """New numbers for sale: waitlisted accounts that match get one e-mail each (sent now, or kept to retry)."""
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     if lifecycle.notify_waitlist(c.store, numbers):
         lifecycle.flush_mail(c.store, c.cfg)
@@ -231,7 +232,7 @@ def number_list(c: Ctx, category: str | None, type_: str | None, city: str | Non
                 contains: str | None, status: str | None, account: str | None, as_json: bool) -> None:
     """List numbers, optionally filtered."""
     if contains and not contains.isdigit():
-        from vpbx.errors import ValidationError
+        from vpbx.domain.errors import ValidationError
 
         raise ValidationError(f"--contains {contains!r} must be digits only")
     rows = c.store.list_numbers(category=category, type=type_, city=city, operator=operator, contains=contains,
@@ -262,8 +263,8 @@ def number_show(c: Ctx, number_: str, as_json: bool) -> None:
 def number_set(c: Ctx, numbers_: tuple[str, ...], channels: int | None, direction: str | None, comment: str | None,
                trunk: str | None, requires_documents: bool | None, lead_days: int | None, as_json: bool) -> None:
     """Change one or several numbers at once (all or nothing)."""
-    from vpbx import validate
-    from vpbx.errors import ValidationError
+    from vpbx.domain import validation as validate
+    from vpbx.domain.errors import ValidationError
 
     changes: dict[str, Any] = {}
     obj = f"number {', '.join(numbers_)}"
@@ -314,7 +315,7 @@ def number_import(c: Ctx, csv_file: str, as_json: bool) -> None:
 
     from rich.progress import Progress
 
-    from vpbx.errors import ValidationError
+    from vpbx.domain.errors import ValidationError
 
     with open(csv_file, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -365,9 +366,9 @@ SIP_COLUMNS = ("login", "domain", "caller_id", "channels")
 @pass_ctx
 def sip_add(c: Ctx, login: str, password: str | None, caller_id: str | None, channels: int, as_json: bool) -> None:
     """Add a SIP account; the password is shown once."""
-    from vpbx import validate
-    from vpbx.errors import ValidationError
-    from vpbx.records import SipAccount, to_dict
+    from vpbx.domain import validation as validate
+    from vpbx.domain.errors import ValidationError
+    from vpbx.domain.records import SipAccount, to_dict
 
     with validate.about(f"SIP account {login}"):
         validate.login(login)
@@ -384,7 +385,7 @@ def sip_add(c: Ctx, login: str, password: str | None, caller_id: str | None, cha
 
 
 def _public_sip(account: Any) -> dict[str, Any]:
-    from vpbx.records import to_dict
+    from vpbx.domain.records import to_dict
 
     data = to_dict(account)
     data.pop("password")
@@ -449,8 +450,8 @@ TRUNK_COLUMNS = ("name", "server", "port", "transport", "login", "register")
 def trunk_add(c: Ctx, name: str, server: str, port: int, login: str, password: str, transport: str, register: bool,
               as_json: bool) -> None:
     """Add a provider's SIP trunk."""
-    from vpbx import validate
-    from vpbx.records import Trunk
+    from vpbx.domain import validation as validate
+    from vpbx.domain.records import Trunk
 
     with validate.about(f"trunk {name}"):
         validate.name(name, "trunk")
@@ -465,7 +466,7 @@ def trunk_add(c: Ctx, name: str, server: str, port: int, login: str, password: s
 
 
 def _public_trunk(record: Any) -> dict[str, Any]:
-    from vpbx.records import to_dict
+    from vpbx.domain.records import to_dict
 
     data = to_dict(record)
     data.pop("password")
@@ -510,7 +511,7 @@ def _records(c: Ctx) -> tuple[list[Any], list[Any], list[Any]]:
 
 def install_builtin_prompts(cfg: "Config") -> list[Path]:
     """The engine's own prompts (invalid option, unavailable, goodbye, ...) in every shipped language."""
-    from vpbx import prompts
+    from vpbx.services import prompts
 
     return prompts.install_builtins(cfg.asterisk_sounds_dir, BUILTIN_PROMPTS_DIR)
 
@@ -520,7 +521,7 @@ def install_builtin_prompts(cfg: "Config") -> list[Path]:
 @pass_ctx
 def config_generate(c: Ctx, out: str | None) -> None:
     """Render pjsip_vpbx.conf, extensions_vpbx.conf and the ARI/AMI users (atomic writes)."""
-    from vpbx import deploy
+    from vpbx.asterisk import deploy
 
     paths = deploy.generate(c.cfg, *_records(c), out_dir=Path(out) if out else None)
     if out is None:
@@ -533,7 +534,7 @@ def config_generate(c: Ctx, out: str | None) -> None:
 @pass_ctx
 def config_check(c: Ctx) -> None:
     """Exit 1 and show a diff when the files on disk differ from what the database renders."""
-    from vpbx import deploy
+    from vpbx.asterisk import deploy
 
     diff = deploy.check(c.cfg, *_records(c))
     if diff:
@@ -547,7 +548,7 @@ def config_check(c: Ctx) -> None:
 @pass_ctx
 def reload(c: Ctx) -> None:
     """Regenerate the config and reload Asterisk over AMI (live calls stay up)."""
-    from vpbx import deploy
+    from vpbx.asterisk import deploy
 
     deploy.generate(c.cfg, *_records(c))
     install_builtin_prompts(c.cfg)
@@ -562,16 +563,16 @@ PROBE_NUMBER = "+10000000000"  # stands in for "a number routed here" when check
 def check_flows(store: "Store", numbers: Sequence[Any] | None = None, groups: Sequence[Any] = (), ivrs: Sequence[Any] = ()) -> None:
     """Compile the flows a change affects with the change applied; raises ValidationError before anything is written."""
     from vpbx.dialplan import compile_flow
-    from vpbx.records import Number
+    from vpbx.domain.records import Number
 
-    from vpbx.flows import flow_inputs
+    from vpbx.services.flows import flow_inputs
 
     all_groups, all_ivrs, logins, extensions = flow_inputs(store, groups, ivrs)
     targets = list(numbers) if numbers is not None else []
     # a new or changed group / IVR is checked as if a number routed to it
     targets += [Number(number=PROBE_NUMBER, route=f"group:{g.name}") for g in groups]
     targets += [Number(number=PROBE_NUMBER, route=f"ivr:{i.name}") for i in ivrs]
-    from vpbx.errors import ValidationError
+    from vpbx.domain.errors import ValidationError
 
     for target in targets:
         try:
@@ -585,8 +586,8 @@ def check_flows(store: "Store", numbers: Sequence[Any] | None = None, groups: Se
 def _fallback_option(value: str | None) -> str | None:
     if value is None:
         return None
-    from vpbx import validate
-    from vpbx.errors import ValidationError
+    from vpbx.domain import validation as validate
+    from vpbx.domain.errors import ValidationError
 
     if value in ("hangup", "voicemail"):
         return value
@@ -597,7 +598,7 @@ def _fallback_option(value: str | None) -> str | None:
 
 
 def _vm_emails(values: Sequence[str]) -> tuple[str, ...]:
-    from vpbx import validate
+    from vpbx.domain import validation as validate
 
     return tuple(validate.email(v) for v in values)
 
@@ -613,7 +614,7 @@ def _apply_routing(c: Ctx, numbers_: Sequence[str], changes: dict[str, Any], as_
     updated = [replace(store.get_number(n), **changes) for n in numbers_]
     for n in updated:
         if n.fallback == "voicemail" and not n.vm_emails:
-            from vpbx.errors import ValidationError
+            from vpbx.domain.errors import ValidationError
 
             raise ValidationError(f"number {n.number}: voicemail needs at least one --vm-email address")
     check_flows(store, updated)
@@ -635,7 +636,7 @@ def number_route(c: Ctx, numbers_: tuple[str, ...], dest: str, greeting: str | N
 
     DEST: sip:LOGIN | group:NAME | ivr:NAME | tel:+E164 | uri:sip:user@host[:port] | voicemail | play:PROMPT | hangup
     """
-    from vpbx import validate
+    from vpbx.domain import validation as validate
 
     changes: dict[str, Any] = {"route": dest, "forward_to": ()}
     if greeting is not None:
@@ -663,7 +664,7 @@ def number_route(c: Ctx, numbers_: tuple[str, ...], dest: str, greeting: str | N
 def number_forward(c: Ctx, numbers_: tuple[str, ...], targets: tuple[str, ...], mode: str, timeout: int,
                    greeting: str | None, fallback: str | None, vm_emails: tuple[str, ...], as_json: bool) -> None:
     """Forward one or several numbers to one or more targets, all at once or one after another."""
-    from vpbx import validate
+    from vpbx.domain import validation as validate
 
     changes: dict[str, Any] = {"route": None, "forward_to": tuple(targets), "forward_mode": mode, "forward_timeout": timeout}
     if greeting is not None:
@@ -691,8 +692,8 @@ def group() -> None:
 @pass_ctx
 def group_add(c: Ctx, name: str, members: tuple[str, ...], strategy: str, timeout: int, as_json: bool) -> None:
     """Add a ring group."""
-    from vpbx import validate
-    from vpbx.records import Group
+    from vpbx.domain import validation as validate
+    from vpbx.domain.records import Group
 
     validate.name(name, "group")
     record = Group(name=name, members=tuple(members), strategy=strategy, timeout=timeout)
@@ -745,9 +746,9 @@ def ivr() -> None:
 def ivr_add(c: Ctx, name: str, prompt: str, options: tuple[str, ...], timeout: int, retries: int,
             invalid_prompt: str | None, extensions: bool, as_json: bool) -> None:
     """Add an IVR menu."""
-    from vpbx import validate
-    from vpbx.errors import ValidationError
-    from vpbx.records import Ivr
+    from vpbx.domain import validation as validate
+    from vpbx.domain.errors import ValidationError
+    from vpbx.domain.records import Ivr
 
     validate.name(name, "IVR")
     validate.prompt_name(prompt)
@@ -812,9 +813,9 @@ def call() -> None:
 def call_simulate(c: Ctx, number_: str, caller: str, dtmf: str, no_answer: tuple[str, ...], busy: tuple[str, ...],
                   as_json: bool) -> None:
     """Run NUMBER's call flow without Asterisk and print every step."""
-    from vpbx import validate
+    from vpbx.domain import validation as validate
     from vpbx.dialplan import simulate
-    from vpbx.flows import load_flow
+    from vpbx.services.flows import load_flow
 
     validate.dtmf(dtmf)
     flow = load_flow(c.store, c.store.get_number(number_))
@@ -842,7 +843,7 @@ def calls_list(c: Ctx, number_: str | None, since: str | None, limit: int, as_js
     if since:
         from datetime import date
 
-        from vpbx.errors import ValidationError
+        from vpbx.domain.errors import ValidationError
 
         try:
             date.fromisoformat(since)
@@ -878,7 +879,7 @@ def prompt() -> None:
 @pass_ctx
 def prompt_add(c: Ctx, name: str, file: str, language: str | None, as_json: bool) -> None:
     """Convert FILE (WAV, FLAC, OGG, MP3...) to 8 kHz 16-bit mono and install it as prompt NAME."""
-    from vpbx import prompts
+    from vpbx.services import prompts
 
     path = prompts.add(c.cfg.asterisk_sounds_dir, language or c.cfg.language, name, Path(file))
     emit({"name": name, "language": language or c.cfg.language, "path": str(path)}, as_json)
@@ -889,7 +890,7 @@ def prompt_add(c: Ctx, name: str, file: str, language: str | None, as_json: bool
 @pass_ctx
 def prompt_list(c: Ctx, as_json: bool) -> None:
     """List installed prompts."""
-    from vpbx import prompts
+    from vpbx.services import prompts
 
     emit(prompts.list_prompts(c.cfg.asterisk_sounds_dir), as_json, ("name", "language", "seconds"), title="prompts")
 
@@ -900,7 +901,7 @@ def prompt_list(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def prompt_remove(c: Ctx, name: str, language: str | None) -> None:
     """Remove a prompt."""
-    from vpbx import prompts
+    from vpbx.services import prompts
 
     for path in prompts.remove(c.cfg.asterisk_sounds_dir, name, language):
         click.echo(f"Removed {path}")
@@ -927,7 +928,7 @@ def voicemail_list(c: Ctx, pending: bool, as_json: bool) -> None:
 @pass_ctx
 def voicemail_retry(c: Ctx, recording: str | None) -> None:
     """Make undelivered messages (or one RECORDING) due now; the running engine sends them within seconds."""
-    from vpbx import voicemail as vm
+    from vpbx.services import voicemail as vm
 
     count = vm.retry_now(c.store, recording)
     click.echo(f"{count} message(s) queued for delivery")
@@ -945,7 +946,7 @@ def serve(c: Ctx, log_level: str) -> None:
 
 
 # accounts, tariffs, number orders and billing live in their own module; importing it registers those commands
-from vpbx import cli_billing  # noqa: E402,F401
+from vpbx.commands import billing as cli_billing  # noqa: E402,F401
 
 if __name__ == "__main__":
     # `python -m vpbx.cli`: run the imported module's group, the one cli_billing registered its commands on

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vpbx.errors import ConfigError
+from vpbx.domain.errors import ConfigError
 
 DEFAULT_NAMES = (Path("vpbx.toml"), Path.home() / ".config" / "vpbx" / "vpbx.toml")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 MINOR_PER_MAJOR = 100
 # The largest amount accepted from text: 10^12 major units (anything bigger is a typo, not a price).

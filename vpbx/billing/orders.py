@@ -25,7 +25,7 @@ from typing import Sequence
 from vpbx.billing.money import div_half_up
 from vpbx.billing.periods import ONE_DAY, _check_anchor, _check_date, add_months, last_day_of_month, period_end, prorated
 from vpbx.billing.tariff import Tariff, connection_fee, monthly_fee
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 ORDER_MONTHS = (1, 3, 6, 12)
 POLICIES = ("prorate", "anniversary")

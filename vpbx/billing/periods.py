@@ -12,7 +12,7 @@ import calendar
 from datetime import date, datetime, timedelta
 
 from vpbx.billing.money import div_half_up
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 ONE_DAY = timedelta(days=1)
 

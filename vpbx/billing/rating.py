@@ -13,7 +13,7 @@ import csv
 from typing import Iterable
 
 from vpbx.billing.money import div_half_up, parse_amount
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 MAX_PREFIX_DIGITS = 15
 

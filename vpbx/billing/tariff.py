@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vpbx.billing.money import MAX_MAJOR, MINOR_PER_MAJOR, parse_amount
-from vpbx.errors import ValidationError
-from vpbx.numbers import CATEGORIES, E164_RE, TYPES
+from vpbx.domain.errors import ValidationError
+from vpbx.domain.numbers import CATEGORIES, E164_RE, TYPES
 
 PREPAY_MONTHS = (3, 6, 12)
 PLAN_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")

@@ -1,7 +1,7 @@
 """Records -> Flow: `compile_flow()` turns a Number and the groups / IVRs / SIP logins it may use into a checked Flow.
 
 Rule: pure and total. Every problem a user can cause (missing group/IVR/SIP account, bad destination syntax, a forward
-with no targets, a silent IVR loop, bad timeouts...) raises `vpbx.errors.ValidationError` whose message names the
+with no targets, a silent IVR loop, bad timeouts...) raises `vpbx.domain.errors.ValidationError` whose message names the
 number, the object and the fix. A Flow that compiles cannot fail at call time for want of a node.
 
 Only what the number can reach is compiled and checked (plus its fallback, always). Node ids are the destination
@@ -33,8 +33,8 @@ from vpbx.dialplan.model import (
     builtin_media,
     prompt_media,
 )
-from vpbx.errors import ValidationError
-from vpbx.records import Group, Ivr, Number
+from vpbx.domain.errors import ValidationError
+from vpbx.domain.records import Group, Ivr, Number
 
 DESTINATION_SYNTAX = (
     "sip:LOGIN, group:NAME, ivr:NAME, tel:+E164, uri:sip:user@host[:port], voicemail, play:PROMPT or hangup"

@@ -34,7 +34,7 @@ from vpbx.dialplan.model import (
     StopPlayback,
     TimerExpired,
 )
-from vpbx.records import Group, Ivr, Number
+from vpbx.domain.records import Group, Ivr, Number
 
 
 class LedgerError(AssertionError):

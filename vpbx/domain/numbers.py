@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 CATEGORIES = ("regular", "bronze", "silver", "gold", "platinum")
 TYPES = ("geographic", "mobile", "tollfree", "other")

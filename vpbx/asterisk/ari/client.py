@@ -1,9 +1,9 @@
 """Thin async ARI client. Rule: the only module that speaks HTTP/WebSocket to Asterisk; no business logic here.
 
 REST: one shared `httpx.AsyncClient` (keep-alive, basic auth; Asterisk's http.conf `sessionlimit` is 100, so the pool is
-capped well below it) over `vpbx.ari.http11.Http11Transport` (unit tests pass `transport=httpx.MockTransport(...)`).
+capped well below it) over `vpbx.asterisk.ari.http11.Http11Transport` (unit tests pass `transport=httpx.MockTransport(...)`).
 Each method maps its keyword arguments to the ARI query parameters of the same operation in the ARI reference and
-either returns the parsed JSON (None for 204) or raises one of `vpbx.ari.errors`.
+either returns the parsed JSON (None for 204) or raises one of `vpbx.asterisk.ari.errors`.
 
 Events: `events()` keeps one WebSocket to `/ari/events?app=APP&subscribeAll=false` open, reconnecting by itself with
 exponential backoff, and yields parsed events plus the synthetic `VpbxConnected` (after every (re)connect: reconcile with
@@ -24,9 +24,9 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from vpbx import STASIS_APP
-from vpbx.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
-from vpbx.ari.events import CONNECTED, DISCONNECTED
-from vpbx.ari.http11 import Http11Transport
+from vpbx.asterisk.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
+from vpbx.asterisk.ari.events import CONNECTED, DISCONNECTED
+from vpbx.asterisk.ari.http11 import Http11Transport
 
 log = logging.getLogger(__name__)
 

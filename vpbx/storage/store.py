@@ -2,7 +2,7 @@
 
 Rules: WAL mode, foreign keys on, schema versioned by sqlite-utils Migrations; every change is one
 `BEGIN IMMEDIATE` transaction (writers queue on the busy timeout and retry, so concurrent `vpbx` processes
-lose nothing); reads return records from vpbx.records, never rows.
+lose nothing); reads return records from vpbx.domain.records, never rows.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from typing import Any, Iterator, Sequence
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from vpbx.errors import ConflictError, NotFoundError
-from vpbx.records import Account, Group, Ivr, Number, SipAccount, Trunk
+from vpbx.domain.errors import ConflictError, NotFoundError
+from vpbx.domain.records import Account, Group, Ivr, Number, SipAccount, Trunk
 
 BUSY_TIMEOUT_S = 30.0
 # Endpoint names asterisk-conf/ defines itself (uri: destinations dial out through vpbx-external).
@@ -494,7 +494,7 @@ class Store:
         return [dict(zip(("number", "calls", "answered", "missed", "minutes"), r)) for r in self.conn.execute(sql)]
 
     # ---- voicemail outbox ------------------------------------------------------------------------------------
-    # Used by vpbx.voicemail: a message stays here until delivered_at is set; failures only move next_attempt_at.
+    # Used by vpbx.services.voicemail: a message stays here until delivered_at is set; failures only move next_attempt_at.
     def voicemail(self, recording: str) -> dict[str, Any] | None:
         rows = list(self.db["voicemails"].rows_where("recording = ?", [recording]))
         return rows[0] if rows else None

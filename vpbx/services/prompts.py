@@ -19,9 +19,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from vpbx import validate
+from vpbx.domain import validation as validate
 from vpbx.config import atomic_write
-from vpbx.errors import ConfigError, NotFoundError, ValidationError
+from vpbx.domain.errors import ConfigError, NotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def install(sounds_dir: Path, language: str, name: str, wav: bytes) -> Path:
         info = sf.info(io.BytesIO(wav))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise ValidationError(f"prompt {name}: the audio to install is not a WAV file ({_reason(exc)}); "
-                              f"convert it with vpbx.prompts.convert() first") from None
+                              f"convert it with vpbx.services.prompts.convert() first") from None
     if (info.samplerate, info.channels, info.subtype, info.format) != (RATE, 1, "PCM_16", "WAV"):
         raise ValidationError(f"prompt {name}: the audio to install is {info.samplerate} Hz, "
                               f"{info.channels} channel(s), {info.subtype}; it must be WAV PCM_16 8000 Hz mono, "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from vpbx.errors import ValidationError
+from vpbx.domain.errors import ValidationError
 
 FORBIDDEN = ("\n", "\r", "\x00", "[", "]", ";", "=", "#")
 LOGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from vpbx.config import Config
-from vpbx.records import Number, SipAccount, Trunk
-from vpbx.render.extensions import render_extensions
-from vpbx.render.manager_ari import render_ari_users, render_manager_users
-from vpbx.render.pjsip import account_endpoint, parse_pjsip, password_digest, render_pjsip, trunk_endpoint
+from vpbx.domain.records import Number, SipAccount, Trunk
+from vpbx.asterisk.render.extensions import render_extensions
+from vpbx.asterisk.render.manager_ari import render_ari_users, render_manager_users
+from vpbx.asterisk.render.pjsip import account_endpoint, parse_pjsip, password_digest, render_pjsip, trunk_endpoint
 
 FILES = ("pjsip_vpbx.conf", "extensions_vpbx.conf", "ari_vpbx.conf", "manager_vpbx.conf")
 SECRET_FILES = frozenset({"pjsip_vpbx.conf", "ari_vpbx.conf", "manager_vpbx.conf"})

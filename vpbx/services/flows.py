@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     from vpbx.dialplan import Flow
-    from vpbx.records import Group, Ivr
-    from vpbx.store import Store
+    from vpbx.domain.records import Group, Ivr
+    from vpbx.storage.store import Store
 
 
 def extension_map(store: "Store") -> dict[str, str]:
@@ -35,7 +35,7 @@ def load_flow(store: "Store", number: Any, now: datetime | None = None) -> "Flow
     A number that may not serve calls now (suspended, awaiting documents, released, an ended trial) gets the
     "number unavailable" flow instead of its routing."""
     from vpbx.dialplan import compile_flow
-    from vpbx.lifecycle import calls_allowed
+    from vpbx.services.lifecycle import calls_allowed
 
     allowed, _reason = calls_allowed(number, now or datetime.now(timezone.utc))
     if not allowed:

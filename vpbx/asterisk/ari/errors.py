@@ -1,6 +1,6 @@
 """Errors raised by the ARI client: every REST call returns parsed JSON or raises exactly one of these.
 
-    vpbx.errors.AsteriskError
+    vpbx.domain.errors.AsteriskError
     +-- AriError            Asterisk answered with an error (400 bad parameters, 401/403 credentials, other 4xx)
         +-- AriNotFound     404: the channel / bridge / playback / recording is gone (or never existed)
         +-- AriConflict     409 / 422: the object is in the wrong state (e.g. channel not in Stasis, recording exists)
@@ -11,7 +11,7 @@ Every AriError carries `method`, `path`, `status` (None when no HTTP answer arri
 """
 from __future__ import annotations
 
-from vpbx.errors import AsteriskError
+from vpbx.domain.errors import AsteriskError
 
 
 class AriError(AsteriskError):

@@ -17,7 +17,7 @@ from vpbx.cli import Ctx, emit, json_option, main, number, pass_ctx
 
 
 def _today(value: str | None) -> date:
-    from vpbx.errors import ValidationError
+    from vpbx.domain.errors import ValidationError
 
     if value is None:
         return date.today()
@@ -44,7 +44,7 @@ def _amount(text: str, allow_negative: bool = False) -> int:
 
 
 def _flush(c: Ctx) -> None:
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     result = lifecycle.flush_mail(c.store, c.cfg)
     if result["failed"]:
@@ -74,8 +74,8 @@ def _account_view(c: Ctx, acct: Any, as_json: bool) -> dict[str, Any]:
 @pass_ctx
 def account_add(c: Ctx, name: str, email: str, org_id: int | None, as_json: bool) -> None:
     """Add a customer's account (balance 0)."""
-    from vpbx import validate
-    from vpbx.records import Account
+    from vpbx.domain import validation as validate
+    from vpbx.domain.records import Account
 
     with validate.about(f"account {name}"):
         record = Account(validate.name(name, "account"), validate.email(email), org_id)
@@ -108,7 +108,7 @@ def account_show(c: Ctx, name: str, as_json: bool) -> None:
 @pass_ctx
 def account_set(c: Ctx, name: str, email: str | None, org_id: int | None, as_json: bool) -> None:
     """Change an account's e-mail or organisation ID."""
-    from vpbx import validate
+    from vpbx.domain import validation as validate
 
     changes: dict[str, Any] = {}
     with validate.about(f"account {name}"):
@@ -131,7 +131,8 @@ def account_remove(c: Ctx, name: str) -> None:
 
 
 def _post(c: Ctx, name: str, amount: int, ref: str, kind: str, as_json: bool) -> None:
-    from vpbx import lifecycle, validate
+    from vpbx.services import lifecycle
+    from vpbx.domain import validation as validate
 
     with validate.about(f"account {name}"):
         ref = validate.config_text("ref", ref, obj=f"account {name}")
@@ -190,7 +191,7 @@ def account_transactions(c: Ctx, name: str, as_json: bool) -> None:
 @pass_ctx
 def account_statement(c: Ctx, name: str, month: str | None, as_json: bool) -> None:
     """Opening balance, charges, top-ups, calls and minutes, closing balance for a month."""
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     data = lifecycle.statement(c.store, name, month or date.today().strftime("%Y-%m"))
     if as_json:
@@ -208,7 +209,7 @@ def account_statement(c: Ctx, name: str, month: str | None, as_json: bool) -> No
 @pass_ctx
 def account_check(c: Ctx) -> None:
     """Prove every account's balance equals the sum of its ledger (exit 1 naming any that does not)."""
-    from vpbx.errors import ConflictError
+    from vpbx.domain.errors import ConflictError
 
     bad = c.store.ledger_mismatches()
     if bad:
@@ -229,8 +230,8 @@ def tariff() -> None:
 @pass_ctx
 def tariff_load(c: Ctx, file: str) -> None:
     """Check and load a tariff FILE (e.g. tariffs/seed-ru.toml); it replaces the current one."""
-    from vpbx import lifecycle
-    from vpbx.errors import ValidationError
+    from vpbx.services import lifecycle
+    from vpbx.domain.errors import ValidationError
 
     try:
         text = Path(file).read_text(encoding="utf-8")
@@ -248,7 +249,7 @@ def tariff_show(c: Ctx, source: bool, as_json: bool) -> None:
     """Show the loaded tariff."""
     from dataclasses import asdict
 
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     t = lifecycle.load_tariff(c.store, c.cfg)
     if source:
@@ -280,8 +281,8 @@ def rates() -> None:
 @pass_ctx
 def rates_import(c: Ctx, csv_file: str) -> None:
     """Replace the rate table with CSV_FILE (header prefix,price[,description]; price per minute, major units)."""
-    from vpbx import lifecycle
-    from vpbx.errors import ValidationError
+    from vpbx.services import lifecycle
+    from vpbx.domain.errors import ValidationError
 
     try:
         text = Path(csv_file).read_text(encoding="utf-8")
@@ -305,8 +306,8 @@ def rates_list(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def rates_lookup(c: Ctx, caller: str) -> None:
     """Which rate a call from CALLER is charged at."""
-    from vpbx import lifecycle
-    from vpbx.errors import NotFoundError
+    from vpbx.services import lifecycle
+    from vpbx.domain.errors import NotFoundError
 
     hit = lifecycle.rate_of(c.store, caller)
     if hit is None:
@@ -331,7 +332,7 @@ def number_assign(c: Ctx, numbers_: tuple[str, ...], account_: str, end_user: st
     """Sell NUMBER(s) to an account: connection fee + first period in one transaction (refused if funds are short)."""
     from dataclasses import asdict
 
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     q = lifecycle.assign(c.store, c.cfg, list(numbers_), account_, _today(on), end_user=end_user, m2m=m2m,
                          months=int(months), plan=plan)
@@ -354,7 +355,7 @@ def number_assign(c: Ctx, numbers_: tuple[str, ...], account_: str, end_user: st
 @pass_ctx
 def number_reserve(c: Ctx, numbers_: tuple[str, ...], account_: str, hours: int) -> None:
     """Hold available NUMBER(s) for an account (free) until it orders them with `number assign`."""
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     held = lifecycle.reserve(c.store, list(numbers_), account_, hours, _now())
     click.echo(f"Reserved {', '.join(n.number for n in held)} for account {account_} until {held[0].reserved_until}")
@@ -366,7 +367,7 @@ def number_reserve(c: Ctx, numbers_: tuple[str, ...], account_: str, hours: int)
 @pass_ctx
 def number_release(c: Ctx, number_: str, on: str | None) -> None:
     """Give a number back (no refund); it becomes available after the quarantine ([billing] quarantine_days)."""
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     result = lifecycle.release(c.store, c.cfg, number_, _today(on))
     if result["warning"]:
@@ -381,7 +382,7 @@ def number_release(c: Ctx, number_: str, on: str | None) -> None:
 @pass_ctx
 def number_trial(c: Ctx, number_: str, account_: str, hours: int) -> None:
     """Lend an available number free for HOURS; calls are refused after that and the billing run frees it."""
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     n = lifecycle.trial(c.store, c.cfg, number_, account_, hours, _now())
     click.echo(f"Trial of {number_} for account {account_} until {n.trial_until}")
@@ -392,7 +393,7 @@ def number_trial(c: Ctx, number_: str, account_: str, hours: int) -> None:
 @pass_ctx
 def number_activate(c: Ctx, number_: str) -> None:
     """Documents checked: connect a pending_documents number and mail the account."""
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     n = lifecycle.activate(c.store, number_, _today(None))
     _flush(c)
@@ -411,7 +412,7 @@ def document() -> None:
 @pass_ctx
 def document_add(c: Ctx, number_: str, file: str, as_json: bool) -> None:
     """Store FILE (a scan, PDF) for NUMBER; kept owner-only beside the database."""
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     emit(lifecycle.add_document(c.store, c.cfg, number_, Path(file)), as_json)
 
@@ -439,7 +440,7 @@ def billing() -> None:
 def billing_run(c: Ctx, on: str | None, as_json: bool) -> None:
     """Renew numbers due by DATE, suspend accounts in debt, end expired trials, end quarantines; run it daily
     (cron or a systemd timer). Running it twice for a day charges once."""
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     summary = lifecycle.billing_run(c.store, c.cfg, _today(on), _now())
     summary["mail"] = lifecycle.flush_mail(c.store, c.cfg)
@@ -466,8 +467,8 @@ def waitlist() -> None:
 @pass_ctx
 def waitlist_add(c: Ctx, account_: str, country: str, city: str, type_: str | None, as_json: bool) -> None:
     """Wait for a number of COUNTRY (and city, type)."""
-    from vpbx import validate
-    from vpbx.errors import ValidationError
+    from vpbx.domain import validation as validate
+    from vpbx.domain.errors import ValidationError
 
     country = country.upper()
     if len(country) != 2 or not country.isalpha():
@@ -514,7 +515,7 @@ def notices_list(c: Ctx, unsent: bool, as_json: bool) -> None:
 @pass_ctx
 def notices_send(c: Ctx) -> None:
     """Try to send every unsent notice now."""
-    from vpbx import lifecycle
+    from vpbx.services import lifecycle
 
     result = lifecycle.flush_mail(c.store, c.cfg)
     click.echo(f"{result['sent']} sent, {result['failed']} still waiting")

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Awaitable, Callable, ContextManager, Iterator, Sequence, Union
 
 from vpbx.config import SmtpSettings, atomic_write
-from vpbx.errors import ValidationError, VpbxError
-from vpbx.store import Store
+from vpbx.domain.errors import ValidationError, VpbxError
+from vpbx.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,13 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from vpbx.errors import ConflictError, NotFoundError, ValidationError
-from vpbx.records import Account, Number
+from vpbx.domain.errors import ConflictError, NotFoundError, ValidationError
+from vpbx.domain.records import Account, Number
 
 if TYPE_CHECKING:
     from vpbx.billing import Tariff
     from vpbx.config import Config
-    from vpbx.store import Store
+    from vpbx.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -449,7 +449,7 @@ def notify_waitlist(store: "Store", numbers: Iterable[Number | str]) -> list[dic
 
 def flush_mail(store: "Store", cfg: "Config") -> dict[str, int]:
     """Send queued notices; a failure keeps the notice for the next try (the billing run, or the next command)."""
-    from vpbx.voicemail import DeliveryError, send
+    from vpbx.services.voicemail import DeliveryError, send
 
     result = {"sent": 0, "failed": 0}
     for row in store.list_mail(unsent_only=True):

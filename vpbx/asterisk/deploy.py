@@ -1,6 +1,6 @@
 """Getting the rendered config into Asterisk: write it (atomically), diff it, reload it over AMI.
 
-Rule: this is the I/O edge of vpbx.render - rendering stays pure; here files are written with
+Rule: this is the I/O edge of vpbx.asterisk.render - rendering stays pure; here files are written with
 vpbx.config.atomic_write (readers see the old file or the new one, never half) and Asterisk is told to re-read them.
 A reload never drops live calls: only res_pjsip (accounts/trunks), pbx_config (dialplan), res_ari (ARI users) and
 manager (AMI users) are reloaded, each with AMI `Action: Reload` - never `core restart`.
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vpbx.config import Config, atomic_write
-from vpbx.errors import AsteriskError
-from vpbx.records import Number, SipAccount, Trunk
-from vpbx.render import SECRET_FILES, render_all
+from vpbx.domain.errors import AsteriskError
+from vpbx.domain.records import Number, SipAccount, Trunk
+from vpbx.asterisk.render import SECRET_FILES, render_all
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ RELOAD_MODULES = ("res_pjsip.so", "pbx_config.so", "res_ari.so", "manager")
 AMI_TIMEOUT = 5.0
 
 # panoramisk logs its reconnect attempts; our failures are reported by the exceptions below
-_ami_log = logging.getLogger("vpbx.deploy.ami")
+_ami_log = logging.getLogger("vpbx.asterisk.deploy.ami")
 _ami_log.addHandler(logging.NullHandler())
 _ami_log.propagate = False
 

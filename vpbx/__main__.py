@@ -1,0 +1,6 @@
+"""`python -m vpbx`: the same command line as the `vpbx` script."""
+from __future__ import annotations
+
+from vpbx.cli import main
+
+main()

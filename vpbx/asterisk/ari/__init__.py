@@ -1,0 +1,21 @@
+"""vpbx.asterisk.ari: our own thin async ARI client (httpx for REST, over our HTTP/1.1 transport; websockets for events).
+
+Rule: `vpbx.asterisk.ari.client` (with its transport `vpbx.asterisk.ari.http11`) is the only module that speaks HTTP/WebSocket to
+Asterisk; nothing here holds business logic.
+"""
+from __future__ import annotations
+
+from vpbx.asterisk.ari.client import AriClient
+from vpbx.asterisk.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
+from vpbx.asterisk.ari.events import CONNECTED, DISCONNECTED, event_channel_ids
+
+__all__ = [
+    "AriClient",
+    "AriConflict",
+    "AriError",
+    "AriNotFound",
+    "AriUnavailable",
+    "CONNECTED",
+    "DISCONNECTED",
+    "event_channel_ids",
+]
