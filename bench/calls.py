@@ -187,13 +187,13 @@ class Pbx:
         from vpbx.storage.store import Store
 
         with Store.open(self.dir / "vpbx.db") as store:
-            return sum(1 for row in store.open_calls() if number is None or row["number"] == number)
+            return sum(1 for row in store.calls.unfinished() if number is None or row["number"] == number)
 
     def records(self, number: str) -> list[dict[str, Any]]:
         from vpbx.storage.store import Store
 
         with Store.open(self.dir / "vpbx.db") as store:
-            return store.list_calls(number=number, limit=100000)
+            return store.calls.recent(number=number, limit=100000)
 
     def engine_entries(self, offset: int = 0) -> list[dict[str, Any]]:
         out = []

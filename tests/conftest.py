@@ -69,7 +69,7 @@ class AsteriskSandbox:
 
         store = Store.open(self.cfg.db)
         try:
-            return store.list_numbers(), store.list_sip_accounts(), store.list_trunks()
+            return store.numbers.search(), store.sip_accounts.all(), store.trunks.all()
         finally:
             store.close()
 

@@ -9,14 +9,24 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from test_engine_asterisk import (  # noqa: F401 - fixtures are used by name
-    CALLER, Engine, _login, _unique_number, calls_for, carrier, engine, invites, phone, prompts, wait_no_channels,
+    CALLER,
+    Engine,
+    _login,
+    _unique_number,
+    calls_for,
+    carrier,
+    engine,
+    invites,
+    phone,
+    prompts,
+    wait_no_channels,
     wait_record,
 )
+
 from vpbx.storage.store import Store
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(180)]
@@ -44,8 +54,8 @@ def _account(asterisk, topup: str) -> str:
     return name
 
 
-def _played(engine: Engine, call_id: str) -> list[str]:
-    return [e["media"] for e in engine.playbacks(call_id) if e["ari_event"] == "PlaybackFinished"]
+def _played(eng: Engine, call_id: str) -> list[str]:
+    return [e["media"] for e in eng.playbacks(call_id) if e["ari_event"] == "PlaybackFinished"]
 
 
 def _call(sipp, number: str, caller: str = CALLER, hold_ms: int = 1000):
@@ -55,7 +65,7 @@ def _call(sipp, number: str, caller: str = CALLER, hold_ms: int = 1000):
     return res
 
 
-def test_suspended_number_hears_unavailable_until_topped_up(asterisk, sipp, engine, priced):
+def test_suspended_number_hears_unavailable_until_topped_up(asterisk, sipp, engine, priced):  # noqa: F811
     account = _account(asterisk, "20000")
     number = _unique_number()
     asterisk.vpbx("number", "add", number)
@@ -87,7 +97,7 @@ def test_suspended_number_hears_unavailable_until_topped_up(asterisk, sipp, engi
     ph.stop()
 
 
-def test_expired_trial_is_refused(asterisk, sipp, engine, priced):
+def test_expired_trial_is_refused(asterisk, sipp, engine, priced):  # noqa: F811
     account = _account(asterisk, "1")
     number = _unique_number()
     asterisk.vpbx("number", "add", number)
@@ -103,8 +113,8 @@ def test_expired_trial_is_refused(asterisk, sipp, engine, priced):
 
     # the trial ends (its clock is moved back instead of waiting an hour)
     with Store.open(asterisk.cfg.db) as store:
-        past = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(timespec="seconds")
-        store.update_numbers([number], trial_until=past)
+        past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds")
+        store.numbers.update([number], trial_until=past)
     res = _call(sipp, number)
     assert res.saw("BYE", "received") or res.final_response("INVITE") != 200, res.describe()
     rows = calls_for(asterisk, number)
@@ -120,7 +130,7 @@ def test_expired_trial_is_refused(asterisk, sipp, engine, priced):
     wait_no_channels(asterisk)
 
 
-def test_tollfree_call_is_rated_and_charged(asterisk, sipp, engine, priced):
+def test_tollfree_call_is_rated_and_charged(asterisk, sipp, engine, priced):  # noqa: F811
     account = _account(asterisk, "5000")
     number = f"+7800555{(os.getpid() % 100):02d}{next(_seq):02d}"
     asterisk.vpbx("number", "add", number)

@@ -646,8 +646,8 @@ def test_statement_and_stats_json(shop: Vpbx) -> None:
 
         cfg = load_config(str(shop.cfg))
         for cid, caller, billsec in (("c1", "+78432123456", 61), ("c2", "+74951234567", 125)):
-            store.start_call(cid, TOLLFREE, caller, "inbound", started_at=f"{first.isoformat()}T10:00:00+00:00")
-            store.finish_call(cid, ended_at=f"{first.isoformat()}T10:05:00+00:00", billsec=billsec,
+            store.calls.start(cid, TOLLFREE, caller, "inbound", started_at=f"{first.isoformat()}T10:00:00+00:00")
+            store.calls.update(cid, ended_at=f"{first.isoformat()}T10:05:00+00:00", billsec=billsec,
                               answered_at=f"{first.isoformat()}T10:00:01+00:00")
             lifecycle.charge_call(store, cfg, cid)
     # calls: 61 s from Kazan = 2 x 3.50 = 7.00; 125 s from Moscow = 3 x 2.00 = 6.00

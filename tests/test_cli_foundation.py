@@ -128,7 +128,7 @@ def test_init_writes_toml_mode_0600_with_all_settings(tmp_path: Path) -> None:
     db = tmp_path / "site" / "vpbx.db"
     assert db.exists() and mode(db) == 0o600
     with Store.open(db) as store:
-        assert store.list_numbers() == []
+        assert store.numbers.search() == []
 
 
 def _secrets(cfg_path: Path) -> tuple[str, str]:
@@ -446,7 +446,7 @@ def test_number_import_file_errors(vp: Vpbx) -> None:
 # ---- sip -----------------------------------------------------------------------------------------------------
 def _stored_password(v: Vpbx, login: str) -> str:
     with Store.open(v.db) as store:
-        return store.get_sip_account(login).password
+        return store.sip_accounts.get(login).password
 
 
 def test_sip_add_generates_a_fresh_password_shown_once(vp: Vpbx) -> None:
@@ -553,7 +553,7 @@ def test_trunk_add_list_show_remove(vp: Vpbx) -> None:
         for pw in ("Pr0v-Secret", "Other-Secret", "Third-Secret"):
             assert pw not in out
     with Store.open(vp.db) as store:
-        assert store.get_trunk("prov").password == "Pr0v-Secret"
+        assert store.trunks.get("prov").password == "Pr0v-Secret"
     assert ok(vp("trunk", "remove", "backup")).stdout.strip() == "Removed trunk backup"
     assert [x["name"] for x in one_json(vp("trunk", "list", "--json"))] == ["prov", "third"]
     vp.fails("trunk", "show", "backup", needles=("trunk backup", "not found"))

@@ -687,7 +687,7 @@ def test_outbound_refused_for_tollfree_caller_id(asterisk, sipp, engine, stored_
     assert refused.returncode == 1 and "toll-free" in refused.stderr, refused
     if stored_direction == "both":
         with Store.open(asterisk.cfg.db) as st:
-            st.update_numbers([tollfree], direction="both")
+            st.numbers.update([tollfree], direction="both")
     shown = json.loads(asterisk.vpbx("number", "show", tollfree, "--json").stdout)
     assert shown["type"] == "tollfree" and shown["direction"] == stored_direction, shown
     engine.start()

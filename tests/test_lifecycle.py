@@ -75,16 +75,16 @@ class World:
 
     def number(self, e164: str, **changes: Any) -> Number:
         """Add the number as `vpbx number add` would (type, city, category from phonenumbers), if not there yet."""
-        if self.store.find_number(e164) is None:
+        if self.store.numbers.find(e164) is None:
             info = parse(e164)
-            self.store.add_number(Number(number=e164, type=info.type, city=info.city, operator=info.operator,
+            self.store.numbers.add(Number(number=e164, type=info.type, city=info.city, operator=info.operator,
                                          country=info.country, category=info.category))
         if changes:
-            self.store.update_numbers([e164], **changes)
-        return self.store.get_number(e164)
+            self.store.numbers.update([e164], **changes)
+        return self.store.numbers.get(e164)
 
     def account(self, name: str = "acme", funds: int = 0, on: str = "2026-01-01", org_id: int | None = None) -> None:
-        self.store.add_account(Account(name, f"{name}@example.com", org_id))
+        self.store.accounts.add(Account(name, f"{name}@example.com", org_id))
         if funds:
             lifecycle.topup(self.store, name, funds, "opening", D(on))
 
@@ -101,18 +101,18 @@ class World:
         return lifecycle.billing_run(self.store, self.cfg, day, now or at(day))
 
     def balance(self, account: str = "acme") -> int:
-        return self.store.get_account(account).balance
+        return self.store.accounts.get(account).balance
 
     def ledger(self, account: str = "acme") -> list[dict[str, Any]]:
-        return self.store.ledger(account)
+        return self.store.accounts.entries(account)
 
     def n(self, e164: str) -> Number:
-        return self.store.get_number(e164)
+        return self.store.numbers.get(e164)
 
     def snapshot(self) -> tuple:
         """Everything a refused operation must leave as it was."""
-        return (self.store.list_accounts(), self.store.ledger(), self.store.list_numbers(), self.store.list_mail(),
-                self.store.list_documents(), self.store.list_waitlist())
+        return (self.store.accounts.all(), self.store.accounts.entries(), self.store.numbers.search(), self.store.outbox.list_mail(),
+                self.store.shop.list_documents(), self.store.shop.list_waitlist())
 
 
 @pytest.fixture
@@ -311,7 +311,7 @@ def test_only_available_numbers_can_be_assigned(w: World, setup: str) -> None:
         lifecycle.trial(w.store, w.cfg, MOSCOW, "other", 1, at(D("2026-03-10")))
         expected = f"number {MOSCOW} is trial (account other)"
     else:
-        w.store.update_numbers([MOSCOW], requires_documents=True)
+        w.store.numbers.update([MOSCOW], requires_documents=True)
         w.assign(MOSCOW, "2026-03-10", account="other")
         expected = f"number {MOSCOW} is pending_documents (account other)"
     before = w.snapshot()
@@ -459,9 +459,9 @@ def test_a_negative_adjustment_suspends_and_a_positive_one_reactivates(w: World)
 
 # ---- who may take calls: the flow the engine compiles --------------------------------------------------------------
 def _routed(w: World, number: str, dest: str = "sip:alice") -> None:
-    if not any(a.login == "alice" for a in w.store.list_sip_accounts()):
-        w.store.add_sip_account(SipAccount("alice", "secret-password-1"))
-    w.store.update_numbers([number], route=dest)
+    if not any(a.login == "alice" for a in w.store.sip_accounts.all()):
+        w.store.sip_accounts.add(SipAccount("alice", "secret-password-1"))
+    w.store.numbers.update([number], route=dest)
 
 
 def _hears_unavailable(flow: Any, caller: str = "+79161112233") -> bool:
@@ -524,7 +524,7 @@ def test_pending_documents_and_released_numbers_hear_number_unavailable(w: World
     assert w.n(SPB).status == "pending_documents"
     assert _hears_unavailable(load_flow(w.store, w.n(SPB)))
     lifecycle.release(w.store, w.cfg, MOSCOW, D("2026-03-20"))
-    w.store.update_numbers([MOSCOW], route="sip:alice")          # even if someone routes it again
+    w.store.numbers.update([MOSCOW], route="sip:alice")          # even if someone routes it again
     assert _hears_unavailable(load_flow(w.store, w.n(MOSCOW)))
 
 
@@ -590,7 +590,7 @@ def test_release_refunds_nothing_clears_routing_and_quarantines(tmp_path: Path) 
         w.account(funds=1000000)
         w.assign(MOSCOW, "2026-03-10", months=3)
         _routed(w, MOSCOW)
-        w.store.update_numbers([MOSCOW], greeting="welcome", vm_emails=("boss@example.com",))
+        w.store.numbers.update([MOSCOW], greeting="welcome", vm_emails=("boss@example.com",))
         ledger, balance = w.ledger(), w.balance()
         result = lifecycle.release(w.store, w.cfg, MOSCOW, D("2026-03-11"))
         assert result == {"number": MOSCOW, "was": "active", "account": "acme", "available_on": "2026-03-21",
@@ -636,7 +636,7 @@ def test_release_warns_within_one_day_of_renewal(w: World, on: str, warned: bool
 def test_release_is_refused_while_a_sip_account_uses_the_number_as_caller_id(w: World) -> None:
     w.account(funds=300000)
     w.assign(MOSCOW, "2026-03-10")
-    w.store.add_sip_account(SipAccount("alice", "secret-password-1", caller_id=MOSCOW))
+    w.store.sip_accounts.add(SipAccount("alice", "secret-password-1", caller_id=MOSCOW))
     before = w.snapshot()
     with pytest.raises(ConflictError, match=rf"number \{MOSCOW} is still used by SIP account alice \(caller ID\)"):
         lifecycle.release(w.store, w.cfg, MOSCOW, D("2026-03-11"))
@@ -655,7 +655,7 @@ def test_documents_pending_until_activated_with_a_document(w: World, tmp_path: P
     w.account(funds=1000000)
     w.assign(SPB, "2026-03-10")
     assert w.n(SPB).status == "pending_documents"
-    mail = w.store.list_mail()
+    mail = w.store.outbox.list_mail()
     assert [(m["recipient"], m["subject"]) for m in mail] == [("acme@example.com", f"Number {SPB}: documents needed")]
     assert "about 2 day(s)" in mail[0]["body"]
 
@@ -673,12 +673,12 @@ def test_documents_pending_until_activated_with_a_document(w: World, tmp_path: P
     assert stat.S_IMODE(os.stat(stored).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(stored.parent).st_mode) == 0o700
     assert stored.parent == tmp_path / "documents" / SPB.lstrip("+") and " " not in stored.name
-    assert [(d["number"], d["account"], d["filename"], d["size"]) for d in w.store.list_documents(SPB)] == [
+    assert [(d["number"], d["account"], d["filename"], d["size"]) for d in w.store.shop.list_documents(SPB)] == [
         (SPB, "acme", "passport scan.pdf", len(content))]
 
     n = lifecycle.activate(w.store, SPB, D("2026-03-11"))
     assert n.status == "active" and w.n(SPB).status == "active"
-    last = w.store.list_mail()[-1]
+    last = w.store.outbox.list_mail()[-1]
     assert (last["recipient"], last["subject"]) == ("acme@example.com", f"Number {SPB} is connected")
     assert "paid until 2026-04-09" in last["body"]
     with pytest.raises(ConflictError, match="not pending_documents"):
@@ -699,7 +699,7 @@ def test_documents_need_an_assigned_number_and_a_readable_non_empty_file(w: Worl
         lifecycle.add_document(w.store, w.cfg, SPB, empty)
     with pytest.raises(ValidationError, match="cannot read it"):
         lifecycle.add_document(w.store, w.cfg, SPB, tmp_path / "missing.pdf")
-    assert w.store.list_documents() == []
+    assert w.store.shop.list_documents() == []
 
 
 def test_activation_of_an_account_in_debt_leaves_the_number_suspended(w: World, tmp_path: Path) -> None:
@@ -712,7 +712,7 @@ def test_activation_of_an_account_in_debt_leaves_the_number_suspended(w: World, 
     scan.write_bytes(b"scan")
     lifecycle.add_document(w.store, w.cfg, SPB, scan)
     assert lifecycle.activate(w.store, SPB, D("2026-03-01")).status == "suspended"
-    last = w.store.list_mail()[-1]                               # not "connected and active"
+    last = w.store.outbox.list_mail()[-1]                               # not "connected and active"
     assert last["subject"] == f"Number {SPB} is connected but suspended" and "below zero" in last["body"]
     lifecycle.topup(w.store, "acme", 50000, "pay", D("2026-03-02"))
     assert w.n(SPB).status == "active"
@@ -724,24 +724,24 @@ def test_quarantine_end_mails_a_matching_waitlist_once(w: World) -> None:
     w.account(funds=300000)
     w.assign(MOSCOW, "2026-03-10")
     lifecycle.release(w.store, w.cfg, MOSCOW, D("2026-03-11"))
-    match = w.store.add_waitlist("waiter", "RU", "moscow", "geographic")
-    w.store.add_waitlist("waiter", "RU", "St Petersburg", "")           # another city: not this one
-    w.store.add_waitlist("waiter", "UA", "", "")                        # another country
-    w.store.add_waitlist("waiter", "RU", "", "mobile")                  # another type
+    match = w.store.shop.add_waitlist("waiter", "RU", "moscow", "geographic")
+    w.store.shop.add_waitlist("waiter", "RU", "St Petersburg", "")           # another city: not this one
+    w.store.shop.add_waitlist("waiter", "UA", "", "")                        # another country
+    w.store.shop.add_waitlist("waiter", "RU", "", "mobile")                  # another type
     assert w.run("2026-04-10")["available_again"] == [MOSCOW]
-    mail = [m for m in w.store.list_mail() if m["recipient"] == "waiter@example.com"]
+    mail = [m for m in w.store.outbox.list_mail() if m["recipient"] == "waiter@example.com"]
     assert [m["subject"] for m in mail] == [f"A number you wait for is available: {MOSCOW}"]
-    assert [(e["id"], e["notified_number"]) for e in w.store.list_waitlist() if e["notified_at"]] == [
+    assert [(e["id"], e["notified_number"]) for e in w.store.shop.list_waitlist() if e["notified_at"]] == [
         (match["id"], MOSCOW)]
     lifecycle.notify_waitlist(w.store, [MOSCOW])                        # a second match: no second mail
-    assert len([m for m in w.store.list_mail() if m["recipient"] == "waiter@example.com"]) == 1
+    assert len([m for m in w.store.outbox.list_mail() if m["recipient"] == "waiter@example.com"]) == 1
 
 
 def test_waitlist_city_matches_like_number_list_does(w: World) -> None:
     # phonenumbers calls Kyiv "Kyiv city"; a customer waiting for "Kyiv" (the issue's own example) must hear of it
     w.account("waiter")
-    kyiv = w.store.add_waitlist("waiter", "UA", "Kyiv", "")
-    w.store.add_waitlist("waiter", "UA", "Lviv", "")
+    kyiv = w.store.shop.add_waitlist("waiter", "UA", "Kyiv", "")
+    w.store.shop.add_waitlist("waiter", "UA", "Lviv", "")
     n = w.number(KYIV)
     assert n.city == "Kyiv city"
     sent = lifecycle.notify_waitlist(w.store, [n])
@@ -751,9 +751,9 @@ def test_waitlist_city_matches_like_number_list_does(w: World) -> None:
 # ---- toll-free rating ---------------------------------------------------------------------------------------------
 def _call(w: World, call_id: str, number: str, caller: str, billsec: int, day: str = "2026-03-15",
           direction: str = "inbound", ended: bool = True) -> str:
-    w.store.start_call(call_id, number, caller, direction, started_at=f"{day}T10:00:00+00:00")
+    w.store.calls.start(call_id, number, caller, direction, started_at=f"{day}T10:00:00+00:00")
     if ended:
-        w.store.finish_call(call_id, ended_at=f"{day}T10:05:00+00:00", answered_at=f"{day}T10:00:05+00:00",
+        w.store.calls.update(call_id, ended_at=f"{day}T10:05:00+00:00", answered_at=f"{day}T10:00:05+00:00",
                             billsec=billsec, duration=billsec + 5, disposition="answered")
     return call_id
 
@@ -785,7 +785,7 @@ def test_tollfree_call_is_rated_by_the_longest_prefix_per_started_minute(
     assert (row["kind"], row["amount"], row["call_id"], row["number"], row["effective_on"]) == (
         "call", -cost, "c1", TOLLFREE, "2026-03-15")
     assert f"at prefix {prefix}" in row["ref"]
-    assert (w.store.get_call("c1")["cost"], w.store.get_call("c1")["account"]) == (cost, "acme")
+    assert (w.store.calls.get("c1")["cost"], w.store.calls.get("c1")["account"]) == (cost, "acme")
     # charged once, however often it is asked
     assert lifecycle.charge_call(w.store, w.cfg, "c1") is None
     assert w.balance() == balance - cost and len([r for r in w.ledger() if r["kind"] == "call"]) == 1
@@ -805,7 +805,7 @@ def test_calls_that_are_not_chargeable(w: World) -> None:
     assert lifecycle.charge_call(w.store, w.cfg, _call(w, "unanswered", TOLLFREE, "+78432123456", 0)) == 0
     assert lifecycle.charge_call(w.store, w.cfg, _call(w, "foreign", TOLLFREE, "+380441234567", 61)) == 0  # no rate
     assert (len(w.ledger()), w.balance()) == (rows, balance)
-    assert w.store.get_call("geo")["cost"] is None and w.store.get_call("foreign")["cost"] == 0
+    assert w.store.calls.get("geo")["cost"] is None and w.store.calls.get("foreign")["cost"] == 0
 
 
 def test_plan_call_credit_is_used_before_the_balance_and_renews_with_the_month(tmp_path: Path) -> None:
@@ -845,9 +845,9 @@ def test_billing_run_rates_calls_left_unrated_once_and_never_calls_before_the_sa
     balance = w.balance()
     _call(w, "left", TOLLFREE, "+78432123456", 61, day="2026-03-11")           # the engine did not rate it
     assert w.run("2026-03-12")["calls_rated"] == 1
-    assert w.balance() == balance - 700 and w.store.get_call("left")["cost"] == 700
+    assert w.balance() == balance - 700 and w.store.calls.get("left")["cost"] == 700
     assert w.run("2026-03-12")["calls_rated"] == 0 and w.balance() == balance - 700
-    assert w.store.get_call("trial")["cost"] is None
+    assert w.store.calls.get("trial")["cost"] is None
     assert [r["call_id"] for r in w.ledger() if r["kind"] == "call"] == ["left"]
     assert w.ledger("tryer") == []
 
@@ -883,8 +883,8 @@ def test_the_engine_and_the_billing_run_rating_at_once_charge_each_call_once(tmp
         assert w.n(TOLLFREE).call_credit == 0
         assert w.balance() == balance - 30000
         assert len([r for r in w.ledger() if r["kind"] == "call"]) == 150
-        assert all(w.store.get_call(cid)["cost"] == 200 for cid in calls)
-        assert w.store.ledger_mismatches() == []
+        assert all(w.store.calls.get(cid)["cost"] == 200 for cid in calls)
+        assert w.store.accounts.mismatches() == []
     finally:
         w.close()
 
@@ -961,7 +961,7 @@ def test_twenty_concurrent_topups_lose_nothing(w: World) -> None:
     assert len(rows) == 20 and sorted(r["amount"] for r in rows) == [100 * (i + 1) for i in range(20)]
     assert max(r["balance_after"] for r in rows) == 21000
     assert len({r["balance_after"] for r in rows}) == 20        # every row saw the balance the one before left
-    assert w.store.ledger_mismatches() == []
+    assert w.store.accounts.mismatches() == []
 
 
 # ---- accounts, organisation IDs, the extension map ----------------------------------------------------------------
@@ -970,18 +970,18 @@ def test_account_remove_is_refused_with_numbers_or_a_balance(w: World) -> None:
     w.assign(MOSCOW, "2026-03-10")
     before = w.snapshot()
     with pytest.raises(ConflictError, match=rf"account acme still holds \{MOSCOW}; release them"):
-        w.store.remove_account("acme")
+        w.store.accounts.close("acme")
     assert w.snapshot() == before
     lifecycle.release(w.store, w.cfg, MOSCOW, D("2026-03-11"))
     before = w.snapshot()
     with pytest.raises(ConflictError, match=r"account acme has a non-zero balance \(0.01\)") as exc:
-        w.store.remove_account("acme")
+        w.store.accounts.close("acme")
     # a top-up cannot be negative: the fix is a negative adjustment
     assert "refund it with `vpbx account adjust acme --ref refund -- -0.01` first" in str(exc.value)
     assert w.snapshot() == before
     lifecycle.topup(w.store, "acme", -1, "refund paid out", D("2026-03-12"), kind="adjustment")
-    w.store.remove_account("acme")
-    assert [a.name for a in w.store.list_accounts()] == []
+    w.store.accounts.close("acme")
+    assert [a.name for a in w.store.accounts.all()] == []
 
 
 def test_account_remove_with_a_debt_points_to_a_top_up(w: World) -> None:
@@ -989,32 +989,32 @@ def test_account_remove_with_a_debt_points_to_a_top_up(w: World) -> None:
     lifecycle.topup(w.store, "acme", -250000, "old debt", D("2026-03-10"), kind="adjustment")
     with pytest.raises(ConflictError, match=r"account acme has a non-zero balance \(-2 500.00\); "
                                             r"collect it with `vpbx account topup acme 2500.00` first"):
-        w.store.remove_account("acme")
+        w.store.accounts.close("acme")
     assert w.balance() == -250000
 
 
 def test_org_ids_are_unique_and_never_a_sip_extension(w: World) -> None:
     w.account("acme", org_id=500)
     with pytest.raises(ConflictError, match="organisation ID 500 is already account acme's"):
-        w.store.add_account(Account("other", "o@example.com", 500))
-    w.store.add_sip_account(SipAccount("101", "secret-password-1"))
+        w.store.accounts.add(Account("other", "o@example.com", 500))
+    w.store.sip_accounts.add(SipAccount("101", "secret-password-1"))
     with pytest.raises(ConflictError, match="organisation ID 101 is SIP account 101's extension already"):
-        w.store.add_account(Account("other", "o@example.com", 101))
+        w.store.accounts.add(Account("other", "o@example.com", 101))
     with pytest.raises(ConflictError, match="callers type 500 to reach an account's organisation ID"):
-        w.store.add_sip_account(SipAccount("500", "secret-password-1"))
-    w.store.add_account(Account("other", "o@example.com", 600))
+        w.store.sip_accounts.add(SipAccount("500", "secret-password-1"))
+    w.store.accounts.add(Account("other", "o@example.com", 600))
     with pytest.raises(ConflictError, match="organisation ID 500 is already account acme's"):
-        w.store.update_account("other", org_id=500)
-    assert [(a.name, a.org_id) for a in w.store.list_accounts()] == [("acme", 500), ("other", 600)]
+        w.store.accounts.update("other", org_id=500)
+    assert [(a.name, a.org_id) for a in w.store.accounts.all()] == [("acme", 500), ("other", 600)]
 
 
 def test_extension_map_sends_an_org_id_to_the_accounts_active_number_route(w: World) -> None:
     w.account("acme", funds=300000, org_id=500)
-    w.store.add_sip_account(SipAccount("101", "secret-password-1"))
-    w.store.add_sip_account(SipAccount("alice", "secret-password-1"))
+    w.store.sip_accounts.add(SipAccount("101", "secret-password-1"))
+    w.store.sip_accounts.add(SipAccount("alice", "secret-password-1"))
     assert extension_map(w.store) == {"101": "sip:101"}          # no active number yet: no org ID
     w.assign(MOSCOW, "2026-01-31")
-    w.store.update_numbers([MOSCOW], route="sip:alice")
+    w.store.numbers.update([MOSCOW], route="sip:alice")
     assert extension_map(w.store) == {"101": "sip:101", "500": "sip:alice"}
     w.run("2026-02-28")                                          # suspended: the org ID no longer rings through
     assert w.n(MOSCOW).status == "suspended"
@@ -1027,7 +1027,7 @@ def test_tariff_in_another_currency_or_with_unknown_keys_is_refused(w: World) ->
         lifecycle.save_tariff(w.store, w.cfg, SEED.replace('currency = "RUB"', 'currency = "USD"'))
     with pytest.raises(ValidationError, match="key 'connection.areas' is unknown"):
         lifecycle.save_tariff(w.store, w.cfg, SEED.replace("[connection.area]", "[connection.areas]"))
-    assert w.store.tariff_source() == SEED
+    assert w.store.rates.tariff_source() == SEED
 
 
 def test_tariff_dropping_a_plan_in_use_is_refused(w: World) -> None:
@@ -1036,18 +1036,18 @@ def test_tariff_dropping_a_plan_in_use_is_refused(w: World) -> None:
     text = SEED.replace("[plans.prosto]", "[plans.prosto2]")
     with pytest.raises(ValidationError, match="tariff has no plan prosto, which numbers are on"):
         lifecycle.save_tariff(w.store, w.cfg, text)
-    assert w.store.tariff_source() == SEED
+    assert w.store.rates.tariff_source() == SEED
 
 
 def test_without_a_tariff_orders_are_refused_and_a_run_with_nothing_to_renew_works(tmp_path: Path) -> None:
     with Store.open(tmp_path / "v.db") as store:
         cfg = replace(new_config(tmp_path), db=tmp_path / "v.db")
-        store.add_account(Account("acme", "a@example.com"))
+        store.accounts.add(Account("acme", "a@example.com"))
         info = parse(MOSCOW)
-        store.add_number(Number(MOSCOW, type=info.type, category=info.category, country=info.country))
+        store.numbers.add(Number(MOSCOW, type=info.type, category=info.category, country=info.country))
         with pytest.raises(NotFoundError, match="no tariff is loaded; load one with `vpbx tariff load"):
             lifecycle.assign(store, cfg, [MOSCOW], "acme", D("2026-03-10"), end_user="Ivan Petrov")
-        assert store.get_number(MOSCOW).status == "available" and store.ledger() == []
+        assert store.numbers.get(MOSCOW).status == "available" and store.accounts.entries() == []
         assert lifecycle.billing_run(store, cfg, D("2026-03-10"), at(D("2026-03-10")))["renewed"] == []
 
 
@@ -1069,12 +1069,12 @@ operations = st.one_of(
 
 
 def _check_invariants(w: World) -> None:
-    assert w.store.ledger_mismatches() == []
-    for acct in w.store.list_accounts():
-        rows = w.store.ledger(acct.name)
+    assert w.store.accounts.mismatches() == []
+    for acct in w.store.accounts.all():
+        rows = w.store.accounts.entries(acct.name)
         assert acct.balance == sum(r["amount"] for r in rows)
         assert all(r["balance_after"] == sum(x["amount"] for x in rows[:i + 1]) for i, r in enumerate(rows))
-        held = w.store.account_numbers(acct.name)
+        held = w.store.numbers.held_by(acct.name)
         if acct.balance >= 0:
             assert [n.number for n in held if n.status == "suspended"] == []
         else:
@@ -1094,7 +1094,7 @@ def test_random_operations_keep_the_ledger_and_the_suspension_rule(ops: list[tup
             w.account("b")
             day, calls = D("2026-01-28"), 0
             for op in ops:
-                rows_before = len(w.store.ledger())
+                rows_before = len(w.store.accounts.entries())
                 try:
                     if op[0] == "topup":
                         lifecycle.topup(w.store, op[1], op[2], "", day)
@@ -1116,7 +1116,7 @@ def test_random_operations_keep_the_ledger_and_the_suspension_rule(ops: list[tup
                         cid = _call(w, f"c{calls}", op[1], op[2], op[3], day=day.isoformat())
                         lifecycle.charge_call(w.store, w.cfg, cid)
                 except (ConflictError, ValidationError):
-                    assert len(w.store.ledger()) == rows_before       # refused: nothing was posted
+                    assert len(w.store.accounts.entries()) == rows_before       # refused: nothing was posted
                 _check_invariants(w)
         finally:
             w.close()

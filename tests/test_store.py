@@ -50,11 +50,11 @@ def test_migrations_recorded(tmp_path: Path) -> None:
 
 def test_reopen_applies_nothing_twice(tmp_path: Path) -> None:
     with Store.open(tmp_path / "v.db") as store:
-        store.add_number(Number("+380441234567", category="gold"))
+        store.numbers.add(Number("+380441234567", category="gold"))
     for _ in range(3):
         with Store.open(tmp_path / "v.db") as store:
             assert store.schema_version() == registered()
-            assert [n.number for n in store.list_numbers()] == ["+380441234567"]
+            assert [n.number for n in store.numbers.search()] == ["+380441234567"]
     assert count(tmp_path / "v.db", "_sqlite_migrations") == len(registered())
 
 
@@ -68,7 +68,7 @@ def test_old_schema_is_upgraded_keeping_data(tmp_path: Path) -> None:
     db.close()
     with Store.open(db_path) as store:
         assert store.schema_version() == registered()
-        n = store.get_number("+380441234567")
+        n = store.numbers.get("+380441234567")
         assert (n.channels, n.direction, n.route, n.forward_to, n.fallback) == (6, "both", None, (), "hangup")
 
 
@@ -82,7 +82,7 @@ def test_wal_and_foreign_keys(tmp_path: Path) -> None:
             with store.write():
                 store.conn.execute("INSERT INTO sip_accounts (login, password, domain, caller_id, channels, created_at) "
                                    "VALUES ('x', 'p', 'd', '+380449999999', 1, 'now')")
-        assert store.list_sip_accounts() == []
+        assert store.sip_accounts.all() == []
     con = sqlite3.connect(tmp_path / "v.db")  # WAL is persistent: a plain connection sees it too
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
@@ -90,17 +90,17 @@ def test_wal_and_foreign_keys(tmp_path: Path) -> None:
 
 def test_foreign_keys_guard_trunk_and_caller_id(tmp_path: Path) -> None:
     with Store.open(tmp_path / "v.db") as store:
-        store.add_trunk(Trunk("prov", "sip.example.net", "u", "pw"))
-        store.add_number(Number("+380441234567", trunk="prov", category="gold"))
-        store.add_sip_account(SipAccount("alice", "p" * 24, caller_id="+380441234567"))
+        store.trunks.add(Trunk("prov", "sip.example.net", "u", "pw"))
+        store.numbers.add(Number("+380441234567", trunk="prov", category="gold"))
+        store.sip_accounts.add(SipAccount("alice", "p" * 24, caller_id="+380441234567"))
         with pytest.raises(sqlite3.IntegrityError):
             with store.write():
                 store.conn.execute("DELETE FROM trunks WHERE name = 'prov'")
         with pytest.raises(sqlite3.IntegrityError):
             with store.write():
                 store.conn.execute("DELETE FROM numbers WHERE number = '+380441234567'")
-        assert [t.name for t in store.list_trunks()] == ["prov"]
-        assert [n.number for n in store.list_numbers()] == ["+380441234567"]
+        assert [t.name for t in store.trunks.all()] == ["prov"]
+        assert [n.number for n in store.numbers.search()] == ["+380441234567"]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o000])
@@ -109,7 +109,7 @@ def test_db_file_mode_0600(tmp_path: Path, umask: int) -> None:
     try:
         db = tmp_path / "sub" / "v.db"
         with Store.open(db) as store:
-            store.add_trunk(Trunk("prov", "sip.example.net", "u", "pw"))
+            store.trunks.add(Trunk("prov", "sip.example.net", "u", "pw"))
             assert mode(db) == 0o600
             wal = db.with_name("v.db-wal")
             assert wal.exists() and mode(wal) == 0o600
@@ -122,10 +122,10 @@ def test_db_file_mode_0600(tmp_path: Path, umask: int) -> None:
 
 def test_failed_write_rolls_back(tmp_path: Path) -> None:
     with Store.open(tmp_path / "v.db") as store:
-        store.add_number(Number("+380441234567", category="gold"))
+        store.numbers.add(Number("+380441234567", category="gold"))
         with pytest.raises(Exception):
-            store.add_numbers([Number("+380442718459"), Number("+380441234567")])
-        assert [n.number for n in store.list_numbers()] == ["+380441234567"]
+            store.numbers.add_many([Number("+380442718459"), Number("+380441234567")])
+        assert [n.number for n in store.numbers.search()] == ["+380441234567"]
 
 
 # ---- concurrency: separate processes -------------------------------------------------------------------------

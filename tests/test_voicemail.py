@@ -129,7 +129,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def add_vm(store: Store, rec: str = REC, emails: tuple[str, ...] = ("office@example.com",)) -> None:
-    store.add_voicemail(rec, "call1", NUMBER, CALLER, emails, 2.5)
+    store.outbox.add_voicemail(rec, "call1", NUMBER, CALLER, emails, 2.5)
 
 
 def parse(envelope: Any) -> email.message.EmailMessage:
@@ -186,7 +186,7 @@ def test_backoff_doubles_from_5_s_up_to_10_min() -> None:
 def test_migration_adds_next_attempt_at(store: Store) -> None:
     assert "m004_voicemail_retry" in store.schema_version()
     add_vm(store)
-    assert store.voicemail(REC)["next_attempt_at"] is None
+    assert store.outbox.voicemail(REC)["next_attempt_at"] is None
     assert store.database_path() is not None and store.database_path().name == "vpbx.db"
 
 
@@ -211,7 +211,7 @@ def test_delivered_to_real_smtp_with_wav_soundfile_reads(store: Store, tmp_path:
     info = sf.info(io.BytesIO(data))
     assert (rate, info.channels) == (8000, 1)
     assert abs(len(audio) / rate - 2.5) < 0.01
-    row = store.voicemail(REC)
+    row = store.outbox.voicemail(REC)
     assert row["delivered_at"] and row["attempts"] == 1 and row["last_error"] is None
     assert ari.fetched == [REC] and ari.deleted == [REC]
     assert not spool_path(tmp_path / "voicemail-spool", REC).exists()
@@ -225,21 +225,21 @@ def test_smtp_down_keeps_everything_then_delivers_exactly_once(store: Store, tmp
     add_vm(store)
     smtp = settings(port)
     assert asyncio.run(deliver_pending(store, ari.fetch, smtp, ari.delete, now=T0)) == 0
-    row = store.voicemail(REC)
+    row = store.outbox.voicemail(REC)
     assert row["attempts"] == 1 and row["delivered_at"] is None
     assert "unreachable" in row["last_error"] and f"127.0.0.1:{port}" in row["last_error"]
     assert row["next_attempt_at"] == (T0 + timedelta(seconds=5)).isoformat(timespec="seconds")
     spooled = spool_path(tmp_path / "voicemail-spool", REC)
     assert spooled.read_bytes() == WAV, "the recording is in the spool before anything else"
     assert ari.deleted == [], "Asterisk's copy stays until delivered"
-    assert store.list_voicemails(undelivered_only=True)[0]["recording"] == REC
+    assert store.outbox.list_voicemails(undelivered_only=True)[0]["recording"] == REC
 
     # not due yet: nothing happens
     assert asyncio.run(deliver_pending(store, ari.fetch, smtp, ari.delete, now=T0 + timedelta(seconds=2))) == 0
-    assert store.voicemail(REC)["attempts"] == 1
+    assert store.outbox.voicemail(REC)["attempts"] == 1
     # due, still down: attempts 2, backoff 10 s
     assert asyncio.run(deliver_pending(store, ari.fetch, smtp, ari.delete, now=T0 + timedelta(seconds=5))) == 0
-    row = store.voicemail(REC)
+    row = store.outbox.voicemail(REC)
     assert row["attempts"] == 2
     assert row["next_attempt_at"] == (T0 + timedelta(seconds=15)).isoformat(timespec="seconds")
 
@@ -250,7 +250,7 @@ def test_smtp_down_keeps_everything_then_delivers_exactly_once(store: Store, tmp
         assert asyncio.run(deliver_pending(store, ari.fetch, smtp, ari.delete, now=later + timedelta(hours=1))) == 0
     assert len(server.messages) == 1, "delivered exactly once"
     assert attachment(parse(server.messages[0]))[1] == WAV
-    row = store.voicemail(REC)
+    row = store.outbox.voicemail(REC)
     assert row["delivered_at"] and row["attempts"] == 3 and row["last_error"] is None
     assert ari.fetched == [REC], "fetched once; later attempts used the spool"
     assert ari.deleted == [REC]
@@ -263,7 +263,7 @@ def test_fetch_failure_is_recorded_and_retried(store: Store, tmp_path: Path) -> 
     add_vm(store)
     with Smtp(port) as server:
         assert asyncio.run(deliver_pending(store, ari.fetch, settings(port), ari.delete, now=T0)) == 0
-        row = store.voicemail(REC)
+        row = store.outbox.voicemail(REC)
         assert row["attempts"] == 1 and "cannot fetch recording" in row["last_error"]
         assert not spool_path(tmp_path / "voicemail-spool", REC).exists()
         ari.files[REC] = WAV
@@ -278,7 +278,7 @@ def test_retry_now_resets_backoff(store: Store) -> None:
     add_vm(store)
     for attempt in range(6):                # backoff grows to 160 s
         asyncio.run(deliver_pending(store, ari.fetch, settings(port), ari.delete, now=T0 + timedelta(hours=attempt)))
-    assert store.voicemail(REC)["attempts"] == 6
+    assert store.outbox.voicemail(REC)["attempts"] == 6
     with Smtp(port) as server:
         soon = T0 + timedelta(hours=5, seconds=1)
         assert asyncio.run(deliver_pending(store, ari.fetch, settings(port), ari.delete, now=soon)) == 0
@@ -323,7 +323,7 @@ def test_partially_refused_recipients_delivered_with_note(store: Store) -> None:
     with Smtp(port, refuse=("gone@example.com",)) as server:
         assert asyncio.run(deliver_pending(store, ari.fetch, settings(port), ari.delete)) == 1
     assert server.messages[0].rcpt_tos == ["office@example.com"]
-    row = store.voicemail(REC)
+    row = store.outbox.voicemail(REC)
     assert row["delivered_at"] and "gone@example.com" in row["last_error"]
 
 
@@ -334,7 +334,7 @@ def test_every_recipient_refused_is_a_failure(store: Store) -> None:
     with Smtp(port, refuse=("gone@example.com",)) as server:
         assert asyncio.run(deliver_pending(store, ari.fetch, settings(port), ari.delete)) == 0
     assert server.messages == []
-    row = store.voicemail(REC)
+    row = store.outbox.voicemail(REC)
     assert row["delivered_at"] is None and "refused every recipient" in row["last_error"]
 
 
@@ -342,7 +342,7 @@ def test_smtp_not_configured_is_a_clear_failure(store: Store) -> None:
     ari = FakeAri({REC: WAV})
     add_vm(store)
     assert asyncio.run(deliver_pending(store, ari.fetch, SmtpSettings(), ari.delete)) == 0
-    assert "[smtp]" in store.voicemail(REC)["last_error"]
+    assert "[smtp]" in store.outbox.voicemail(REC)["last_error"]
 
 
 # ------------------------------------------------------------------------------------------------ login and TLS
@@ -425,15 +425,15 @@ def test_sender_loop_delivers_when_woken_and_after_smtp_returns(store: Store, tm
         sender.wake()
         for _ in range(200):                 # SMTP is down: the pass fails, message kept
             await asyncio.sleep(0.02)
-            if store.voicemail(REC)["attempts"] >= 1:
+            if store.outbox.voicemail(REC)["attempts"] >= 1:
                 break
-        assert store.voicemail(REC)["delivered_at"] is None
+        assert store.outbox.voicemail(REC)["delivered_at"] is None
         with Smtp(port) as server:
             add_vm(store, "vm-call2")
             assert sender.retry_now() == 2   # `vpbx voicemail retry`: skip the backoff, pass at once
             for _ in range(300):
                 await asyncio.sleep(0.02)
-                if not store.list_voicemails(undelivered_only=True):
+                if not store.outbox.list_voicemails(undelivered_only=True):
                     break
             sender.stop()
             await asyncio.wait_for(task, 5)
@@ -442,7 +442,7 @@ def test_sender_loop_delivers_when_woken_and_after_smtp_returns(store: Store, tm
     messages, delivered = asyncio.run(scenario())
     assert (messages, delivered) == (2, 2)
     assert sorted(ari.deleted) == [REC, "vm-call2"]
-    assert all(json.loads(r["emails"]) == ["office@example.com"] for r in store.list_voicemails())
+    assert all(json.loads(r["emails"]) == ["office@example.com"] for r in store.outbox.list_voicemails())
 
 
 def test_cancelled_pass_gives_the_message_back(store: Store) -> None:
@@ -456,13 +456,13 @@ def test_cancelled_pass_gives_the_message_back(store: Store) -> None:
     async def scenario() -> None:
         task = asyncio.create_task(deliver_pending(store, hanging_fetch, settings(free_port())))
         await asyncio.sleep(0.1)
-        assert store.voicemail(REC)["next_attempt_at"] is not None   # claimed
+        assert store.outbox.voicemail(REC)["next_attempt_at"] is not None   # claimed
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(scenario())
-    row = store.voicemail(REC)
+    row = store.outbox.voicemail(REC)
     assert (row["attempts"], row["next_attempt_at"], row["delivered_at"]) == (0, None, None)
 
 
@@ -473,5 +473,5 @@ def test_unexpected_error_is_recorded_not_looping(store: Store) -> None:
         return None  # type: ignore[return-value]  # a bug in the fetcher
 
     assert asyncio.run(deliver_pending(store, broken_fetch, settings(free_port()), now=T0)) == 0
-    row = store.voicemail(REC)
+    row = store.outbox.voicemail(REC)
     assert row["attempts"] == 1 and row["last_error"] and row["next_attempt_at"] > T0.isoformat()

@@ -135,7 +135,7 @@ class Engine:
         caller = (channel.get("caller") or {}).get("number") or ""
         direction = args[0] if args else "inbound"
         exten = args[1] if len(args) > 1 else (channel.get("dialplan") or {}).get("exten", "")
-        number = self.store.find_number(normalize_number(exten)) if exten else None
+        number = self.store.numbers.find(normalize_number(exten)) if exten else None
         presentation: dict[str, str] | None = None
         if direction == "outbound" and number is None:
             # A SIP account dialling out: an internal call to a number of this install is routed like an inbound
@@ -161,12 +161,12 @@ class Engine:
 
         dest = normalize_number(exten)
         try:
-            account = self.store.get_sip_account(login)
+            account = self.store.sip_accounts.get(login)
             nums.parse(dest)
         except _Err as exc:
             log.info("outbound call %s to %s refused: %s", call_id, exten, exc)
             return None, login, None
-        own = self.store.find_number(account.caller_id) if account.caller_id else None
+        own = self.store.numbers.find(account.caller_id) if account.caller_id else None
         trunk = (own.trunk if own else None) or self.cfg.default_trunk
         if own is None or own.direction not in ("out", "both") or own.type == "tollfree" or not trunk:
             log.info("outbound call %s from %s to %s refused: caller-ID number %s may not call out (direction, "
@@ -200,10 +200,10 @@ class Engine:
             if adopted:
                 state, actions = dp.adopt(flow, call.call_id, call.caller, call.answered, now=now,
                                           restart=restarts, at=adopt_at)
-                self.store.note_call_node(call.call_id, state.node, restarts=restarts)
+                self.store.calls.note_node(call.call_id, state.node, restarts=restarts)
             else:
                 state, actions = dp.start(flow, call.call_id, call.caller, self.active.get(number.number, 0), now=now)
-                self.store.start_call(call.call_id, number.number, call.caller, started_at=iso(now),
+                self.store.calls.start(call.call_id, number.number, call.caller, started_at=iso(now),
                                       direction="outbound" if call.presentation is not None else "inbound")
             self.active[number.number] = self.active.get(number.number, 0) + 1
             call.state = state
@@ -221,7 +221,7 @@ class Engine:
                     await self.execute(call, actions)
                     if state.node != last_node:
                         last_node = state.node
-                        self.store.note_call_node(call.call_id, state.node)
+                        self.store.calls.note_node(call.call_id, state.node)
         except asyncio.CancelledError:
             # The engine is stopping: leave the call up for the next engine to adopt (see reconcile()).
             call.abandoned = True
@@ -367,7 +367,7 @@ class Engine:
                              max_silence=action.max_silence, beep=action.beep, terminate_on=action.terminate_on,
                              if_exists="overwrite")
         elif isinstance(action, dp.DeliverVoicemail):
-            self.store.add_voicemail(action.name, cid, call.number.number, call.caller, action.emails, action.duration)
+            self.store.outbox.add_voicemail(action.name, cid, call.number.number, call.caller, action.emails, action.duration)
             if self.voicemail_sender is not None:
                 self.voicemail_sender.wake()
         elif isinstance(action, dp.DiscardRecording):
@@ -419,13 +419,13 @@ class Engine:
             return
         ended = state.ended_at or time.time()
         started = state.started_at
-        row = self.store.get_call(call.call_id)
+        row = self.store.calls.get(call.call_id)
         if row is not None and row.get("started_at"):
             started = datetime.fromisoformat(row["started_at"]).timestamp()
         answered_at = state.answered_at
         connected = state.connected_at or answered_at
         try:
-            self.store.finish_call(
+            self.store.calls.update(
                 call.call_id, answered_at=iso(answered_at), ended_at=iso(ended), reached=state.reached,
                 disposition=state.disposition or ("missed" if not state.finished else "failed"),
                 duration=max(0, round(ended - started)), billsec=max(0, round(ended - connected)) if connected else 0,
@@ -472,7 +472,7 @@ class Engine:
                 with contextlib.suppress(AriError):
                     await self.ari.hangup(channel_id, reason="normal")
                 continue
-            row = self.store.get_call(channel_id)
+            row = self.store.calls.get(channel_id)
             at = row.get("node") if row else None
             restarts = (row.get("restarts") or 0) + 1 if row else 1
             log.info("reconcile: adopting call %s at node %s", channel_id, at)
@@ -482,9 +482,9 @@ class Engine:
                 exten = row["number"]
             self.start_call(channel, ["inbound", exten], adopt_at=at or "", restarts=restarts)
             adopted += 1
-        for row in self.store.open_calls():
+        for row in self.store.calls.unfinished():
             if row["call_id"] not in held and row["call_id"] not in self.calls:
-                self.store.finish_call(row["call_id"], ended_at=row.get("ended_at") or iso(time.time()),
+                self.store.calls.update(row["call_id"], ended_at=row.get("ended_at") or iso(time.time()),
                                        disposition="interrupted")
         log.info("reconcile done: %d channel(s) in the app, %d adopted", len(held), adopted)
 

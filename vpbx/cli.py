@@ -214,7 +214,7 @@ def number_add(c: Ctx, number_: str, channels: int | None, direction: str | None
                city: str | None, operator: str | None, type_: str | None, as_json: bool) -> None:
     """Add an E.164 NUMBER (e.g. +380441234567)."""
     record = build_number(number_, channels, direction, trunk, comment, city, operator, type_)
-    emit(c.store.add_number(record), as_json, NUMBER_COLUMNS)
+    emit(c.store.numbers.add(record), as_json, NUMBER_COLUMNS)
     announce_available(c, [record])
 
 
@@ -235,7 +235,7 @@ def number_list(c: Ctx, category: str | None, type_: str | None, city: str | Non
         from vpbx.domain.errors import ValidationError
 
         raise ValidationError(f"--contains {contains!r} must be digits only")
-    rows = c.store.list_numbers(category=category, type=type_, city=city, operator=operator, contains=contains,
+    rows = c.store.numbers.search(category=category, type=type_, city=city, operator=operator, contains=contains,
                                 status=status, account=account)
     emit(rows, as_json, NUMBER_COLUMNS, title="numbers")
 
@@ -246,7 +246,7 @@ def number_list(c: Ctx, category: str | None, type_: str | None, city: str | Non
 @pass_ctx
 def number_show(c: Ctx, number_: str, as_json: bool) -> None:
     """Show one number with its routing."""
-    emit(c.store.get_number(number_), as_json)
+    emit(c.store.numbers.get(number_), as_json)
 
 
 @number.command("set")
@@ -288,9 +288,9 @@ def number_set(c: Ctx, numbers_: tuple[str, ...], channels: int | None, directio
                                "--requires-documents or --lead-days")
     if direction in ("out", "both"):
         for n in numbers_:
-            if c.store.get_number(n).type == "tollfree":
+            if c.store.numbers.get(n).type == "tollfree":
                 raise ValidationError(f"number {n} is toll-free, which is inbound-only; use --direction in")
-    emit(c.store.update_numbers(numbers_, **changes), as_json, NUMBER_COLUMNS, title="numbers")
+    emit(c.store.numbers.update(numbers_, **changes), as_json, NUMBER_COLUMNS, title="numbers")
 
 
 @number.command("remove")
@@ -298,7 +298,7 @@ def number_set(c: Ctx, numbers_: tuple[str, ...], channels: int | None, directio
 @pass_ctx
 def number_remove(c: Ctx, number_: str) -> None:
     """Remove a number (refused while something uses it)."""
-    c.store.remove_number(number_)
+    c.store.numbers.remove(number_)
     click.echo(f"Removed number {number_}")
 
 
@@ -334,7 +334,7 @@ def number_import(c: Ctx, csv_file: str, as_json: bool) -> None:
                 raise ValidationError(f"{csv_file} line {line_no}: {exc}; nothing was imported") from None
             progress.advance(task)
         progress.update(task, description="importing")
-        c.store.add_numbers(records)
+        c.store.numbers.add_many(records)
     announce_available(c, records)
     if as_json:
         emit({"imported": len(records)}, True)
@@ -378,7 +378,7 @@ def sip_add(c: Ctx, login: str, password: str | None, caller_id: str | None, cha
         raise ValidationError(f"SIP account {login}: channels must be at least 1")
     account = SipAccount(login=login, password=password or generate_password(), domain=c.cfg.domain,
                          caller_id=caller_id, channels=channels)
-    c.store.add_sip_account(account)
+    c.store.sip_accounts.add(account)
     emit(to_dict(account), as_json, (*SIP_COLUMNS, "password"))
     if not as_json:
         click.echo("Save the password now: it is not shown again (`vpbx sip passwd` makes a new one).")
@@ -397,7 +397,7 @@ def _public_sip(account: Any) -> dict[str, Any]:
 @pass_ctx
 def sip_list(c: Ctx, as_json: bool) -> None:
     """List SIP accounts (passwords are never shown)."""
-    emit([_public_sip(a) for a in c.store.list_sip_accounts()], as_json, SIP_COLUMNS, title="SIP accounts")
+    emit([_public_sip(a) for a in c.store.sip_accounts.all()], as_json, SIP_COLUMNS, title="SIP accounts")
 
 
 @sip.command("show")
@@ -406,7 +406,7 @@ def sip_list(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def sip_show(c: Ctx, login: str, as_json: bool) -> None:
     """Show one SIP account."""
-    emit(_public_sip(c.store.get_sip_account(login)), as_json)
+    emit(_public_sip(c.store.sip_accounts.get(login)), as_json)
 
 
 @sip.command("remove")
@@ -414,7 +414,7 @@ def sip_show(c: Ctx, login: str, as_json: bool) -> None:
 @pass_ctx
 def sip_remove(c: Ctx, login: str) -> None:
     """Remove a SIP account (refused while a route uses it)."""
-    c.store.remove_sip_account(login)
+    c.store.sip_accounts.remove(login)
     click.echo(f"Removed SIP account {login}")
 
 
@@ -424,7 +424,7 @@ def sip_remove(c: Ctx, login: str) -> None:
 @pass_ctx
 def sip_passwd(c: Ctx, login: str, as_json: bool) -> None:
     """Give a SIP account a new generated password (shown once)."""
-    account = c.store.set_sip_password(login, generate_password())
+    account = c.store.sip_accounts.set_password(login, generate_password())
     emit({"login": login, "password": account.password}, as_json)
 
 
@@ -460,7 +460,7 @@ def trunk_add(c: Ctx, name: str, server: str, port: int, login: str, password: s
         validate.login(login, "trunk login")
         validate.config_text("password", password, obj=f"trunk {name}")
     record = Trunk(name=name, server=server, port=port, login=login, password=password, transport=transport, register=register)
-    c.store.add_trunk(record)
+    c.store.trunks.add(record)
     data = _public_trunk(record)
     emit(data, as_json, TRUNK_COLUMNS)
 
@@ -478,7 +478,7 @@ def _public_trunk(record: Any) -> dict[str, Any]:
 @pass_ctx
 def trunk_list(c: Ctx, as_json: bool) -> None:
     """List trunks."""
-    emit([_public_trunk(t) for t in c.store.list_trunks()], as_json, TRUNK_COLUMNS, title="trunks")
+    emit([_public_trunk(t) for t in c.store.trunks.all()], as_json, TRUNK_COLUMNS, title="trunks")
 
 
 @trunk.command("show")
@@ -487,7 +487,7 @@ def trunk_list(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def trunk_show(c: Ctx, name: str, as_json: bool) -> None:
     """Show one trunk."""
-    emit(_public_trunk(c.store.get_trunk(name)), as_json)
+    emit(_public_trunk(c.store.trunks.get(name)), as_json)
 
 
 @trunk.command("remove")
@@ -495,7 +495,7 @@ def trunk_show(c: Ctx, name: str, as_json: bool) -> None:
 @pass_ctx
 def trunk_remove(c: Ctx, name: str) -> None:
     """Remove a trunk (refused while numbers use it)."""
-    c.store.remove_trunk(name)
+    c.store.trunks.remove(name)
     click.echo(f"Removed trunk {name}")
 
 
@@ -506,7 +506,7 @@ def config_group() -> None:
 
 
 def _records(c: Ctx) -> tuple[list[Any], list[Any], list[Any]]:
-    return c.store.list_numbers(), c.store.list_sip_accounts(), c.store.list_trunks()
+    return c.store.numbers.search(), c.store.sip_accounts.all(), c.store.trunks.all()
 
 
 def install_builtin_prompts(cfg: "Config") -> list[Path]:
@@ -611,14 +611,14 @@ def _apply_routing(c: Ctx, numbers_: Sequence[str], changes: dict[str, Any], as_
     from dataclasses import replace
 
     store = c.store
-    updated = [replace(store.get_number(n), **changes) for n in numbers_]
+    updated = [replace(store.numbers.get(n), **changes) for n in numbers_]
     for n in updated:
         if n.fallback == "voicemail" and not n.vm_emails:
             from vpbx.domain.errors import ValidationError
 
             raise ValidationError(f"number {n.number}: voicemail needs at least one --vm-email address")
     check_flows(store, updated)
-    emit(store.update_numbers(numbers_, **changes), as_json, ("number", "route", "forward_to", "forward_mode", "fallback"),
+    emit(store.numbers.update(numbers_, **changes), as_json, ("number", "route", "forward_to", "forward_mode", "fallback"),
          title="numbers")
 
 
@@ -698,7 +698,7 @@ def group_add(c: Ctx, name: str, members: tuple[str, ...], strategy: str, timeou
     validate.name(name, "group")
     record = Group(name=name, members=tuple(members), strategy=strategy, timeout=timeout)
     check_flows(c.store, [], groups=[record])
-    emit(c.store.add_group(record), as_json)
+    emit(c.store.groups.add(record), as_json)
 
 
 @group.command("list")
@@ -706,7 +706,7 @@ def group_add(c: Ctx, name: str, members: tuple[str, ...], strategy: str, timeou
 @pass_ctx
 def group_list(c: Ctx, as_json: bool) -> None:
     """List ring groups."""
-    emit(c.store.list_groups(), as_json, ("name", "strategy", "timeout", "members"), title="groups")
+    emit(c.store.groups.all(), as_json, ("name", "strategy", "timeout", "members"), title="groups")
 
 
 @group.command("show")
@@ -715,7 +715,7 @@ def group_list(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def group_show(c: Ctx, name: str, as_json: bool) -> None:
     """Show one ring group."""
-    emit(c.store.get_group(name), as_json)
+    emit(c.store.groups.get(name), as_json)
 
 
 @group.command("remove")
@@ -723,7 +723,7 @@ def group_show(c: Ctx, name: str, as_json: bool) -> None:
 @pass_ctx
 def group_remove(c: Ctx, name: str) -> None:
     """Remove a ring group (refused while a route uses it)."""
-    c.store.remove_group(name)
+    c.store.groups.remove(name)
     click.echo(f"Removed group {name}")
 
 
@@ -767,7 +767,7 @@ def ivr_add(c: Ctx, name: str, prompt: str, options: tuple[str, ...], timeout: i
     record = Ivr(name=name, prompt=prompt, options=tuple(pairs), timeout=timeout, retries=retries,
                  invalid_prompt=invalid_prompt, extensions=extensions)
     check_flows(c.store, [], ivrs=[record])
-    emit(c.store.add_ivr(record), as_json)
+    emit(c.store.ivrs.add(record), as_json)
 
 
 @ivr.command("list")
@@ -775,7 +775,7 @@ def ivr_add(c: Ctx, name: str, prompt: str, options: tuple[str, ...], timeout: i
 @pass_ctx
 def ivr_list(c: Ctx, as_json: bool) -> None:
     """List IVR menus."""
-    emit(c.store.list_ivrs(), as_json, ("name", "prompt", "options", "timeout", "retries", "extensions"), title="IVRs")
+    emit(c.store.ivrs.all(), as_json, ("name", "prompt", "options", "timeout", "retries", "extensions"), title="IVRs")
 
 
 @ivr.command("show")
@@ -784,7 +784,7 @@ def ivr_list(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def ivr_show(c: Ctx, name: str, as_json: bool) -> None:
     """Show one IVR menu."""
-    emit(c.store.get_ivr(name), as_json)
+    emit(c.store.ivrs.get(name), as_json)
 
 
 @ivr.command("remove")
@@ -792,7 +792,7 @@ def ivr_show(c: Ctx, name: str, as_json: bool) -> None:
 @pass_ctx
 def ivr_remove(c: Ctx, name: str) -> None:
     """Remove an IVR (refused while a route uses it)."""
-    c.store.remove_ivr(name)
+    c.store.ivrs.remove(name)
     click.echo(f"Removed IVR {name}")
 
 
@@ -818,7 +818,7 @@ def call_simulate(c: Ctx, number_: str, caller: str, dtmf: str, no_answer: tuple
     from vpbx.services.flows import load_flow
 
     validate.dtmf(dtmf)
-    flow = load_flow(c.store, c.store.get_number(number_))
+    flow = load_flow(c.store, c.store.numbers.get(number_))
     lines = simulate(flow, caller, dtmf, set(no_answer), set(busy))
     if as_json:
         emit(lines, True)
@@ -849,7 +849,7 @@ def calls_list(c: Ctx, number_: str | None, since: str | None, limit: int, as_js
             date.fromisoformat(since)
         except ValueError:
             raise ValidationError(f"--since {since!r} is not a date; use YYYY-MM-DD") from None
-    rows = c.store.list_calls(number=number_, since=since, limit=limit)
+    rows = c.store.calls.recent(number=number_, since=since, limit=limit)
     emit(rows, as_json, ("started_at", "number", "caller", "disposition", "reached", "duration", "billsec", "voicemail"),
          title="calls")
 
@@ -859,7 +859,7 @@ def calls_list(c: Ctx, number_: str | None, since: str | None, limit: int, as_js
 @pass_ctx
 def calls_stats(c: Ctx, as_json: bool) -> None:
     """Per number: calls, answered, missed, minutes."""
-    emit(c.store.call_stats(), as_json, ("number", "calls", "answered", "missed", "minutes"), title="call stats")
+    emit(c.store.calls.stats(), as_json, ("number", "calls", "answered", "missed", "minutes"), title="call stats")
 
 
 # ---- prompts and voicemail -----------------------------------------------------------------------------------
@@ -918,7 +918,7 @@ def voicemail() -> None:
 @pass_ctx
 def voicemail_list(c: Ctx, pending: bool, as_json: bool) -> None:
     """List recorded messages and their delivery state."""
-    rows = c.store.list_voicemails(undelivered_only=pending)
+    rows = c.store.outbox.list_voicemails(undelivered_only=pending)
     emit(rows, as_json, ("recording", "number", "caller", "created_at", "duration", "delivered_at", "attempts",
                          "last_error"), title="voicemails")
 

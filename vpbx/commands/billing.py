@@ -62,7 +62,7 @@ def _account_view(c: Ctx, acct: Any, as_json: bool) -> dict[str, Any]:
             "balance": acct.balance if as_json else _money(c, acct.balance)}
     if as_json:
         data["currency"] = c.cfg.billing.currency
-    data["numbers"] = [n.number for n in c.store.account_numbers(acct.name)]
+    data["numbers"] = [n.number for n in c.store.numbers.held_by(acct.name)]
     return data
 
 
@@ -79,7 +79,7 @@ def account_add(c: Ctx, name: str, email: str, org_id: int | None, as_json: bool
 
     with validate.about(f"account {name}"):
         record = Account(validate.name(name, "account"), validate.email(email), org_id)
-    emit(_account_view(c, c.store.add_account(record), as_json), as_json)
+    emit(_account_view(c, c.store.accounts.add(record), as_json), as_json)
 
 
 @account.command("list")
@@ -87,7 +87,7 @@ def account_add(c: Ctx, name: str, email: str, org_id: int | None, as_json: bool
 @pass_ctx
 def account_list(c: Ctx, as_json: bool) -> None:
     """List accounts with their balances."""
-    rows = [_account_view(c, a, as_json) for a in c.store.list_accounts()]
+    rows = [_account_view(c, a, as_json) for a in c.store.accounts.all()]
     emit(rows, as_json, ("name", "email", "org_id", "balance", "numbers"), title="accounts")
 
 
@@ -97,7 +97,7 @@ def account_list(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def account_show(c: Ctx, name: str, as_json: bool) -> None:
     """Show one account."""
-    emit(_account_view(c, c.store.get_account(name), as_json), as_json)
+    emit(_account_view(c, c.store.accounts.get(name), as_json), as_json)
 
 
 @account.command("set")
@@ -118,7 +118,7 @@ def account_set(c: Ctx, name: str, email: str | None, org_id: int | None, as_jso
             changes["org_id"] = org_id
     if not changes:
         raise click.UsageError("nothing to change; give --email or --org-id")
-    emit(_account_view(c, c.store.update_account(name, **changes), as_json), as_json)
+    emit(_account_view(c, c.store.accounts.update(name, **changes), as_json), as_json)
 
 
 @account.command("remove")
@@ -126,7 +126,7 @@ def account_set(c: Ctx, name: str, email: str | None, org_id: int | None, as_jso
 @pass_ctx
 def account_remove(c: Ctx, name: str) -> None:
     """Close an account (refused while it holds numbers or a non-zero balance); its ledger is kept."""
-    c.store.remove_account(name)
+    c.store.accounts.close(name)
     click.echo(f"Removed account {name} (closed; its transactions are kept)")
 
 
@@ -177,8 +177,8 @@ LEDGER_COLUMNS = ("id", "effective_on", "kind", "amount", "balance_after", "numb
 @pass_ctx
 def account_transactions(c: Ctx, name: str, as_json: bool) -> None:
     """Every change of the account's balance, oldest first."""
-    c.store.get_account(name, include_closed=True)
-    rows = c.store.ledger(name)
+    c.store.accounts.get(name, include_closed=True)
+    rows = c.store.accounts.entries(name)
     if not as_json:
         rows = [{**r, "amount": _money(c, r["amount"]), "balance_after": _money(c, r["balance_after"])} for r in rows]
     emit(rows, as_json, LEDGER_COLUMNS, title=f"transactions of {name}")
@@ -211,12 +211,12 @@ def account_check(c: Ctx) -> None:
     """Prove every account's balance equals the sum of its ledger (exit 1 naming any that does not)."""
     from vpbx.domain.errors import ConflictError
 
-    bad = c.store.ledger_mismatches()
+    bad = c.store.accounts.mismatches()
     if bad:
         raise ConflictError("ledger does not add up for " + ", ".join(
             f"account {b['account']} (balance {b['balance']}, ledger {b['ledger_sum']})" for b in bad)
             + "; restore the database from a backup and report a bug")
-    click.echo(f"OK: {len(c.store.list_accounts())} account(s), every balance equals its ledger")
+    click.echo(f"OK: {len(c.store.accounts.all())} account(s), every balance equals its ledger")
 
 
 # ---- tariffs and rates ----------------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ def rates_import(c: Ctx, csv_file: str) -> None:
 @pass_ctx
 def rates_list(c: Ctx, as_json: bool) -> None:
     """List the rate table."""
-    rows = [{"prefix": p, "price": price if as_json else _money(c, price), "description": d} for p, price, d in c.store.rates()]
+    rows = [{"prefix": p, "price": price if as_json else _money(c, price), "description": d} for p, price, d in c.store.rates.table()]
     emit(rows, as_json, ("prefix", "price", "description"), title="rates per minute")
 
 
@@ -339,13 +339,13 @@ def number_assign(c: Ctx, numbers_: tuple[str, ...], account_: str, end_user: st
     _flush(c)
     if as_json:
         emit({"lines": [asdict(line) for line in q.lines], "total": q.total, "discount_percent": q.discount_percent,
-              "currency": c.cfg.billing.currency, "balance": c.store.get_account(account_).balance}, True)
+              "currency": c.cfg.billing.currency, "balance": c.store.accounts.get(account_).balance}, True)
         return
     rows = [{"number": line.number, "connection": _money(c, line.connection_fee), "period": _money(c, line.period_fee),
              "discount": _money(c, line.discount), "total": _money(c, line.total), "paid_until": line.paid_until,
-             "status": c.store.get_number(line.number).status} for line in q.lines]
+             "status": c.store.numbers.get(line.number).status} for line in q.lines]
     emit(rows, False, title=f"order for {account_}")
-    click.echo(f"Charged {_money(c, q.total)}; balance {_money(c, c.store.get_account(account_).balance)}")
+    click.echo(f"Charged {_money(c, q.total)}; balance {_money(c, c.store.accounts.get(account_).balance)}")
 
 
 @number.command("reserve")
@@ -423,7 +423,7 @@ def document_add(c: Ctx, number_: str, file: str, as_json: bool) -> None:
 @pass_ctx
 def document_list(c: Ctx, number_: str | None, as_json: bool) -> None:
     """List stored documents (of one NUMBER)."""
-    emit(c.store.list_documents(number_), as_json, ("id", "number", "account", "filename", "size", "added_at"),
+    emit(c.store.shop.list_documents(number_), as_json, ("id", "number", "account", "filename", "size", "added_at"),
          title="documents")
 
 
@@ -475,7 +475,7 @@ def waitlist_add(c: Ctx, account_: str, country: str, city: str, type_: str | No
         raise ValidationError(f"waitlist: country {country!r} is not an ISO 3166 code; give e.g. --country UA")
     with validate.about("waitlist"):
         city = validate.config_text("city", city.strip(), obj="waitlist")
-    emit(c.store.add_waitlist(account_, country, city, type_ or ""), as_json)
+    emit(c.store.shop.add_waitlist(account_, country, city, type_ or ""), as_json)
 
 
 @waitlist.command("list")
@@ -483,7 +483,7 @@ def waitlist_add(c: Ctx, account_: str, country: str, city: str, type_: str | No
 @pass_ctx
 def waitlist_list(c: Ctx, as_json: bool) -> None:
     """List waitlist entries (notified ones show the number they were told of)."""
-    emit(c.store.list_waitlist(), as_json, ("id", "account", "country", "city", "type", "created_at", "notified_at",
+    emit(c.store.shop.list_waitlist(), as_json, ("id", "account", "country", "city", "type", "created_at", "notified_at",
                                             "notified_number"), title="waitlist")
 
 
@@ -492,7 +492,7 @@ def waitlist_list(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def waitlist_remove(c: Ctx, entry_id: int) -> None:
     """Remove a waitlist entry."""
-    c.store.remove_waitlist(entry_id)
+    c.store.shop.remove_waitlist(entry_id)
     click.echo(f"Removed waitlist entry {entry_id}")
 
 
@@ -507,7 +507,7 @@ def notices() -> None:
 @pass_ctx
 def notices_list(c: Ctx, unsent: bool, as_json: bool) -> None:
     """List notices and whether they were sent."""
-    emit(c.store.list_mail(unsent_only=unsent), as_json, ("id", "recipient", "subject", "created_at", "sent_at",
+    emit(c.store.outbox.list_mail(unsent_only=unsent), as_json, ("id", "recipient", "subject", "created_at", "sent_at",
                                                           "attempts", "last_error"), title="notices")
 
 
@@ -526,8 +526,8 @@ def notices_send(c: Ctx) -> None:
 @pass_ctx
 def stats(c: Ctx, as_json: bool) -> None:
     """Numbers by status, revenue by month, calls by number."""
-    data = {"numbers_by_status": c.store.number_status_counts(), "revenue_by_month": c.store.revenue_by_month(),
-            "calls_by_number": c.store.call_stats()}
+    data = {"numbers_by_status": c.store.numbers.status_counts(), "revenue_by_month": c.store.accounts.revenue_by_month(),
+            "calls_by_number": c.store.calls.stats()}
     if as_json:
         emit({**data, "currency": c.cfg.billing.currency}, True)
         return

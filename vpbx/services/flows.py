@@ -18,11 +18,11 @@ def extension_map(store: "Store") -> dict[str, str]:
     """Extensions a caller may type in an `--extensions` IVR: every all-digit SIP login rings that account, and an
     account's organisation ID goes where the account's first active number goes (its route or first forward
     target; IVR routes are left out so a shared IVR cannot loop into itself)."""
-    out = {a.login: f"sip:{a.login}" for a in store.list_sip_accounts() if a.login.isdigit()}
-    for account in store.list_accounts():
+    out = {a.login: f"sip:{a.login}" for a in store.sip_accounts.all() if a.login.isdigit()}
+    for account in store.accounts.all():
         if account.org_id is None or str(account.org_id) in out:
             continue
-        for n in store.account_numbers(account.name, ("active",)):
+        for n in store.numbers.held_by(account.name, ("active",)):
             dest = n.route or (n.forward_to[0] if n.forward_to else None)
             if dest and not dest.startswith("ivr:"):
                 out[str(account.org_id)] = dest
@@ -49,10 +49,10 @@ def flow_inputs(store: "Store", groups: Sequence["Group"] = (), ivrs: Sequence["
     """What `compile_flow` needs besides the number: groups and IVRs by name (`groups`/`ivrs` replace stored ones of
     the same name, to check a change before it is written), SIP logins, and the extension map - read only when an
     IVR lets callers type extensions, since it reads every account."""
-    all_groups = {g.name: g for g in store.list_groups()}
+    all_groups = {g.name: g for g in store.groups.all()}
     all_groups.update({g.name: g for g in groups})
-    all_ivrs = {i.name: i for i in store.list_ivrs()}
+    all_ivrs = {i.name: i for i in store.ivrs.all()}
     all_ivrs.update({i.name: i for i in ivrs})
-    logins = {a.login for a in store.list_sip_accounts()}
+    logins = {a.login for a in store.sip_accounts.all()}
     extensions = extension_map(store) if any(i.extensions for i in all_ivrs.values()) else {}
     return all_groups, all_ivrs, logins, extensions

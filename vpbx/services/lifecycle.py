@@ -86,7 +86,7 @@ def _as_of(day: date, now: datetime) -> datetime:
 def load_tariff(store: "Store", cfg: "Config") -> "Tariff":
     from vpbx.billing import parse_tariff
 
-    source = store.tariff_source()
+    source = store.rates.tariff_source()
     if source is None:
         raise NotFoundError("no tariff is loaded; load one with `vpbx tariff load tariffs/seed-ru.toml` (or your own)")
     return parse_tariff(source)
@@ -99,11 +99,11 @@ def save_tariff(store: "Store", cfg: "Config", text: str) -> "Tariff":
     if tariff.currency != cfg.billing.currency:
         raise ValidationError(f"tariff currency {tariff.currency} is not this install's currency "
                               f"{cfg.billing.currency}; one currency per install ([billing] currency in vpbx.toml)")
-    held = {n.plan for n in store.list_numbers() if n.plan}
+    held = {n.plan for n in store.numbers.search() if n.plan}
     missing = sorted(held - set(tariff.plans))
     if missing:
         raise ValidationError(f"tariff has no plan {', '.join(missing)}, which numbers are on; keep those plans")
-    store.save_tariff(text)
+    store.rates.save_tariff(text)
     return tariff
 
 
@@ -112,7 +112,7 @@ def import_rates(store: "Store", text: str) -> int:
 
     rows = parse_rates_csv(text)
     PrefixTable((p, price) for p, price, _d in rows)          # refuses duplicates and bad prefixes
-    return store.replace_rates(rows)
+    return store.rates.replace(rows)
 
 
 def prefixes_of(number: str) -> list[str]:
@@ -121,22 +121,22 @@ def prefixes_of(number: str) -> list[str]:
 
 
 def rate_of(store: "Store", caller: str) -> tuple[str, int] | None:
-    return store.rate_for(prefixes_of(caller))
+    return store.rates.lookup(prefixes_of(caller))
 
 
 # ---- accounts ---------------------------------------------------------------------------------------------------
 def settle(store: "Store", account: str, today: date) -> dict[str, list[str]]:
     """After a balance change (inside its transaction): below zero suspends the account's active numbers; back to
     zero or more reactivates its suspended ones (their renewal day unchanged)."""
-    balance = store.get_account(account).balance
+    balance = store.accounts.get(account).balance
     changed: dict[str, list[str]] = {"suspended": [], "reactivated": []}
     if balance < 0:
-        for n in store.account_numbers(account, ("active",)):
-            store.update_numbers([n.number], status="suspended")
+        for n in store.numbers.held_by(account, ("active",)):
+            store.numbers.update([n.number], status="suspended")
             changed["suspended"].append(n.number)
     else:
-        for n in store.account_numbers(account, ("suspended",)):
-            store.update_numbers([n.number], status="active")
+        for n in store.numbers.held_by(account, ("suspended",)):
+            store.numbers.update([n.number], status="active")
             changed["reactivated"].append(n.number)
     return changed
 
@@ -147,7 +147,7 @@ def topup(store: "Store", account: str, amount: int, ref: str, today: date, kind
     if amount == 0:
         raise ValidationError(f"account {account}: an adjustment of 0 changes nothing")
     with store.write():
-        balance = store.post(account, amount, kind, today.isoformat(), ref=ref)
+        balance = store.accounts.post(account, amount, kind, today.isoformat(), ref=ref)
         changed = settle(store, account, today)
     return {"account": account, "amount": amount, "balance": balance, **changed}
 
@@ -170,8 +170,8 @@ def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, 
         raise ValidationError("a number is listed twice in the order; list each once")
     tariff = load_tariff(store, cfg)
     with store.write():
-        acct = store.get_account(account)
-        records = [store.get_number(n) for n in numbers]
+        acct = store.accounts.get(account)
+        records = [store.numbers.get(n) for n in numbers]
         for n in records:
             if n.status == "reserved" and n.account == account:
                 continue
@@ -191,12 +191,12 @@ def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, 
         for n, line in zip(records, q.lines):
             day = today.isoformat()
             if line.connection_fee:
-                store.post(account, -line.connection_fee, "connection", day, number=n.number, ref="connection fee")
-            store.post(account, -(line.period_fee - line.discount), "period", day, number=n.number,
+                store.accounts.post(account, -line.connection_fee, "connection", day, number=n.number, ref="connection fee")
+            store.accounts.post(account, -(line.period_fee - line.discount), "period", day, number=n.number,
                        period_start=line.period_start.isoformat(), period_end=line.paid_until.isoformat(),
                        ref=f"{months} month(s)" + (f", {q.discount_percent}% off" if line.discount else ""))
             status = "pending_documents" if n.requires_documents else "active"
-            store.update_numbers([n.number], status=status, account=account, end_user=holder, m2m_device=device,
+            store.numbers.update([n.number], status=status, account=account, end_user=holder, m2m_device=device,
                                  plan=plan, anchor_day=line.anchor_day, connected_on=day,
                                  paid_until=line.paid_until.isoformat(), trial_until=None, reserved_until=None,
                                  quarantine_until=None,
@@ -204,7 +204,7 @@ def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, 
             if status == "active":
                 _mail_connected(store, acct, n.number, line.paid_until)
             else:
-                store.queue_mail(acct.email, f"Number {n.number}: documents needed",
+                store.outbox.queue_mail(acct.email, f"Number {n.number}: documents needed",
                                  f"Your order of {n.number} is paid. The number needs documents before it is "
                                  f"connected; the check takes about {n.lead_days} day(s) once they are received.\n")
         settle(store, account, today)
@@ -212,25 +212,25 @@ def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, 
 
 
 def _mail_connected(store: "Store", acct: Account, number: str, paid_until: date | str) -> None:
-    store.queue_mail(acct.email, f"Number {number} is connected",
+    store.outbox.queue_mail(acct.email, f"Number {number} is connected",
                      f"Your number {number} is connected and active; it is paid until {paid_until}.\n")
 
 
 def activate(store: "Store", number: str, today: date) -> Number:
     """Admin: documents checked -> the number is active (or suspended if the account is in debt); the account is mailed."""
     with store.write():
-        n = store.get_number(number)
+        n = store.numbers.get(number)
         if n.status != "pending_documents":
             raise ConflictError(f"number {number} is {n.status}, not pending_documents; nothing to activate")
-        if not store.list_documents(number):
+        if not store.shop.list_documents(number):
             raise ConflictError(f"number {number} has no documents; add them with `vpbx document add {number} FILE`")
-        acct = store.get_account(n.account or "")
+        acct = store.accounts.get(n.account or "")
         status = "active" if acct.balance >= 0 else "suspended"
-        updated = store.update_numbers([number], status=status)[0]
+        updated = store.numbers.update([number], status=status)[0]
         if status == "active":
             _mail_connected(store, acct, number, n.paid_until or "")
         else:                             # never tell a customer in debt the number works
-            store.queue_mail(acct.email, f"Number {number} is connected but suspended",
+            store.outbox.queue_mail(acct.email, f"Number {number} is connected but suspended",
                              f"Your number {number} is connected, but your account's balance is below zero, so it "
                              f"takes no calls; top up your account and it starts working.\n")
     return updated
@@ -240,7 +240,7 @@ def add_document(store: "Store", cfg: "Config", number: str, file: Path) -> dict
     """Keep a copy of an end user's document (owner-only, beside the database) and record it."""
     from vpbx.config import atomic_write
 
-    n = store.get_number(number)
+    n = store.numbers.get(number)
     if not n.account:
         raise ConflictError(f"number {number} is not assigned to an account; assign it first with `vpbx number assign`")
     try:
@@ -256,7 +256,7 @@ def add_document(store: "Store", cfg: "Config", number: str, file: Path) -> dict
     os.chmod(folder, 0o700)
     target = folder / f"{digest[:16]}-{safe}"
     atomic_write(target, data, mode=0o600)
-    doc_id = store.add_document(number, n.account, file.name, str(target), digest, len(data))
+    doc_id = store.shop.add_document(number, n.account, file.name, str(target), digest, len(data))
     return {"id": doc_id, "number": number, "filename": file.name, "sha256": digest, "size": len(data), "path": str(target)}
 
 
@@ -270,10 +270,10 @@ def release(store: "Store", cfg: "Config", number: str, today: date) -> dict[str
     """Give a number back: no refund; it rests in quarantine before it is available again. Routing is cleared so
     the next owner starts clean."""
     with store.write():
-        n = store.get_number(number)
+        n = store.numbers.get(number)
         if n.status not in HELD:
             raise ConflictError(f"number {number} is {n.status}; only a held number can be released")
-        users = store.number_users(number)
+        users = store.numbers.users(number)
         if users:
             raise ConflictError(f"number {number} is still used by {', '.join(users)}; change those first")
         paid = n.status not in ("trial", "reserved")     # a free hold goes straight back on sale
@@ -283,7 +283,7 @@ def release(store: "Store", cfg: "Config", number: str, today: date) -> dict[str
             if (renews - today).days <= 1:
                 warning = (f"number {number} renews on {renews}; it is released now and the paid days are not refunded")
         until = today + timedelta(days=cfg.billing.quarantine_days) if paid else today
-        store.update_numbers([number], status="released" if paid else "available",
+        store.numbers.update([number], status="released" if paid else "available",
                              quarantine_until=until.isoformat() if paid else None, **_UNOWNED)
     return {"number": number, "was": n.status, "account": n.account,
             "available_on": until.isoformat(), "warning": warning}
@@ -294,15 +294,15 @@ def trial(store: "Store", cfg: "Config", number: str, account: str, hours: int, 
     if not 1 <= hours <= cfg.billing.max_trial_hours:
         raise ValidationError(f"--hours {hours} is outside 1..{cfg.billing.max_trial_hours} ([billing] max_trial_hours)")
     with store.write():
-        store.get_account(account)
-        n = store.get_number(number)
+        store.accounts.get(account)
+        n = store.numbers.get(number)
         if n.status != "available" or n.account:
             raise ConflictError(f"number {number} is {n.status}; only an available number can be tried")
-        running = [t.number for t in store.account_numbers(account, ("trial",))]
+        running = [t.number for t in store.numbers.held_by(account, ("trial",))]
         if running:
             raise ConflictError(f"account {account} already has a trial ({', '.join(running)}); one at a time")
         until = (now + timedelta(hours=hours)).astimezone(timezone.utc).isoformat(timespec="seconds")
-        return store.update_numbers([number], status="trial", account=account, trial_until=until)[0]
+        return store.numbers.update([number], status="trial", account=account, trial_until=until)[0]
 
 
 def reserve(store: "Store", numbers: Sequence[str], account: str, hours: int, now: datetime) -> list[Number]:
@@ -312,12 +312,12 @@ def reserve(store: "Store", numbers: Sequence[str], account: str, hours: int, no
         raise ValidationError(f"--hours {hours} is outside 1..336 (two weeks)")
     until = (now + timedelta(hours=hours)).astimezone(timezone.utc).isoformat(timespec="seconds")
     with store.write():
-        store.get_account(account)
+        store.accounts.get(account)
         for number in numbers:
-            n = store.get_number(number)
+            n = store.numbers.get(number)
             if n.status != "available" or n.account:
                 raise ConflictError(f"number {number} is {n.status}; only an available number can be reserved")
-        return store.update_numbers(numbers, status="reserved", account=account, reserved_until=until)
+        return store.numbers.update(numbers, status="reserved", account=account, reserved_until=until)
 
 
 # ---- the daily billing run --------------------------------------------------------------------------------------
@@ -330,9 +330,9 @@ def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict
     tariff: "Tariff | None" = None                      # read when a renewal is due, so a shop-less PBX needs none
     summary: dict[str, Any] = {"date": day.isoformat(), "renewed": [], "charged": 0, "suspended": [],
                                "trials_ended": [], "reservations_lapsed": [], "available_again": []}
-    for n in store.numbers_due(day.isoformat()):
+    for n in store.numbers.due(day.isoformat()):
         with store.write():
-            current = store.get_number(n.number)          # re-read inside the transaction
+            current = store.numbers.get(n.number)          # re-read inside the transaction
             if current.status not in BILLED or not current.paid_until or current.paid_until >= day.isoformat():
                 continue
             paid_until = date.fromisoformat(current.paid_until)
@@ -341,35 +341,35 @@ def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict
             credit = tariff.plans[current.plan].call_credit if current.plan and current.plan in tariff.plans else 0
             while paid_until < day:
                 start, end = next_period(current.anchor_day or 1, paid_until)
-                store.post(current.account or "", -fee, "renewal", start.isoformat(), number=current.number,
+                store.accounts.post(current.account or "", -fee, "renewal", start.isoformat(), number=current.number,
                            period_start=start.isoformat(), period_end=end.isoformat(), ref="monthly fee")
                 summary["renewed"].append({"number": current.number, "period_start": start.isoformat(), "fee": fee})
                 summary["charged"] += fee
                 paid_until = end
-            store.update_numbers([current.number], paid_until=paid_until.isoformat(), call_credit=credit)
+            store.numbers.update([current.number], paid_until=paid_until.isoformat(), call_credit=credit)
             summary["suspended"] += settle(store, current.account or "", day)["suspended"]
     summary["calls_rated"] = 0
-    for call_id in store.unrated_calls():      # catch up calls the engine could not rate when they ended
+    for call_id in store.calls.unrated():      # catch up calls the engine could not rate when they ended
         if charge_call(store, cfg, call_id) is not None:
             summary["calls_rated"] += 1
     as_of = _as_of(day, now)
-    for n in store.numbers_with_status("trial"):
+    for n in store.numbers.with_status("trial"):
         if not calls_allowed(n, as_of)[0]:
             with store.write():
-                store.update_numbers([n.number], status="available", **_UNOWNED)
+                store.numbers.update([n.number], status="available", **_UNOWNED)
             summary["trials_ended"].append(n.number)
-    for n in store.numbers_with_status("reserved"):
+    for n in store.numbers.with_status("reserved"):
         if n.reserved_until and datetime.fromisoformat(n.reserved_until) <= as_of:
             with store.write():
-                store.update_numbers([n.number], status="available", **_UNOWNED)
+                store.numbers.update([n.number], status="available", **_UNOWNED)
             summary["reservations_lapsed"].append(n.number)
-    for n in store.numbers_with_status("released"):
+    for n in store.numbers.with_status("released"):
         if n.quarantine_until and n.quarantine_until <= day.isoformat():
             with store.write():
-                store.update_numbers([n.number], status="available", quarantine_until=None)
+                store.numbers.update([n.number], status="available", quarantine_until=None)
             summary["available_again"].append(n.number)
     notify_waitlist(store, summary["trials_ended"] + summary["reservations_lapsed"] + summary["available_again"])
-    store.record_billing_run(day.isoformat(), summary)
+    store.shop.record_billing_run(day.isoformat(), summary)
     return summary
 
 
@@ -379,16 +379,16 @@ def charge_call(store: "Store", cfg: "Config", call_id: str) -> int | None:
     (the plan's call credit first); None when the call is not chargeable. Charging a call twice is impossible."""
     from vpbx.billing import call_cost
 
-    call = store.get_call(call_id)
+    call = store.calls.get(call_id)
     if not call or not call.get("ended_at") or call.get("direction") != "inbound" or call.get("cost") is not None:
         return None
-    n = store.find_number(call["number"])
+    n = store.numbers.find(call["number"])
     if (n is None or n.type != "tollfree" or not n.account or n.status == "trial" or not n.connected_on
             or (call.get("started_at") or "") < n.connected_on):
         return None                       # the install's own number, a free trial, or a call before the sale
     seconds = int(call.get("billsec") or 0)
     if seconds <= 0:
-        store.set_call_charge(call_id, n.account, 0)
+        store.calls.set_charge(call_id, n.account, 0)
         return 0
     try:
         tariff = load_tariff(store, cfg)
@@ -399,23 +399,23 @@ def charge_call(store: "Store", cfg: "Config", call_id: str) -> int | None:
     if rate is None:
         log.warning("call %s to %s from %r: no toll-free rate matches the caller; not charged (import rates with "
                     "`vpbx rates import`)", call_id, n.number, call.get("caller"))
-        store.set_call_charge(call_id, n.account, 0)
+        store.calls.set_charge(call_id, n.account, 0)
         return 0
     cost = call_cost(rate[1], seconds, increment)
     day = (call.get("started_at") or "")[:10] or date.today().isoformat()
     with store.write():
-        if (store.get_call(call_id) or {}).get("cost") is not None:
+        if (store.calls.get(call_id) or {}).get("cost") is not None:
             return None                   # rated meanwhile by another process (the engine and the billing run both rate)
-        current = store.get_number(n.number)
+        current = store.numbers.get(n.number)
         from_credit = min(current.call_credit, cost)
         due = cost - from_credit
         if from_credit:
-            store.update_numbers([n.number], call_credit=current.call_credit - from_credit)
+            store.numbers.update([n.number], call_credit=current.call_credit - from_credit)
         if due:
-            store.post(n.account, -due, "call", day, number=n.number, call_id=call_id,
+            store.accounts.post(n.account, -due, "call", day, number=n.number, call_id=call_id,
                        ref=f"{seconds} s from {call.get('caller')} at prefix {rate[0]}"
                            + (f", {from_credit} from call credit" if from_credit else ""))
-        store.set_call_charge(call_id, n.account, cost)
+        store.calls.set_charge(call_id, n.account, cost)
         settle(store, n.account, date.fromisoformat(day))
     return cost
 
@@ -430,16 +430,16 @@ def waitlist_matches(entry: dict[str, Any], n: Number) -> bool:
 
 def notify_waitlist(store: "Store", numbers: Iterable[Number | str]) -> list[dict[str, Any]]:
     """Numbers that became available: each open waitlist entry they match gets one e-mail (then it is closed)."""
-    entries = store.list_waitlist(open_only=True)        # read once: imports announce many numbers at a time
+    entries = store.shop.list_waitlist(open_only=True)        # read once: imports announce many numbers at a time
     sent: list[dict[str, Any]] = []
     for item in numbers if entries else ():
-        n = store.get_number(item) if isinstance(item, str) else item
+        n = store.numbers.get(item) if isinstance(item, str) else item
         for entry in [e for e in entries if waitlist_matches(e, n)]:
             with store.write():
-                if store.close_waitlist(entry["id"], n.number):      # once, even against a concurrent run
-                    acct = store.get_account(entry["account"])
+                if store.shop.close_waitlist(entry["id"], n.number):      # once, even against a concurrent run
+                    acct = store.accounts.get(entry["account"])
                     where = ", ".join(x for x in (n.city, n.country) if x)
-                    store.queue_mail(acct.email, f"A number you wait for is available: {n.number}",
+                    store.outbox.queue_mail(acct.email, f"A number you wait for is available: {n.number}",
                                      f"{n.number} ({n.type}, {where}) is now available. Order it before someone "
                                      f"else does.\n")
                     sent.append({"entry": entry["id"], "account": acct.name, "number": n.number})
@@ -452,9 +452,9 @@ def flush_mail(store: "Store", cfg: "Config") -> dict[str, int]:
     from vpbx.services.voicemail import DeliveryError, send
 
     result = {"sent": 0, "failed": 0}
-    for row in store.list_mail(unsent_only=True):
+    for row in store.outbox.list_mail(unsent_only=True):
         if not cfg.smtp.host:
-            store.mark_mail(row["id"], "SMTP is not configured ([smtp] host in vpbx.toml)")
+            store.outbox.mark_mail(row["id"], "SMTP is not configured ([smtp] host in vpbx.toml)")
             result["failed"] += 1
             continue
         msg = EmailMessage()
@@ -465,10 +465,10 @@ def flush_mail(store: "Store", cfg: "Config") -> dict[str, int]:
         try:
             send(cfg.smtp, msg)
         except DeliveryError as exc:
-            store.mark_mail(row["id"], str(exc))
+            store.outbox.mark_mail(row["id"], str(exc))
             result["failed"] += 1
         else:
-            store.mark_mail(row["id"], None)
+            store.outbox.mark_mail(row["id"], None)
             result["sent"] += 1
     return result
 
@@ -476,13 +476,13 @@ def flush_mail(store: "Store", cfg: "Config") -> dict[str, int]:
 # ---- statements -------------------------------------------------------------------------------------------------
 def statement(store: "Store", account: str, month: str) -> dict[str, Any]:
     first, nxt = month_bounds(month)
-    acct = store.get_account(account, include_closed=True)
-    rows = store.ledger(account, since=first.isoformat(), before=nxt.isoformat())
-    opening = store.ledger_sum(account, before=first.isoformat())
+    acct = store.accounts.get(account, include_closed=True)
+    rows = store.accounts.entries(account, since=first.isoformat(), before=nxt.isoformat())
+    opening = store.accounts.ledger_sum(account, before=first.isoformat())
     by_kind: dict[str, int] = {}
     for r in rows:
         by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + r["amount"]
-    calls = store.account_call_totals(account, first.isoformat(), nxt.isoformat())
+    calls = store.calls.account_totals(account, first.isoformat(), nxt.isoformat())
     topups = sum(r["amount"] for r in rows if r["amount"] > 0)
     charges = -sum(r["amount"] for r in rows if r["amount"] < 0)
     return {"account": acct.name, "month": month, "opening_balance": opening, "charges": charges,

@@ -207,7 +207,7 @@ async def deliver_pending(store: StoreSource, fetch: Fetch, smtp: SmtpSettings, 
     with _opened(store) as st:
         spool = spool_dir or spool_dir_for(st)
         start = now or datetime.now(timezone.utc)
-        for row in st.due_voicemails(_iso(start)):
+        for row in st.outbox.due_voicemails(_iso(start)):
             if await _deliver_one(st, row["recording"], fetch, smtp, delete, start, spool, context):
                 delivered += 1
     return delivered
@@ -215,7 +215,7 @@ async def deliver_pending(store: StoreSource, fetch: Fetch, smtp: SmtpSettings, 
 
 async def _deliver_one(st: Store, recording: str, fetch: Fetch, smtp: SmtpSettings, delete: Delete | None,
                        now: datetime, spool: Path, context: ssl.SSLContext | None) -> bool:
-    row = st.claim_voicemail(recording, _iso(now), _iso(now + timedelta(seconds=CLAIM_LEASE_S)))
+    row = st.outbox.claim_voicemail(recording, _iso(now), _iso(now + timedelta(seconds=CLAIM_LEASE_S)))
     if row is None:  # delivered meanwhile, or another sender holds it
         return False
     path = spool_path(spool, recording)
@@ -237,19 +237,19 @@ async def _deliver_one(st: Store, recording: str, fetch: Fetch, smtp: SmtpSettin
         attempts = int(row["attempts"]) + 1
         retry_at = now + timedelta(seconds=backoff_seconds(attempts))
         error = str(exc) if isinstance(exc, (VpbxError, OSError)) else f"internal error: {exc!r}"
-        st.mark_voicemail_failed(recording, error, _iso(retry_at))
+        st.outbox.mark_voicemail_failed(recording, error, _iso(retry_at))
         log.warning("voicemail %s: attempt %d failed, next at %s: %s", recording, attempts, _iso(retry_at), error,
                     exc_info=not isinstance(exc, (VpbxError, OSError)))
         return False
     except BaseException:  # cancelled (engine stopping): give the claim back so the next start retries at once
         with contextlib.suppress(Exception):
-            st.retry_voicemails(recording)
+            st.outbox.retry_voicemails(recording)
         raise
     note = None
     if refused:
         note = "refused by the SMTP server: " + ", ".join(f"{a} ({_smtp_reason(e)})" for a, e in refused.items())
         log.warning("voicemail %s: %s", recording, note)
-    st.mark_voicemail_delivered(recording, _iso(datetime.now(timezone.utc)), note)
+    st.outbox.mark_voicemail_delivered(recording, _iso(datetime.now(timezone.utc)), note)
     log.info("voicemail %s delivered to %s", recording, row["emails"])
     if delete is not None:
         try:
@@ -266,7 +266,7 @@ def _emails(value: str | Sequence[str]) -> list[str]:
 
 def retry_now(store: Store, recording: str | None = None) -> int:
     """`vpbx voicemail retry`: make undelivered messages (all, or one) due now, ignoring their backoff."""
-    return store.retry_voicemails(recording)
+    return store.outbox.retry_voicemails(recording)
 
 
 # ----------------------------------------------------------------------------------------------------------- sender
@@ -276,7 +276,7 @@ class VoicemailSender:
 
         sender = VoicemailSender(store, ari.stored_file, cfg.smtp, ari.delete_stored)
         task = asyncio.create_task(sender.run())
-        ...  sender.wake()   # e.g. right after store.add_voicemail(...)
+        ...  sender.wake()   # e.g. right after store.outbox.add_voicemail(...)
         sender.stop(); await task
     """
 

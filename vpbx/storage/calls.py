@@ -1,0 +1,85 @@
+"""Storage of call records (one row per call the engine handled).
+
+Rule: the only SQL for these tables; returns domain records or plain dicts; one transaction per change.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from vpbx.storage.rows import Repo, now_iso
+
+
+class CallRepo(Repo):
+    """Call records (one row per call the engine handled)."""
+
+    # The engine writes these on every call: plain SQL, no sqlite-utils table introspection on the hot path.
+    _CALL_COLUMNS = frozenset({"answered_at", "ended_at", "reached", "disposition", "duration", "billsec", "voicemail",
+                               "node", "restarts", "account", "cost"})
+
+    def start(self, call_id: str, number: str, caller: str, direction: str = "inbound",
+                   started_at: str | None = None) -> None:
+        with self.write():
+            self.conn.execute("INSERT OR IGNORE INTO calls (call_id, number, caller, direction, started_at) "
+                              "VALUES (?, ?, ?, ?, ?)", [call_id, number, caller, direction, started_at or now_iso()])
+
+    def update(self, call_id: str, **values: Any) -> None:
+        unknown = set(values) - self._CALL_COLUMNS
+        if unknown:
+            raise ValueError(f"not call record columns: {sorted(unknown)}")
+        if not values:
+            return
+        with self.write():
+            self.conn.execute(f"UPDATE calls SET {', '.join(f'{k} = ?' for k in values)} WHERE call_id = ?",
+                              [*values.values(), call_id])
+
+    def get(self, call_id: str) -> dict[str, Any] | None:
+        cur = self.conn.execute("SELECT * FROM calls WHERE call_id = ?", [call_id])
+        row = cur.fetchone()
+        return dict(zip((d[0] for d in cur.description), row)) if row else None
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        return list(self.db["calls"].rows_where("ended_at IS NULL", order_by="started_at"))
+
+    def note_node(self, call_id: str, node: str | None, restarts: int | None = None) -> None:
+        values: dict[str, Any] = {"node": node}
+        if restarts is not None:
+            values["restarts"] = restarts
+        self.update(call_id, **values)
+
+    def active_count(self, number: str) -> int:
+        return self.conn.execute("SELECT count(*) FROM calls WHERE number = ? AND ended_at IS NULL", [number]).fetchone()[0]
+
+    def recent(self, number: str | None = None, since: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        where, args = [], []
+        if number:
+            where.append("number = ?")
+            args.append(number)
+        if since:
+            where.append("started_at >= ?")
+            args.append(since)
+        return list(self.db["calls"].rows_where(" AND ".join(where) or None, args, order_by="started_at desc", limit=limit))
+
+    def stats(self) -> list[dict[str, Any]]:
+        sql = """SELECT number, count(*) AS calls, sum(answered_at IS NOT NULL) AS answered,
+                 sum(answered_at IS NULL) AS missed, round(sum(billsec) / 60.0, 1) AS minutes
+                 FROM calls WHERE ended_at IS NOT NULL GROUP BY number ORDER BY number"""
+        return [dict(zip(("number", "calls", "answered", "missed", "minutes"), r)) for r in self.conn.execute(sql)]
+
+    def set_charge(self, call_id: str, account: str | None, cost: int | None) -> None:
+        with self.write():
+            self.conn.execute("UPDATE calls SET account = ?, cost = ? WHERE call_id = ?", [account, cost, call_id])
+
+    def unrated(self) -> list[str]:
+        """Finished inbound calls to an account's toll-free number, made since it was connected, not yet rated."""
+        sql = """SELECT c.call_id FROM calls c JOIN numbers n ON n.number = c.number
+                 WHERE c.cost IS NULL AND c.ended_at IS NOT NULL AND c.direction = 'inbound' AND n.type = 'tollfree'
+                 AND n.account IS NOT NULL AND n.connected_on IS NOT NULL AND c.started_at >= n.connected_on
+                 ORDER BY c.started_at"""
+        return [r[0] for r in self.conn.execute(sql)]
+
+    def account_totals(self, account: str, since: str, before: str) -> dict[str, int]:
+        """Calls charged to `account` that started in [since, before): count, billed seconds and cost."""
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(billsec), 0), coalesce(sum(cost), 0) FROM calls "
+            "WHERE account = ? AND started_at >= ? AND started_at < ?", [account, since, before]).fetchone()
+        return {"calls": int(row[0]), "seconds": int(row[1]), "cost": int(row[2])}
