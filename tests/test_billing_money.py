@@ -56,6 +56,11 @@ def test_parse_amount(text: str, minor: int) -> None:
     ("-0.01", "negative"),
     ("1000000000000.01", "too large"),
     ("10000000000000", "too large"),
+    ("100\n", "not a number"),            # whitespace around is spaces only: a newline is junk, never stripped
+    ("\t100", "not a number"),
+    ("100\r\n", "not a number"),
+    ("1\u2028000", "not a number"),
+    ("100\x00", "not a number"),
 ])
 def test_parse_amount_refuses(text: str, fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment) as info:

@@ -268,7 +268,7 @@ def test_quote_invariants(today: date, months: int, policy: str, cats: list[str]
     q = quote(t, items, months, policy, today)
     assert q.total == sum(ln.total for ln in q.lines)
     assert q.discount_percent == discount_percent(t, months, len(items))
-    for ln, cat in zip(q.lines, cats):
+    for ln, cat in zip(q.lines, cats, strict=True):
         monthly = monthly_fee(t, "geographic", cat)
         assert ln.total == ln.connection_fee + ln.period_fee - ln.discount
         assert ln.connection_fee == 250000

@@ -1,6 +1,7 @@
 """vpbx.billing.periods: anchored renewal days, period ends, prorated first months (month ends, leap years)."""
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -169,7 +170,7 @@ def test_prorated_first_day_is_the_full_fee(fee: int, d: date) -> None:
 def test_prorated_is_monotone_and_bounded(fee: int, d: date) -> None:
     first = d.replace(day=1)
     fees = [prorated(fee, first + timedelta(days=i)) for i in range(days_in_month(d.year, d.month))]
-    assert all(a >= b for a, b in zip(fees, fees[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(fees))
     assert all(0 <= x <= fee for x in fees)
 
 

@@ -135,7 +135,7 @@ def test_call_cost(price: int, seconds: int, increment: int, cost: int) -> None:
 def test_call_cost_refuses_bad_price() -> None:
     with pytest.raises(ValidationError, match="price per minute -1"):
         call_cost(-1, 60)
-    with pytest.raises(ValidationError, match="price per minute 2.0"):
+    with pytest.raises(ValidationError, match=r"price per minute 2\.0"):
         call_cost(2.0, 60)  # type: ignore[arg-type]
 
 
@@ -167,6 +167,10 @@ def test_csv_spellings() -> None:
     ("", "rates CSV is empty"),
     ("\n\n", "rates CSV is empty"),
     ("prefix,price\n", "no rates after the header"),
+    ('prefix,price\n"7495\n",2\n', "line 2: prefix '7495\\\\n' must be"),      # a quoted newline is not stripped
+    ('prefix,price\n7495,"2.00\n"\n', "line 2: price for prefix 7495: amount '2.00\\\\n' is not a number"),
+    ('prefix,price,description\n7495,2,"Moscow\n"\n', "line 2: description contains '\\\\n'"),
+    ('prefix,price,description\n7495,2,"a\u2028b"\n', "line 2: description contains '\\\\u2028'"),
 ])
 def test_bad_csv_names_the_line(text: str, fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment):

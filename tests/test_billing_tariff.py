@@ -147,7 +147,7 @@ def test_area_code(number: str, code: str) -> None:
 
 @pytest.mark.parametrize("number", ["74951234567", "+7 495 123", "", "+0123456789"])
 def test_area_code_refuses_non_e164(number: str) -> None:
-    with pytest.raises(ValidationError, match="not E.164"):
+    with pytest.raises(ValidationError, match=r"not E\.164"):
         area_code(number)
 
 
@@ -214,9 +214,17 @@ def _doc(*extra: str, head: str = BASE_HEAD, conn: str = BASE_CONN, monthly: str
     (_doc('[plans.prosto]\nname = "P"\nmonthly = 100\ntypes = ["geographic", "geographic"]\n'), "lists a type twice"),
     (_doc('[plans.prosto]\nname = "P"\nmonthly = 100\ntypes = ["fax"]\n'), "plans.prosto.types.*'fax'"),
     (_doc('[plans.prosto]\nname = ""\nmonthly = 100\ntypes = ["geographic"]\n'), "'plans.prosto.name' must be"),
-    (_doc('[plans."Просто"]\nname = "P"\nmonthly = 100\ntypes = ["geographic"]\n'), "key 'plans.Просто' is not a plan key"),
+    (_doc('[plans."Просто"]\nname = "P"\nmonthly = 100\ntypes = ["geographic"]\n'),
+     "key 'plans.Просто' is not a plan key"),
     (_doc('[plans.a]\nname = "P"\nmonthly = 100\ntypes = ["geographic"]\n'
-          '[plans.b]\nname = "p"\nmonthly = 100\ntypes = ["geographic"]\n'), "'plans.b.name'.*already the name of plan 'a'"),
+          '[plans.b]\nname = "p"\nmonthly = 100\ntypes = ["geographic"]\n'),
+     "'plans.b.name'.*already the name of plan 'a'"),
+    (_doc('[plans."prosto\\n"]\nname = "P"\nmonthly = 100\ntypes = ["geographic"]\n'),
+     "key 'plans.prosto\n' is not a plan key"),
+    (_doc('[plans.prosto]\nname = "P\\n"\nmonthly = 100\ntypes = ["geographic"]\n'),
+     "'plans.prosto.name' = 'P\\\\n' is not one line of plain text"),
+    (_doc('[plans.prosto]\nname = "P\\u2028"\nmonthly = 100\ntypes = ["geographic"]\n'),
+     "'plans.prosto.name' = 'P\\\\u2028' is not one line"),
     (_doc('[discounts.prepay]\n4 = 5\n'), "key 'discounts.prepay.4' is not a prepay period"),
     (_doc('[discounts.prepay]\n3 = 101\n'), "'discounts.prepay.3' = 101 must be a whole number from 0 to 100"),
     (_doc('[discounts.prepay]\n3 = "5"\n'), "'discounts.prepay.3'"),

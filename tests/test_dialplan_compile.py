@@ -71,7 +71,8 @@ def test_greeting_precedes_route() -> None:
 def test_no_route_plays_unavailable_and_skips_the_greeting() -> None:
     f = flow(greeting="welcome")
     assert f.start == f.route_start == "unavailable"
-    assert f.node("unavailable") == PlayAndHangupNode("unavailable", "sound:vpbx/number-unavailable", disposition="failed")
+    assert f.node("unavailable") == PlayAndHangupNode("unavailable", "sound:vpbx/number-unavailable",
+                                                      disposition="failed")
     assert "greeting" not in f.nodes
 
 

@@ -176,14 +176,14 @@ def events_for(state: CallState) -> list[Event]:
     tm = [state.timer_id] if state.timer_id else []
     rec = [state.recording] if state.recording else []
     legs = [leg.leg_id for leg in state.legs] + ["stale-leg"]
-    events: list[Event] = [PlaybackFinished(p) for p in pb + ["stale-pb"]]
-    events += [Dtmf(d) for d in sorted(DTMF_DIGITS) + ["x", "", "11"]]
-    events += [TimerExpired(t) for t in tm + ["stale-t"]]
+    events: list[Event] = [PlaybackFinished(p) for p in [*pb, "stale-pb"]]
+    events += [Dtmf(d) for d in [*sorted(DTMF_DIGITS), "x", "", "11"]]
+    events += [TimerExpired(t) for t in [*tm, "stale-t"]]
     for leg in legs:
         events += [LegRinging(leg), LegAnswered(leg), LegHungUp(leg)]
-        events += [LegFailed(leg, r) for r in LEG_FAIL_REASONS + ("weird",)]
+        events += [LegFailed(leg, r) for r in (*LEG_FAIL_REASONS, "weird")]
     events += [CallerHungUp()]
-    for r in rec + ["stale-rec"]:
+    for r in [*rec, "stale-rec"]:
         events += [RecordingFinished(r, 0.5), RecordingFinished(r, 30.0), RecordingFailed(r)]
     return events
 

@@ -110,7 +110,8 @@ def test_parse_rejects(bad: str) -> None:
     assert repr(bad) in str(exc.value)
 
 
-@given(st.sampled_from(["+38044", "+38067", "+7495", "+7903", "+1212"]), st.text(alphabet="0123456789", min_size=7, max_size=7))
+@given(st.sampled_from(["+38044", "+38067", "+7495", "+7903", "+1212"]),
+       st.text(alphabet="0123456789", min_size=7, max_size=7))
 @settings(max_examples=200, deadline=None)
 def test_parse_category_is_category_of_subscriber(prefix: str, digits: str) -> None:
     number_ = prefix + digits

@@ -1,8 +1,9 @@
 """vpbx.billing: the pure money rules of the number shop - amounts, periods, tariffs, order quotes, toll-free rating.
 
-Rule: nothing in this package does I/O or speaks SQL, Click or asyncio; money is int minor units, never a float, and
-every division rounds half up to a minor unit. Callers (store, CLI, billing run) read files, hold the clock and the
-database, and pass text, dates and records in. A test walks the package's imports to keep it that way.
+Rule: pure. Nothing in this package does I/O or speaks SQL, Click or asyncio, and of vpbx it imports only
+`vpbx.domain`; money is int minor units, never a float, and every division rounds half up to a minor unit. Callers
+(services, CLI, billing run) read files, hold the clock and the database, and pass text, dates and records in. A test
+walks the package's imports to keep it that way.
 
     money.py     parse_amount / format_amount / div_half_up
     periods.py   renewal_on / add_months / period_end / prorated / last_day_of_month / days_in_month
@@ -13,8 +14,6 @@ database, and pass text, dates and records in. A test walks the package's import
 from __future__ import annotations
 
 from vpbx.billing.money import div_half_up, format_amount, parse_amount
-from vpbx.billing.periods import add_months, days_in_month, last_day_of_month, period_end, prorated, renewal_on
-from vpbx.billing.tariff import Plan, Tariff, area_code, connection_fee, find_plan, monthly_fee, parse_tariff
 from vpbx.billing.orders import (
     ORDER_MONTHS,
     POLICIES,
@@ -25,7 +24,9 @@ from vpbx.billing.orders import (
     quote,
     renewal_charge,
 )
+from vpbx.billing.periods import add_months, days_in_month, last_day_of_month, period_end, prorated, renewal_on
 from vpbx.billing.rating import PrefixTable, billable_units, call_cost, parse_rates_csv
+from vpbx.billing.tariff import Plan, Tariff, area_code, connection_fee, find_plan, monthly_fee, parse_tariff
 
 __all__ = [
     "ORDER_MONTHS", "POLICIES", "OrderLine", "Plan", "PrefixTable", "Quote", "Tariff",

@@ -18,12 +18,20 @@ transaction. The rules, one per line:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Sequence
 
 from vpbx.billing.money import div_half_up
-from vpbx.billing.periods import ONE_DAY, _check_anchor, _check_date, add_months, last_day_of_month, period_end, prorated
+from vpbx.billing.periods import (
+    ONE_DAY,
+    _check_anchor,
+    _check_date,
+    add_months,
+    last_day_of_month,
+    period_end,
+    prorated,
+)
 from vpbx.billing.tariff import Tariff, connection_fee, monthly_fee
 from vpbx.domain.errors import ValidationError
 
@@ -97,10 +105,8 @@ def quote(
     for number, type, category, plan in items:
         monthly = monthly_fee(t, type, category, plan)
         connection = connection_fee(t, number, type)
-        if policy == "anniversary":
-            period_fee = monthly * months
-        else:
-            period_fee = prorated(monthly, today) + monthly * (months - 1)
+        first = monthly if policy == "anniversary" else prorated(monthly, today)
+        period_fee = first + monthly * (months - 1)
         discount = div_half_up(period_fee * percent, 100)
         lines.append(OrderLine(
             number=number,

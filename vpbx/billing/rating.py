@@ -10,10 +10,11 @@ lookups against 100 k prefixes).
 from __future__ import annotations
 
 import csv
-from typing import Iterable
+from collections.abc import Iterable
 
 from vpbx.billing.money import div_half_up, parse_amount
 from vpbx.domain.errors import ValidationError
+from vpbx.domain.validation import printable_text, shown
 
 MAX_PREFIX_DIGITS = 15
 
@@ -25,16 +26,18 @@ def _is_digits(s: str) -> bool:
 class PrefixTable:
     """Longest-prefix match of phone numbers against a price table (prefix digits -> price per minute)."""
 
-    __slots__ = ("_prices", "_lengths")
+    __slots__ = ("_lengths", "_prices")
 
     def __init__(self, entries: Iterable[tuple[str, int]]) -> None:
         prices: dict[str, int] = {}
         for entry in entries:
             prefix, price = entry
             if not isinstance(prefix, str) or not _is_digits(prefix) or not 1 <= len(prefix) <= MAX_PREFIX_DIGITS:
-                raise ValidationError(f"rate prefix {prefix!r} must be 1-{MAX_PREFIX_DIGITS} digits (no +, spaces or dashes)")
+                raise ValidationError(f"rate prefix {prefix!r} must be 1-{MAX_PREFIX_DIGITS} digits "
+                                      f"(no +, spaces or dashes)")
             if isinstance(price, bool) or not isinstance(price, int) or price < 0:
-                raise ValidationError(f"rate for prefix {prefix} has price {price!r}; give a non-negative int of minor units")
+                raise ValidationError(f"rate for prefix {prefix} has price {price!r}; "
+                                      f"give a non-negative int of minor units")
             if prefix in prices:
                 raise ValidationError(f"rate prefix {prefix} is listed twice; keep one price per prefix")
             prices[prefix] = price
@@ -90,13 +93,14 @@ def parse_rates_csv(text: str) -> list[tuple[str, int, str]]:
     header: list[str] | None = None
     rates: list[tuple[str, int, str]] = []
     first_line: dict[str, int] = {}
+    end = 0                      # the line the previous record ended on (a quoted field may span lines)
     try:
         for row in reader:
-            line = reader.line_num
+            line, end = end + 1, reader.line_num     # errors name the line the record starts on
             if not row or all(not cell.strip() for cell in row):
                 continue
             if header is None:
-                header = [cell.strip().lower() for cell in row]
+                header = [cell.strip(" ").lower() for cell in row]
                 if header not in (["prefix", "price"], ["prefix", "price", "description"]):
                     hint = " (separate columns with commas, not semicolons)" if ";" in ",".join(row) else ""
                     raise ValidationError(f"rates CSV line {line}: header is {','.join(row)!r}; "
@@ -105,19 +109,21 @@ def parse_rates_csv(text: str) -> list[tuple[str, int, str]]:
             if len(row) > len(header) or len(row) < 2:
                 raise ValidationError(f"rates CSV line {line}: {len(row)} columns, the header has {len(header)}; "
                                       f"quote a price with a decimal comma (\"3,50\") or a description with commas")
-            prefix = row[0].strip()
+            prefix = row[0].strip(" ")
             prefix = prefix[1:] if prefix.startswith("+") else prefix
             if not _is_digits(prefix) or not 1 <= len(prefix) <= MAX_PREFIX_DIGITS:
-                raise ValidationError(f"rates CSV line {line}: prefix {row[0]!r} must be 1-{MAX_PREFIX_DIGITS} digits")
+                raise ValidationError(f"rates CSV line {line}: prefix {shown(row[0])} must be "
+                                      f"1-{MAX_PREFIX_DIGITS} digits")
             try:
                 price = parse_amount(row[1])
             except ValidationError as exc:
                 raise ValidationError(f"rates CSV line {line}: price for prefix {prefix}: {exc}") from None
             if prefix in first_line:
-                raise ValidationError(f"rates CSV line {line}: prefix {prefix} is already on line {first_line[prefix]}; "
-                                      f"keep one price per prefix")
+                raise ValidationError(f"rates CSV line {line}: prefix {prefix} is already on line "
+                                      f"{first_line[prefix]}; keep one price per prefix")
             first_line[prefix] = line
-            description = row[2].strip() if len(row) > 2 else ""
+            description = row[2].strip(" ") if len(row) > 2 else ""
+            printable_text("description", description, obj=f"rates CSV line {line}")
             rates.append((prefix, price, description))
     except csv.Error as exc:
         raise ValidationError(f"rates CSV line {reader.line_num}: {exc}; fix the quoting") from None

@@ -26,12 +26,13 @@ from typing import Any
 
 from vpbx.billing.money import MAX_MAJOR, MINOR_PER_MAJOR, parse_amount
 from vpbx.domain.errors import ValidationError
-from vpbx.domain.numbers import CATEGORIES, E164_RE, TYPES
+from vpbx.domain.numbers import CATEGORIES, TYPES, is_e164
+from vpbx.domain.validation import TEXT_MAX, shown
 
 PREPAY_MONTHS = (3, 6, 12)
-PLAN_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-AREA_CODE_RE = re.compile(r"^[0-9]{1,6}$")
-CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+PLAN_KEY_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,31}\Z")
+AREA_CODE_RE = re.compile(r"\A[0-9]{1,6}\Z")
+CURRENCY_RE = re.compile(r"\A[A-Z]{3}\Z")
 DEFAULT_TOLLFREE_INCREMENT = 60
 
 
@@ -71,7 +72,9 @@ def _err(key: str, problem: str) -> ValidationError:
     return ValidationError(f"tariff: {key} {problem}")
 
 
-def _table(doc: dict[str, Any], key: str, path: str, known: tuple[str, ...] | None, *, required: bool) -> dict[str, Any]:
+def _table(
+    doc: dict[str, Any], key: str, path: str, known: tuple[str, ...] | None, *, required: bool,
+) -> dict[str, Any]:
     """doc[key] as a table (empty when absent and not required), refusing keys outside `known`."""
     full = f"{path}.{key}" if path else key
     if key not in doc:
@@ -134,16 +137,17 @@ def parse_tariff(text: str) -> Tariff:
     _refuse_unknown(doc, "", ("currency", "connection", "monthly", "plans", "discounts", "rating"))
 
     currency = doc.get("currency")
-    if not isinstance(currency, str) or not CURRENCY_RE.match(currency):
+    if not isinstance(currency, str) or not CURRENCY_RE.fullmatch(currency):
         raise _err("'currency'", f"= {currency!r} must be a 3-letter upper-case ISO code, e.g. currency = \"RUB\"")
 
     connection = _table(doc, "connection", "", ("default", "area", "type"), required=True)
     if "default" not in connection:
-        raise _err("'connection.default'", "is missing; add the fee for numbers no other rule matches, e.g. default = 1000")
+        raise _err("'connection.default'",
+                   "is missing; add the fee for numbers no other rule matches, e.g. default = 1000")
     connection_default = _amount(connection["default"], "connection.default")
     by_area: dict[str, int] = {}
     for code, fee in _table(connection, "area", "connection", None, required=False).items():
-        if not AREA_CODE_RE.match(code):
+        if not AREA_CODE_RE.fullmatch(code):
             raise _err(f"key 'connection.area.{code}'", "is not an area code; use 1-6 digits without the country code")
         by_area[code] = _amount(fee, f"connection.area.{code}")
     by_type: dict[str, int] = {}
@@ -162,7 +166,7 @@ def parse_tariff(text: str) -> Tariff:
     plans: dict[str, Plan] = {}
     for key in _table(doc, "plans", "", None, required=False):
         path = f"plans.{key}"
-        if not PLAN_KEY_RE.match(key):
+        if not PLAN_KEY_RE.fullmatch(key):
             raise _err(f"key '{path}'", "is not a plan key; use lower-case latin letters, digits, - or _ "
                        "(the display name goes in name = \"...\")")
         p = _table(doc["plans"], key, "plans", ("name", "monthly", "call_credit", "types"), required=True)
@@ -170,8 +174,12 @@ def parse_tariff(text: str) -> Tariff:
             if needed not in p:
                 raise _err(f"'{path}.{needed}'", "is missing; a plan needs name, monthly and types")
         pname = p["name"]
-        if not isinstance(pname, str) or not pname.strip():
+        if not isinstance(pname, str) or not pname.strip(" "):
             raise _err(f"'{path}.name'", "must be a non-empty string")
+        if not pname.isprintable() or len(pname) > TEXT_MAX:
+            raise _err(f"'{path}.name'", f"= {shown(pname)} is not one line of plain text (printable, at most "
+                                         f"{TEXT_MAX} characters); remove line breaks and control characters")
+        pname = pname.strip(" ")
         fee = _amount(p["monthly"], f"{path}.monthly")
         credit = _amount(p.get("call_credit", 0), f"{path}.call_credit")
         if credit > fee:
@@ -183,10 +191,11 @@ def parse_tariff(text: str) -> Tariff:
             raise _err(f"'{path}.types'", "lists a type twice; list each type once")
         for x in types:
             _type(x, f"{path}.types")
-        clash = [q.key for q in plans.values() if q.name.casefold() == pname.strip().casefold()]
+        clash = [q.key for q in plans.values() if q.name.casefold() == pname.casefold()]
         if clash:
-            raise _err(f"'{path}.name'", f"= {pname!r} is already the name of plan {clash[0]!r}; give each plan its own name")
-        plans[key] = Plan(key=key, name=pname.strip(), monthly=fee, call_credit=credit, types=tuple(types))
+            raise _err(f"'{path}.name'",
+                       f"= {pname!r} is already the name of plan {clash[0]!r}; give each plan its own name")
+        plans[key] = Plan(key=key, name=pname, monthly=fee, call_credit=credit, types=tuple(types))
 
     discounts = _table(doc, "discounts", "", ("prepay", "volume"), required=False)
     prepay: dict[int, int] = {}
@@ -233,8 +242,9 @@ def parse_tariff(text: str) -> Tariff:
 def area_code(number: str) -> str:
     """The national area code used for connection fees: for +7 the 3 digits after "+7" (+74951234567 -> "495",
     +78001234567 -> "800"); elsewhere phonenumbers' geographic area code (+380441234567 -> "44"), "" when none."""
-    if not isinstance(number, str) or not E164_RE.match(number):
-        raise ValidationError(f"number {number!r} is not E.164; write it as + country code and digits, e.g. +74951234567")
+    if not is_e164(number):
+        raise ValidationError(f"number {shown(number)} is not E.164; write it as + country code and digits, "
+                              f"e.g. +74951234567")
     if number.startswith("+7"):
         return number[2:5]
     import phonenumbers
@@ -268,11 +278,11 @@ def find_plan(t: Tariff, plan: str) -> Plan:
     front ends that let a sysadmin type either. The other look-ups take the key only."""
     if plan in t.plans:
         return t.plans[plan]
-    matches = [p for p in t.plans.values() if isinstance(plan, str) and p.name.casefold() == plan.strip().casefold()]
+    matches = [p for p in t.plans.values() if isinstance(plan, str) and p.name.casefold() == plan.strip(" ").casefold()]
     if len(matches) == 1:
         return matches[0]
     known = ", ".join(f"{p.key} ({p.name})" for p in t.plans.values()) or "none"
-    raise ValidationError(f"plan {plan!r} is not in the tariff (plans: {known}); pick one of them or no plan")
+    raise ValidationError(f"plan {shown(plan)} is not in the tariff (plans: {known}); pick one of them or no plan")
 
 
 def monthly_fee(t: Tariff, type: str, category: str, plan: str | None = None) -> int:
@@ -285,9 +295,10 @@ def monthly_fee(t: Tariff, type: str, category: str, plan: str | None = None) ->
         p = t.plans.get(plan)
         if p is None:
             known = ", ".join(f"{q.key} ({q.name})" for q in t.plans.values()) or "none"
-            raise ValidationError(f"plan {plan!r} is not in the tariff (plans: {known}); give a plan's key or no plan")
+            raise ValidationError(f"plan {shown(plan)} is not in the tariff (plans: {known}); "
+                                  f"give a plan's key or no plan")
         if type not in p.types:
-            raise ValidationError(f"plan {plan!r} is not for {type} numbers (it covers {', '.join(p.types)}); "
+            raise ValidationError(f"plan {shown(plan)} is not for {type} numbers (it covers {', '.join(p.types)}); "
                                   f"pick another plan or no plan")
         return p.monthly
     fees = t.monthly.get(type)

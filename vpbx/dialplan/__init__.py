@@ -1,8 +1,9 @@
 """vpbx.dialplan: the pure call-flow model (compile records into a Flow, run calls through a state machine, dry-run).
 
-Rule: nothing in this package does I/O or imports anything that could (asyncio, httpx, websockets, sqlite, click, rich,
-logging...). Like h11: data in, data out; the ARI edge owns channels, timers and the clock. A test walks the package's
-imports to keep it that way.
+Rule: pure. Nothing in this package does I/O or imports anything that could (asyncio, httpx, websockets, sqlite, click,
+rich, logging...), and of vpbx it imports only `vpbx.domain` (destination syntax, DTMF keys, records, errors). Like h11:
+data in, data out; the ARI edge owns channels, timers and the clock. A test walks the package's imports to keep it
+that way.
 
     compile.py   records -> Flow (ValidationError when a number's routing is broken)
     model.py     Flow and nodes, events (edge -> machine), actions (machine -> edge), CallState

@@ -15,7 +15,6 @@ import re
 
 from vpbx.dialplan.model import (
     CAUSE_NORMAL,
-    DTMF_DIGITS,
     FORWARD_MODES,
     MAX_EXTENSION_DIGITS,
     PROMPT_GOODBYE,
@@ -30,27 +29,27 @@ from vpbx.dialplan.model import (
     PlayNode,
     Target,
     VoicemailNode,
-    builtin_media,
     prompt_media,
 )
-from vpbx.domain.errors import ValidationError
+from vpbx.domain.destinations import (
+    DESTINATION_SYNTAX,
+    DIALLABLE,
+    FALLBACK_SYNTAX,
+    FALLBACKS,
+    TARGET_SYNTAX,
+    Destination,
+    kind_of,
+    parse,
+)
+from vpbx.domain.errors import DestinationError, ValidationError
 from vpbx.domain.records import Group, Ivr, Number
+from vpbx.domain.validation import DTMF_DIGITS, plain, shown
 
-DESTINATION_SYNTAX = (
-    "sip:LOGIN, group:NAME, ivr:NAME, tel:+E164, uri:sip:user@host[:port], voicemail, play:PROMPT or hangup"
-)
-FALLBACK_SYNTAX = "hangup, play:PROMPT or voicemail"
+__all__ = ["compile_flow"]
 
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-_SIP_URI = re.compile(
-    r"sip:[A-Za-z0-9_.!~*'()&=+$,;?/%-]+"            # user
-    r"@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"      # host
-    r"(:(?P<port>[0-9]{1,5}))?"                      # port
-)
-_DEST_KINDS = ("sip", "tel", "uri", "group", "ivr", "play")
-_EXTENSION = re.compile(r"[0-9*ABCD]{1,%d}" % MAX_EXTENSION_DIGITS)
-# Characters that cannot appear in a prompt name: they would change the meaning of the `sound:vpbx/NAME` media URI.
-_PROMPT_BAD = re.compile(r"[\s/\\:?&#%]")
+# What a caller may type in an `--extensions` IVR: any key but '#', which ends the number.
+_EXTENSION_KEYS = "".join(sorted(DTMF_DIGITS - {"#"}))
+_EXTENSION = re.compile(rf"[{re.escape(_EXTENSION_KEYS)}]{{1,{MAX_EXTENSION_DIGITS}}}")
 
 
 def compile_flow(
@@ -91,7 +90,7 @@ class _Compiler:
     # -- errors -----------------------------------------------------------------------------------------------------
 
     def fail(self, message: str) -> ValidationError:
-        return ValidationError(f"number {self.number.number}: {message}")
+        return ValidationError(f"number {plain(self.number.number)}: {message}")
 
     # -- entry ------------------------------------------------------------------------------------------------------
 
@@ -104,7 +103,7 @@ class _Compiler:
             route_start = self.dest(n.route, "route", "change the route")
         else:
             route_start = self.add(PlayAndHangupNode(
-                "unavailable", builtin_media(PROMPT_UNAVAILABLE), dest=None, disposition="failed",
+                "unavailable", prompt_media(PROMPT_UNAVAILABLE), dest=None, disposition="failed",
             ))
             return Flow(n.number, n.channels, route_start, route_start, self.nodes)
         start = route_start
@@ -119,79 +118,78 @@ class _Compiler:
 
     # -- pieces -----------------------------------------------------------------------------------------------------
 
-    def prompt(self, name: str, where: str) -> str:
-        if not isinstance(name, str) or not name or _PROMPT_BAD.search(name) or name.startswith("."):
-            raise self.fail(
-                f"{where}: {name!r} is not a valid prompt name (no spaces, slashes, ':', '?', '&', '#', '%' "
-                f"or leading dot); use the name of an uploaded prompt"
-            )
+    def prompt(self, name: object, where: str) -> str:
+        """A prompt name is what `play:PROMPT` accepts (letters, digits, '_', '-'): nothing that could change the
+        meaning of the `sound:vpbx/NAME` media URI or reach outside the prompt directory."""
+        if not isinstance(name, str):
+            raise self.fail(f"{where}: {shown(name)} is not a valid prompt name; use the name of an uploaded prompt")
+        try:
+            Destination("play", name)
+        except DestinationError as exc:
+            raise self.fail(f"{where}: {exc.problem}; use the name of an uploaded prompt") from None
         return prompt_media(name)
+
+    def parse(self, text: str, where: str, fix: str) -> Destination:
+        """Check the syntax of destination string `text` (found at `where`)."""
+        try:
+            return parse(text)
+        except DestinationError as exc:
+            # an unknown kind's problem already ends with the syntax to use
+            raise self.fail(f"{where}: {exc.problem}" if exc.kind is None else f"{where}: {exc.problem}; {fix}") \
+                from None
 
     def positive(self, value: object, what: str, fix: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise self.fail(f"{what} is {value!r}; {fix}")
+            raise self.fail(f"{what} is {shown(value)}; {fix}")
         return float(value)
 
     def fallbacks(self) -> None:
         fb = self.number.fallback
         if fb == "hangup":
             self.fb_forward = self.add(HangupNode("fallback:forward", CAUSE_NORMAL))
-            self.fb_ivr = self.add(PlayAndHangupNode("fallback:ivr", builtin_media(PROMPT_GOODBYE)))
-        elif fb == "voicemail" or (isinstance(fb, str) and fb.startswith("play:")):
+            self.fb_ivr = self.add(PlayAndHangupNode("fallback:ivr", prompt_media(PROMPT_GOODBYE)))
+        elif isinstance(fb, str) and kind_of(fb) in FALLBACKS:
             self.fb_forward = self.fb_ivr = self.dest(fb, "fallback", f"set the fallback to {FALLBACK_SYNTAX}")
         else:
-            raise self.fail(f"fallback {fb!r} is not one of {FALLBACK_SYNTAX}; set the fallback to one of those")
+            raise self.fail(f"fallback {shown(fb)} is not one of {FALLBACK_SYNTAX}; set the fallback to one of those")
 
     def forward_to(self) -> str:
         n = self.number
         if n.forward_mode not in FORWARD_MODES:
-            raise self.fail(f"forward mode {n.forward_mode!r} is not simultaneous or sequential; set one of those")
+            raise self.fail(f"forward mode {shown(n.forward_mode)} is not simultaneous or sequential; set one of those")
         timeout = self.positive(n.forward_timeout, "forward timeout", "set a forward timeout of at least 1 second")
         fix = "remove it from the forward targets or fix it"
-        targets = tuple(self.target(t, f"forward target {t!r}", fix) for t in n.forward_to)
+        targets = tuple(self.target(t, f"forward target {shown(t)}", fix) for t in n.forward_to)
         return self.add(ForwardNode("forward", targets, n.forward_mode, timeout, self.fb_forward, dest="forward"))
 
     def target(self, text: object, where: str, fix: str) -> Target:
         if not isinstance(text, str):
             raise self.fail(f"{where}: not a destination string; {fix}")
-        kind, _, value = text.partition(":")
-        if kind == "sip":
-            if value not in self.sip_logins:
-                raise self.fail(f"{where}: there is no SIP account {value!r}; create the SIP account or {fix}")
-            return Target("sip", value)
-        if kind == "tel":
-            if not _E164.fullmatch(value):
-                raise self.fail(
-                    f"{where}: {value!r} is not an E.164 number (+, country code, digits: tel:+380441234567); {fix}"
-                )
-            return Target("tel", value)
-        if kind == "uri":
-            m = _SIP_URI.fullmatch(value)
-            if not m or (m.group("port") is not None and not 1 <= int(m.group("port")) <= 65535):
-                raise self.fail(f"{where}: {value!r} is not a SIP URI like uri:sip:user@host[:port]; {fix}")
-            return Target("uri", value)
-        raise self.fail(f"{where}: only sip:LOGIN, tel:+E164 and uri:sip:user@host[:port] can be dialled; {fix}")
+        if kind_of(text) not in DIALLABLE:
+            raise self.fail(f"{where}: only {TARGET_SYNTAX} can be dialled; {fix}")
+        d = self.parse(text, where, fix)
+        if d.kind == "sip" and d.value not in self.sip_logins:
+            raise self.fail(f"{where}: there is no SIP account {shown(d.value)}; create the SIP account or {fix}")
+        return Target(d.kind, d.value)
 
     def dest(self, text: object, where: str, fix: str) -> str:
-        """Compile destination string `text` (found at `where`) into a node; return its id."""
+        """Compile destination string `text` (found at `where`) into a node; return its id (the text itself)."""
         if not isinstance(text, str):
-            raise self.fail(f"{where}: {text!r} is not a destination ({DESTINATION_SYNTAX}); {fix}")
-        kind, sep, value = text.partition(":")
-        if text not in ("hangup", "voicemail") and not (sep and kind in _DEST_KINDS):
-            raise self.fail(f"{where}: unknown destination {text!r}; use {DESTINATION_SYNTAX}")
+            raise self.fail(f"{where}: {shown(text)} is not a destination ({DESTINATION_SYNTAX}); {fix}")
+        d = self.parse(text, where, fix)
         if text in self.nodes or text in self.pending:
             return text
         n = self.number
-        if text == "hangup":
-            return self.add(HangupNode("hangup", CAUSE_NORMAL, dest="hangup"))
-        if text == "voicemail":
-            return self.add(VoicemailNode("voicemail", tuple(n.vm_emails)))
-        if kind == "play":
-            return self.add(PlayAndHangupNode(text, self.prompt(value, where), dest=text))
-        if kind == "group":
-            return self.group(value, where, fix)
-        if kind == "ivr":
-            return self.ivr(value, where, fix)
+        if d.kind == "hangup":
+            return self.add(HangupNode(text, CAUSE_NORMAL, dest=text))
+        if d.kind == "voicemail":
+            return self.add(VoicemailNode(text, tuple(n.vm_emails)))
+        if d.kind == "play":
+            return self.add(PlayAndHangupNode(text, self.prompt(d.value, where), dest=text))
+        if d.kind == "group":
+            return self.group(d.value, where, fix)
+        if d.kind == "ivr":
+            return self.ivr(d.value, where, fix)
         timeout = self.positive(n.forward_timeout, "forward timeout", "set a forward timeout of at least 1 second")
         target = self.target(text, where, fix)
         return self.add(ForwardNode(text, (target,), "simultaneous", timeout, self.fb_forward, dest=text))
@@ -199,15 +197,17 @@ class _Compiler:
     def group(self, name: str, where: str, fix: str) -> str:
         group = self.groups.get(name)
         if group is None:
-            raise self.fail(f"{where}: there is no group {name!r}; create the group or {fix}")
-        g = f"group {name!r}"
+            raise self.fail(f"{where}: there is no group {shown(name)}; create the group or {fix}")
+        g = f"group {shown(name)}"
         if not group.members:
             raise self.fail(f"{g} has no members, so a forward to it has no targets; add members to the group or {fix}")
         if group.strategy not in FORWARD_MODES:
-            raise self.fail(f"{g}: strategy {group.strategy!r} is not simultaneous or sequential; set one of those")
+            raise self.fail(
+                f"{g}: strategy {shown(group.strategy)} is not simultaneous or sequential; set one of those"
+            )
         timeout = self.positive(group.timeout, f"{g} timeout", "set a group timeout of at least 1 second")
         targets = tuple(
-            self.target(m, f"{g} member {m!r}", "remove the member or fix it") for m in group.members
+            self.target(m, f"{g} member {shown(m)}", "remove the member or fix it") for m in group.members
         )
         node_id = f"group:{name}"
         return self.add(ForwardNode(node_id, targets, group.strategy, timeout, self.fb_forward, dest=node_id))
@@ -215,26 +215,26 @@ class _Compiler:
     def ivr(self, name: str, where: str, fix: str) -> str:
         ivr = self.ivrs.get(name)
         if ivr is None:
-            raise self.fail(f"{where}: there is no IVR {name!r}; create the IVR or {fix}")
+            raise self.fail(f"{where}: there is no IVR {shown(name)}; create the IVR or {fix}")
         node_id = f"ivr:{name}"
-        label = f"IVR {name!r}"
+        label = f"IVR {shown(name)}"
         self.pending.add(node_id)
         timeout = self.positive(ivr.timeout, f"{label} timeout", "set an IVR timeout of at least 1 second")
         if isinstance(ivr.retries, bool) or not isinstance(ivr.retries, int) or ivr.retries < 0:
-            raise self.fail(f"{label} retries is {ivr.retries!r}; set retries to 0 or more")
+            raise self.fail(f"{label} retries is {shown(ivr.retries)}; set retries to 0 or more")
         prompt = self.prompt(ivr.prompt, f"{label} prompt") if ivr.prompt else None
         invalid = (
             self.prompt(ivr.invalid_prompt, f"{label} invalid prompt") if ivr.invalid_prompt
-            else builtin_media(PROMPT_INVALID)
+            else prompt_media(PROMPT_INVALID)
         )
         options: dict[str, str] = {}
         for entry in ivr.options:
             if not isinstance(entry, (tuple, list)) or len(entry) != 2:
-                raise self.fail(f"{label} option {entry!r} is not a (key, destination) pair; fix the option")
+                raise self.fail(f"{label} option {shown(entry)} is not a (key, destination) pair; fix the option")
             digit, dest = entry
-            opt = f"{label} option {digit}"
             if not isinstance(digit, str) or digit not in DTMF_DIGITS:
-                raise self.fail(f"{label} option {digit!r} is not a keypad key; use one of 0-9 * # A B C D")
+                raise self.fail(f"{label} option {shown(digit)} is not a keypad key; use one of 0-9 * # A B C D")
+            opt = f"{label} option {digit}"
             if digit in options:
                 raise self.fail(f"{opt} is defined twice; keep one")
             options[digit] = self.dest(dest, opt, "point the option elsewhere")
@@ -252,8 +252,8 @@ class _Compiler:
             for ext in self.extensions:
                 if not isinstance(ext, str) or not _EXTENSION.fullmatch(ext):
                     raise self.fail(
-                        f"extension {ext!r} cannot be typed on a keypad (1-{MAX_EXTENSION_DIGITS} of 0-9 * A B C D); "
-                        f"rename it"
+                        f"extension {shown(ext)} cannot be typed on a keypad "
+                        f"(1-{MAX_EXTENSION_DIGITS} of 0-9 * A B C D); rename it"
                     )
             self.ext_map = dict(self.extensions)
             for ext, dest in self.extensions.items():

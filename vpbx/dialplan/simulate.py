@@ -10,8 +10,8 @@ bridged caller hangs up at once (the conversation is not simulated). The run sto
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from vpbx.dialplan.machine import start, step
 from vpbx.dialplan.model import (
@@ -101,7 +101,7 @@ def _react(
         if isinstance(action, Play):
             queue.append(PlaybackFinished(action.playback_id))
         elif isinstance(action, StopPlayback):
-            _drop(queue, lambda e: isinstance(e, PlaybackFinished) and e.playback_id == action.playback_id)
+            _drop(queue, _is_playback(action.playback_id))
         elif isinstance(action, Dial):
             dest = action.target.dest
             if dest in busy:
@@ -111,8 +111,7 @@ def _react(
                 if dest not in no_answer:
                     answering.append(action.leg_id)
         elif isinstance(action, HangupLeg):
-            leg_id = action.leg_id
-            _drop(queue, lambda e: getattr(e, "leg_id", None) == leg_id)
+            _drop(queue, _is_about_leg(action.leg_id))
         elif isinstance(action, Record):
             queue.append(RecordingFinished(action.name, vm_seconds))
         elif isinstance(action, Bridge):
@@ -132,6 +131,14 @@ def _react(
                 queue.append(Dtmf(key))
                 if key == "#":
                     break
+
+
+def _is_playback(playback_id: str) -> Callable[[Event], bool]:
+    return lambda e: isinstance(e, PlaybackFinished) and e.playback_id == playback_id
+
+
+def _is_about_leg(leg_id: str) -> Callable[[Event], bool]:
+    return lambda e: getattr(e, "leg_id", None) == leg_id
 
 
 def _drop(queue: deque[Event], predicate: Callable[[Event], bool]) -> None:

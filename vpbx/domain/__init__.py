@@ -1,4 +1,13 @@
-"""vpbx.domain: records, destinations, phone numbers, validation and errors - the vocabulary every layer shares.
+"""vpbx.domain: the vocabulary every layer shares.
 
-Rule: pure. Nothing here does I/O or imports another vpbx layer; every other package may import it.
+Rule: pure. Nothing here does I/O, speaks SQL, Click or asyncio, or imports another vpbx layer (only the standard
+library and `phonenumbers`); every other package may import it.
+
+    errors.py        the one exception hierarchy (VpbxError, ValidationError, DestinationError, NotFoundError...)
+    records.py       frozen records: Number, SipAccount, Trunk, Group, Ivr, Account
+    destinations.py  parse / format every destination string (sip:, group:, ivr:, tel:, uri:, play:, voicemail, hangup)
+    numbers.py       the E.164 pattern, number type / city / operator lookup, the "beauty" category
+    validation.py    full-match checks of every text that can reach a config file, dialplan, file name or e-mail;
+                     the DTMF key set
+    timestamps.py    the one ISO-8601 UTC format (utc_now_iso, to_iso, iso_from_epoch, from_iso)
 """

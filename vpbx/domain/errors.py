@@ -5,6 +5,7 @@ single `Error: ...` line and exits 1. Anything else escaping is a bug.
 
     VpbxError
     +-- ValidationError     bad input (number, login, text that could inject config, DTMF, audio)
+    |   +-- DestinationError    a destination string that does not parse (vpbx.domain.destinations)
     +-- NotFoundError       the named object does not exist
     +-- ConflictError       already exists / still in use / state does not allow it
     +-- ConfigError         vpbx config file missing or unreadable
@@ -19,6 +20,21 @@ class VpbxError(Exception):
 
 class ValidationError(VpbxError):
     pass
+
+
+class DestinationError(ValidationError):
+    """A destination string that does not parse.
+
+    `text` is the string, `kind` the kind it claimed (None: no known kind) and `problem` what is wrong, naming the bad
+    part and giving the syntax but not where the string was found, so a caller can prefix its own context
+    (e.g. "IVR 'main' option 1: ...").
+    """
+
+    def __init__(self, message: str, text: str, kind: str | None, problem: str) -> None:
+        super().__init__(message)
+        self.text = text
+        self.kind = kind
+        self.problem = problem
 
 
 class NotFoundError(VpbxError):

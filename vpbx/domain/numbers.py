@@ -6,19 +6,30 @@ without its area / destination code) by the first matching row of CATEGORY_RULES
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from itertools import pairwise
 
 from vpbx.domain.errors import ValidationError
+from vpbx.domain.validation import shown
 
 CATEGORIES = ("regular", "bronze", "silver", "gold", "platinum")
 TYPES = ("geographic", "mobile", "tollfree", "other")
-E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
+# The one E.164 pattern of vpbx: '+', a country code not starting with 0, 7-15 digits in all. ASCII digits only
+# (`\d` would also take Arabic-Indic and other Unicode digits) and anchored at both ends (`$` alone also matches
+# before a final newline).
+E164_RE = re.compile(r"\A\+[1-9][0-9]{6,14}\Z")
+E164_EXAMPLE = "+380441234567"
+
+
+def is_e164(text: object) -> bool:
+    """`text` is a string of E.164 syntax (no check of the country's numbering plan: see parse())."""
+    return isinstance(text, str) and E164_RE.fullmatch(text) is not None
 
 
 def _longest_repeat(d: str) -> int:
     best = cur = 1 if d else 0
-    for a, b in zip(d, d[1:]):
+    for a, b in pairwise(d):
         cur = cur + 1 if a == b else 1
         best = max(best, cur)
     return best
@@ -29,7 +40,7 @@ def _longest_run(d: str) -> int:
     best = 1 if d else 0
     for step in (1, -1):
         cur = 1
-        for a, b in zip(d, d[1:]):
+        for a, b in pairwise(d):
             cur = cur + 1 if int(b) - int(a) == step else 1
             best = max(best, cur)
     return best
@@ -85,14 +96,16 @@ def parse(number: str) -> NumberInfo:
     import phonenumbers
     from phonenumbers import PhoneNumberType, carrier, geocoder
 
-    if not E164_RE.match(number or ""):
-        raise ValidationError(f"number {number!r} is not E.164; write it as + country code and digits, e.g. +380441234567")
+    if not is_e164(number):
+        raise ValidationError(f"number {shown(number)} is not E.164; write it as + country code and digits, "
+                              f"e.g. {E164_EXAMPLE}")
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException as exc:
-        raise ValidationError(f"number {number!r} cannot be parsed ({exc}); write it as E.164, e.g. +380441234567") from None
+        raise ValidationError(f"number {shown(number)} cannot be parsed ({exc}); write it as E.164, "
+                              f"e.g. {E164_EXAMPLE}") from None
     if not phonenumbers.is_valid_number(parsed):
-        raise ValidationError(f"number {number!r} is not a valid phone number for its country; check the digits")
+        raise ValidationError(f"number {shown(number)} is not a valid phone number for its country; check the digits")
     kind = phonenumbers.number_type(parsed)
     if kind == PhoneNumberType.TOLL_FREE:
         ntype = "tollfree"

@@ -5,7 +5,7 @@ Rule: frozen dataclasses, no I/O, no behaviour beyond conversion to/from dicts.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
