@@ -45,7 +45,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ SCENARIOS = REPO / "tests" / "sipp"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 sys.path.insert(0, str(REPO / "tests"))
 from sipp import free_udp_port  # noqa: E402  (tests/sipp.py: the sipp helpers the tests use)
+
 ASTERISK = "127.0.0.1:5060"
 SOURCE = {"vpbx": "127.0.0.2", "native": "127.0.0.3"}     # the bench trunk / the vpbx-bench endpoint
 GREETING_NUMBER = "+380445000101"
@@ -132,10 +133,11 @@ class Pbx:
 
     def start_engine(self, profile: Path | None = None) -> int:
         offset = self.engine_log.stat().st_size if self.engine_log.exists() else 0
-        log = open(self.engine_log, "ab")
         prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
-        self.engine = subprocess.Popen([sys.executable, *prof, "-m", "vpbx.cli", "--config", str(self.config), "serve"],
-                                       stdout=log, stderr=log, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        with open(self.engine_log, "ab") as log:   # the engine keeps its own copy of the descriptor
+            self.engine = subprocess.Popen([sys.executable, *prof, "-m", "vpbx.cli", "--config", str(self.config),
+                                            "serve"], stdout=log, stderr=log, cwd=REPO,
+                                           env=dict(os.environ, PYTHONPATH=str(REPO)))
         deadline = time.monotonic() + 30
         while not any(str(e.get("msg", "")).startswith("reconcile done") for e in self.engine_entries(offset)):
             if self.engine.poll() is not None or time.monotonic() > deadline:
@@ -271,7 +273,7 @@ class Sipp:
         ip = SOURCE[side]
         self.short = workdir / f"{name}.short"
         self.stat = workdir / f"{name}.csv"
-        self.out = open(workdir / f"{name}.out", "wb")
+        self.out = open(workdir / f"{name}.out", "wb")  # noqa: SIM115 - closed by wait() once sipp has exited
         cmd = [SIPP, ASTERISK, "-sf", str(SCENARIOS / scenario), "-s", service, "-i", ip, "-p", str(free_udp_port(ip)),
                "-mi", ip, "-mp", str(free_udp_port(ip, pair=True)), "-t", "u1", "-nostdin", "-aa",
                "-m", str(calls), "-r", str(rate), "-rp", "1000", "-l", str(limit), "-d", str(hold_ms),
@@ -381,13 +383,20 @@ def ari_floor_app(config: Path) -> None:
         url = f"ws://{host}:{port}/ari/events?app={ari['app']}&subscribeAll=false"
         async with websockets.connect(url, additional_headers={"Authorization": f"Basic {auth}"}) as ws:
             print("floor app connected", flush=True)
+            tasks: set[asyncio.Task[Any]] = set()   # strong references: the loop keeps only weak ones
+
+            def spawn(coro: Any) -> None:
+                task = asyncio.ensure_future(coro)
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
             async for message in ws:
                 event = json.loads(message)
                 if event["type"] == "StasisStart":
-                    asyncio.ensure_future(greet(event["channel"]["id"]))
+                    spawn(greet(event["channel"]["id"]))
                 elif event["type"] == "PlaybackFinished":
                     target = event["playback"]["target_uri"].removeprefix("channel:")
-                    asyncio.ensure_future(rest("DELETE", f"channels/{target}"))
+                    spawn(rest("DELETE", f"channels/{target}"))
 
     asyncio.run(main())
 
@@ -395,9 +404,9 @@ def ari_floor_app(config: Path) -> None:
 def run_floor(pbx: Pbx, work: Path, calls: int, rate: float) -> SippRun:
     """The same greeting calls answered by ari_floor_app instead of the engine (the engine is stopped meanwhile)."""
     pbx.stop_engine()
-    out = open(work / "floor-app.log", "wb")
-    app = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--ari-floor-app", str(pbx.config)],
-                           stdout=out, stderr=subprocess.STDOUT)
+    with open(work / "floor-app.log", "wb") as out:   # the app keeps its own copy of the descriptor
+        app = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--ari-floor-app", str(pbx.config)],
+                               stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
         while b"connected" not in (work / "floor-app.log").read_bytes():
@@ -473,7 +482,7 @@ def phase_rate(pbx: Pbx, work: Path, start: float, step_s: float, max_rate: floa
     state: dict[str, dict[str, Any]] = {side: {"ok": 0.0, "fail": None, "steps": []} for side in ("native", "vpbx")}
 
     def step(side: str, rate: float) -> None:
-        calls = max(1, int(round(rate * step_s)))
+        calls = max(1, round(rate * step_s))
         run = run_calls(pbx, work, f"rate-{side}-{rate:g}", side, calls, rate)
         slow = sum(1 for ms in run.setup_ms if ms > max_setup_ms)
         failed = run.calls - run.successful + slow

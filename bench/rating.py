@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vpbx.billing.rating import PrefixTable, call_cost  # noqa: E402
+from vpbx.billing.rating import PrefixTable, call_cost
 
 
 def make_prefixes(rng: random.Random, count: int) -> list[tuple[str, int]]:
@@ -68,7 +68,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     revenue = 0
-    for number, seconds in zip(callers, durations):
+    for number, seconds in zip(callers, durations, strict=True):
         hit = lookup(number)
         if hit is not None:
             revenue += call_cost(hit[1], seconds, 60)

@@ -2,8 +2,8 @@
 """Build vpbx's built-in prompts (prompts/<language>/<name>.wav) from Asterisk's core sound files.
 
 Rule: reproducible - the same core sounds give byte-identical WAVs. Each prompt is the closest existing core sound
-(table SOURCES), converted with vpbx.services.prompts.convert() to WAV PCM 16-bit 8 kHz mono. Core sounds are read from the
-sandbox rootfs by default:
+(table SOURCES), converted with vpbx.services.prompts.convert() to WAV PCM 16-bit 8 kHz mono. Core sounds are read
+from the sandbox rootfs by default:
 
     python prompts/build.py [--sounds /var/cache/vpbx/rootfs/usr/share/asterisk/sounds] [--check]
 

@@ -22,7 +22,8 @@ ensure_venv() {
         log "creating $VENV"
         python3 -m venv "$VENV"
     fi
-    if ! "$VENV/bin/python" -c "import vpbx, pytest, hypothesis, aiosmtpd" 2>/dev/null \
+    if ! "$VENV/bin/python" -c "import vpbx, tomlkit, pytest, hypothesis, aiosmtpd, mypy" 2>/dev/null \
+        || [[ ! -x "$VENV/bin/ruff" ]] \
         || [[ "$REPO/setup.cfg" -nt "$VENV/.vpbx-installed" ]]; then
         log "installing vpbx and its dependencies into $VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO[test]"

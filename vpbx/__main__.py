@@ -3,4 +3,5 @@ from __future__ import annotations
 
 from vpbx.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -70,55 +70,52 @@ class Config:
     billing: BillingSettings = field(default_factory=BillingSettings)
 
 
-def _q(value: str) -> str:
-    """TOML basic string."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def render_config(cfg: Config) -> str:
-    """Config -> TOML text (pure)."""
-    lines = [
-        "# vpbx configuration (written by `vpbx init`; secrets were generated for this install)",
-        "[vpbx]",
-        f"db = {_q(str(cfg.db))}",
-        f"domain = {_q(cfg.domain)}",
-        f"language = {_q(cfg.language)}",
-        f"default_trunk = {_q(cfg.default_trunk or '')}",
-        "",
-        "[asterisk]",
-        f"config_dir = {_q(str(cfg.asterisk_config_dir))}",
-        f"sounds_dir = {_q(str(cfg.asterisk_sounds_dir))}",
-        f"sip_bind = {_q(cfg.sip_bind)}",
-        f"sip_port = {cfg.sip_port}",
-        "",
-        "[ari]",
-        f"url = {_q(cfg.ari.url)}",
-        f"user = {_q(cfg.ari.user)}",
-        f"password = {_q(cfg.ari.password)}",
-        f"app = {_q(cfg.ari.app)}",
-        "",
-        "[ami]",
-        f"host = {_q(cfg.ami.host)}",
-        f"port = {cfg.ami.port}",
-        f"user = {_q(cfg.ami.user)}",
-        f"secret = {_q(cfg.ami.secret)}",
-        "",
-        "[smtp]  # voicemail e-mail; fill in host to enable",
-        f"host = {_q(cfg.smtp.host)}",
-        f"port = {cfg.smtp.port}",
-        f"security = {_q(cfg.smtp.security)}  # none | starttls | tls",
-        f"user = {_q(cfg.smtp.user)}",
-        f"password = {_q(cfg.smtp.password)}",
-        f"sender = {_q(cfg.smtp.sender)}",
-        "",
-        "[billing]",
-        f"currency = {_q(cfg.billing.currency)}",
-        f"policy = {_q(cfg.billing.policy)}  # prorate (first period to the month's end) | anniversary (full months)",
-        f"quarantine_days = {cfg.billing.quarantine_days}",
-        f"max_trial_hours = {cfg.billing.max_trial_hours}",
-        "",
-    ]
-    return "\n".join(lines)
+    """Config -> TOML text (pure). tomlkit writes every value, so any string (newlines, quotes, backslashes,
+    non-ASCII) is escaped and reads back unchanged; raises ConfigError for a value UTF-8 cannot hold (an undecodable
+    byte of a path, which Python keeps as a lone surrogate)."""
+    import tomlkit
+
+    def commented(item: Any, comment: str) -> Any:
+        item.comment(comment)
+        item.trivia.comment_ws = "  "
+        return item
+
+    def table(items: dict[str, Any], comment: str | None = None, last: bool = False) -> Any:
+        t = tomlkit.table()
+        if comment:
+            commented(t, comment)
+        for key, value in items.items():
+            t.add(key, value)
+        if not last:
+            t.add(tomlkit.nl())
+        return t
+
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("vpbx configuration (written by `vpbx init`; secrets were generated for this install)"))
+    doc.add("vpbx", table({"db": str(cfg.db), "domain": cfg.domain, "language": cfg.language,
+                           "default_trunk": cfg.default_trunk or ""}))
+    doc.add("asterisk", table({"config_dir": str(cfg.asterisk_config_dir), "sounds_dir": str(cfg.asterisk_sounds_dir),
+                               "sip_bind": cfg.sip_bind, "sip_port": cfg.sip_port}))
+    doc.add("ari", table({"url": cfg.ari.url, "user": cfg.ari.user, "password": cfg.ari.password, "app": cfg.ari.app}))
+    doc.add("ami", table({"host": cfg.ami.host, "port": cfg.ami.port, "user": cfg.ami.user, "secret": cfg.ami.secret}))
+    security = commented(tomlkit.item(cfg.smtp.security), "none | starttls | tls")
+    doc.add("smtp", table({"host": cfg.smtp.host, "port": cfg.smtp.port, "security": security, "user": cfg.smtp.user,
+                           "password": cfg.smtp.password, "sender": cfg.smtp.sender},
+                          comment="voicemail e-mail; fill in host to enable"))
+    policy = commented(tomlkit.item(cfg.billing.policy),
+                       "prorate (first period to the month's end) | anniversary (full months)")
+    doc.add("billing", table({"currency": cfg.billing.currency, "policy": policy,
+                              "quarantine_days": cfg.billing.quarantine_days,
+                              "max_trial_hours": cfg.billing.max_trial_hours}, last=True))
+    doc["vpbx"].trivia.indent = ""    # the header comment sits right above [vpbx], as it always did
+    text = tomlkit.dumps(doc)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"config value contains {text[exc.start:exc.end]!r}, which is not text (an undecodable byte "
+                          "in a path?); give paths and values that are valid UTF-8") from None
+    return text
 
 
 def new_config(directory: Path, asterisk_config_dir: Path | None = None, asterisk_sounds_dir: Path | None = None,
@@ -152,10 +149,22 @@ def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
         raise
 
 
+def shown(path: Path | str) -> str:
+    """A path as one printable line for a message (escaped when it holds a line break or another control)."""
+    text = str(path)
+    return text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
 def write_config(cfg: Config, path: Path, force: bool = False) -> None:
-    if path.exists() and not force:
-        raise ConfigError(f"config {path} already exists; keep it, or run `vpbx init --force` to replace it")
-    atomic_write(path, render_config(cfg), mode=0o600)
+    """Render (refusing what TOML cannot hold) before touching the disk, then write atomically with mode 0600."""
+    data = render_config(cfg).encode("utf-8")
+    try:
+        if path.exists() and not force:
+            raise ConfigError(f"config {shown(path)} already exists; keep it, or run `vpbx init --force` to replace it")
+        atomic_write(path, data, mode=0o600)
+    except (OSError, ValueError) as exc:   # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot write config {shown(path)} ({reason}); choose another --dir or --config") from None
 
 
 def find_config_path(explicit: str | None) -> Path | None:
@@ -177,12 +186,16 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
     path = find_config_path(explicit)
     data: dict[str, Any] = {}
     if path is not None:
+        fix = "fix the file or re-create it with `vpbx init --force`"
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"config {path} not found; run `vpbx init` or point --config / VPBX_CONFIG at it") from None
+            raise ConfigError(f"config {path} not found; run `vpbx init` or point --config / VPBX_CONFIG at it"
+                              ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config {path} is not UTF-8 text; {fix}") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config {path} is not valid TOML ({exc}); fix the file or re-create it with `vpbx init --force`") from None
+            raise ConfigError(f"config {path} is not valid TOML ({exc}); {fix}") from None
     v, a, ari, ami, smtp, bill = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp", "billing"))
     base = path.parent if path is not None else Path(".")
     db = Path(db_override or os.environ.get("VPBX_DB") or v.get("db") or "vpbx.db")
@@ -200,7 +213,8 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
         sip_port=int(a.get("sip_port", 5060)),
         ari=AriSettings(**{k: ari[k] for k in ("url", "user", "password", "app") if k in ari}),
         ami=AmiSettings(**{k: ami[k] for k in ("host", "port", "user", "secret") if k in ami}),
-        smtp=SmtpSettings(**{k: smtp[k] for k in ("host", "port", "security", "user", "password", "sender") if k in smtp}),
+        smtp=SmtpSettings(**{k: smtp[k] for k in ("host", "port", "security", "user", "password", "sender")
+                             if k in smtp}),
         billing=_billing(bill, path),
     )
 
@@ -211,7 +225,8 @@ def _billing(section: dict[str, Any], path: Path | None) -> BillingSettings:
     where = f"config {path} [billing]"
     if not (isinstance(billing.currency, str) and len(billing.currency) == 3 and billing.currency.isalpha()
             and billing.currency.isupper()):
-        raise ConfigError(f"{where}: currency {billing.currency!r} is not an ISO 4217 code; write e.g. currency = \"RUB\"")
+        raise ConfigError(f"{where}: currency {billing.currency!r} is not an ISO 4217 code; "
+                          'write e.g. currency = "RUB"')
     if billing.policy not in BILLING_POLICIES:
         raise ConfigError(f"{where}: policy {billing.policy!r} is unknown; use one of {', '.join(BILLING_POLICIES)}")
     for key in ("quarantine_days", "max_trial_hours"):
