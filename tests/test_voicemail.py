@@ -1,4 +1,5 @@
-"""vpbx.services.voicemail against a real SMTP server (aiosmtpd on 127.0.0.1) and a real SQLite store.
+"""Voicemail by e-mail through the one outbox (vpbx.services.outbox, vpbx.engine.outbox_sender) against a real SMTP
+server (aiosmtpd on 127.0.0.1) and a real SQLite store.
 
 `fetch` stands in for ARI's GET /recordings/stored/{name}/file (real Asterisk is exercised in the engine tests).
 """
@@ -9,13 +10,15 @@ import email
 import email.policy
 import io
 import json
+import shutil
 import socket
 import ssl
 import subprocess
-import shutil
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,24 +28,23 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from vpbx.config import SmtpSettings
 from vpbx.domain.errors import VpbxError
-from vpbx.storage.store import Store
-from vpbx.services.voicemail import (
+from vpbx.engine.outbox_sender import OutboxSender, deliver_pending
+from vpbx.services.outbox import (
     BACKOFF_MAX_S,
     DeliveryError,
-    VoicemailSender,
     attachment_name,
     backoff_seconds,
-    build_message,
-    deliver_pending,
     retry_now,
     send,
     spool_path,
 )
+from vpbx.services.outbox import build_voicemail_message as build_message
+from vpbx.storage.store import Store
 
 NUMBER = "+380441234567"
 CALLER = "+14155550123"
 REC = "vm-call1"
-T0 = datetime(2026, 11, 22, 1, 33, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 1, 33, 0, tzinfo=UTC)
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -87,7 +89,7 @@ class Smtp:
         self.handler = Collector(kwargs.pop("refuse", ()))
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=port, **kwargs)
 
-    def __enter__(self) -> "Smtp":
+    def __enter__(self) -> Smtp:
         self.controller.start()
         return self
 
@@ -129,7 +131,14 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def add_vm(store: Store, rec: str = REC, emails: tuple[str, ...] = ("office@example.com",)) -> None:
-    store.outbox.add_voicemail(rec, "call1", NUMBER, CALLER, emails, 2.5)
+    store.outbox.queue_voicemail(rec, "call1", NUMBER, CALLER, emails, 2.5)
+
+
+def vm_row(store: Store, rec: str = REC) -> dict[str, Any]:
+    """The message's outbox row (attempts, last_error, next_attempt_at, leased_until, delivered_at...)."""
+    message = store.outbox.find_voicemail(rec)
+    assert message is not None, f"{rec} is not in the outbox"
+    return asdict(message)
 
 
 def parse(envelope: Any) -> email.message.EmailMessage:
@@ -186,7 +195,7 @@ def test_backoff_doubles_from_5_s_up_to_10_min() -> None:
 def test_migration_adds_next_attempt_at(store: Store) -> None:
     assert "m004_voicemail_retry" in store.schema_version()
     add_vm(store)
-    assert store.outbox.voicemail(REC)["next_attempt_at"] is None
+    assert vm_row(store)["next_attempt_at"] is None
     assert store.database_path() is not None and store.database_path().name == "vpbx.db"
 
 
@@ -211,7 +220,7 @@ def test_delivered_to_real_smtp_with_wav_soundfile_reads(store: Store, tmp_path:
     info = sf.info(io.BytesIO(data))
     assert (rate, info.channels) == (8000, 1)
     assert abs(len(audio) / rate - 2.5) < 0.01
-    row = store.outbox.voicemail(REC)
+    row = vm_row(store)
     assert row["delivered_at"] and row["attempts"] == 1 and row["last_error"] is None
     assert ari.fetched == [REC] and ari.deleted == [REC]
     assert not spool_path(tmp_path / "voicemail-spool", REC).exists()
@@ -225,7 +234,7 @@ def test_smtp_down_keeps_everything_then_delivers_exactly_once(store: Store, tmp
     add_vm(store)
     smtp = settings(port)
     assert asyncio.run(deliver_pending(store, ari.fetch, smtp, ari.delete, now=T0)) == 0
-    row = store.outbox.voicemail(REC)
+    row = vm_row(store)
     assert row["attempts"] == 1 and row["delivered_at"] is None
     assert "unreachable" in row["last_error"] and f"127.0.0.1:{port}" in row["last_error"]
     assert row["next_attempt_at"] == (T0 + timedelta(seconds=5)).isoformat(timespec="seconds")
@@ -236,10 +245,10 @@ def test_smtp_down_keeps_everything_then_delivers_exactly_once(store: Store, tmp
 
     # not due yet: nothing happens
     assert asyncio.run(deliver_pending(store, ari.fetch, smtp, ari.delete, now=T0 + timedelta(seconds=2))) == 0
-    assert store.outbox.voicemail(REC)["attempts"] == 1
+    assert vm_row(store)["attempts"] == 1
     # due, still down: attempts 2, backoff 10 s
     assert asyncio.run(deliver_pending(store, ari.fetch, smtp, ari.delete, now=T0 + timedelta(seconds=5))) == 0
-    row = store.outbox.voicemail(REC)
+    row = vm_row(store)
     assert row["attempts"] == 2
     assert row["next_attempt_at"] == (T0 + timedelta(seconds=15)).isoformat(timespec="seconds")
 
@@ -250,7 +259,7 @@ def test_smtp_down_keeps_everything_then_delivers_exactly_once(store: Store, tmp
         assert asyncio.run(deliver_pending(store, ari.fetch, smtp, ari.delete, now=later + timedelta(hours=1))) == 0
     assert len(server.messages) == 1, "delivered exactly once"
     assert attachment(parse(server.messages[0]))[1] == WAV
-    row = store.outbox.voicemail(REC)
+    row = vm_row(store)
     assert row["delivered_at"] and row["attempts"] == 3 and row["last_error"] is None
     assert ari.fetched == [REC], "fetched once; later attempts used the spool"
     assert ari.deleted == [REC]
@@ -263,7 +272,7 @@ def test_fetch_failure_is_recorded_and_retried(store: Store, tmp_path: Path) -> 
     add_vm(store)
     with Smtp(port) as server:
         assert asyncio.run(deliver_pending(store, ari.fetch, settings(port), ari.delete, now=T0)) == 0
-        row = store.outbox.voicemail(REC)
+        row = vm_row(store)
         assert row["attempts"] == 1 and "cannot fetch recording" in row["last_error"]
         assert not spool_path(tmp_path / "voicemail-spool", REC).exists()
         ari.files[REC] = WAV
@@ -278,7 +287,7 @@ def test_retry_now_resets_backoff(store: Store) -> None:
     add_vm(store)
     for attempt in range(6):                # backoff grows to 160 s
         asyncio.run(deliver_pending(store, ari.fetch, settings(port), ari.delete, now=T0 + timedelta(hours=attempt)))
-    assert store.outbox.voicemail(REC)["attempts"] == 6
+    assert vm_row(store)["attempts"] == 6
     with Smtp(port) as server:
         soon = T0 + timedelta(hours=5, seconds=1)
         assert asyncio.run(deliver_pending(store, ari.fetch, settings(port), ari.delete, now=soon)) == 0
@@ -287,7 +296,7 @@ def test_retry_now_resets_backoff(store: Store) -> None:
     assert len(server.messages) == 1
     assert retry_now(store) == 0            # nothing undelivered left
     with pytest.raises(VpbxError, match="voicemail list"):
-        retry_now(store, "no-such-recording")
+        retry_now(store, "voicemail", "no-such-recording")
 
 
 def test_two_senders_at_once_send_once(tmp_path: Path) -> None:
@@ -323,7 +332,7 @@ def test_partially_refused_recipients_delivered_with_note(store: Store) -> None:
     with Smtp(port, refuse=("gone@example.com",)) as server:
         assert asyncio.run(deliver_pending(store, ari.fetch, settings(port), ari.delete)) == 1
     assert server.messages[0].rcpt_tos == ["office@example.com"]
-    row = store.outbox.voicemail(REC)
+    row = vm_row(store)
     assert row["delivered_at"] and "gone@example.com" in row["last_error"]
 
 
@@ -334,7 +343,7 @@ def test_every_recipient_refused_is_a_failure(store: Store) -> None:
     with Smtp(port, refuse=("gone@example.com",)) as server:
         assert asyncio.run(deliver_pending(store, ari.fetch, settings(port), ari.delete)) == 0
     assert server.messages == []
-    row = store.outbox.voicemail(REC)
+    row = vm_row(store)
     assert row["delivered_at"] is None and "refused every recipient" in row["last_error"]
 
 
@@ -342,7 +351,7 @@ def test_smtp_not_configured_is_a_clear_failure(store: Store) -> None:
     ari = FakeAri({REC: WAV})
     add_vm(store)
     assert asyncio.run(deliver_pending(store, ari.fetch, SmtpSettings(), ari.delete)) == 0
-    assert "[smtp]" in store.outbox.voicemail(REC)["last_error"]
+    assert "[smtp]" in vm_row(store)["last_error"]
 
 
 # ------------------------------------------------------------------------------------------------ login and TLS
@@ -357,7 +366,7 @@ def test_login(store: Store) -> None:
     msg = build_message(settings(port), NUMBER, CALLER, ["a@example.com"], T0, 2.5, WAV, REC)
     with Smtp(port, authenticator=_authenticator, auth_require_tls=False) as server:
         assert send(settings(port, user="pbx", password="s3cret-pass"), msg) == {}
-        with pytest.raises(DeliveryError, match="refused the login of 'pbx'.*password"):
+        with pytest.raises(DeliveryError, match=r"refused the login of 'pbx'.*password"):
             send(settings(port, user="pbx", password="wrong"), msg)
     assert len(server.messages) == 1
 
@@ -368,8 +377,8 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         pytest.skip("openssl not installed: cannot make a test certificate")
     d = tmp_path_factory.mktemp("tls")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-                   check=True, capture_output=True)
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "key.pem"),
+                    "-out", str(d / "cert.pem")], check=True, capture_output=True)
     return d / "cert.pem", d / "key.pem"
 
 
@@ -419,18 +428,18 @@ def test_sender_loop_delivers_when_woken_and_after_smtp_returns(store: Store, tm
     ari = FakeAri({REC: WAV, "vm-call2": WAV})
 
     async def scenario() -> tuple[int, int]:
-        sender = VoicemailSender(store, ari.fetch, settings(port), ari.delete, interval=30)
+        sender = OutboxSender(store, ari.fetch, settings(port), ari.delete, interval=30)
         task = asyncio.create_task(sender.run())
         add_vm(store)
         sender.wake()
         for _ in range(200):                 # SMTP is down: the pass fails, message kept
             await asyncio.sleep(0.02)
-            if store.outbox.voicemail(REC)["attempts"] >= 1:
+            if vm_row(store)["attempts"] >= 1:
                 break
-        assert store.outbox.voicemail(REC)["delivered_at"] is None
+        assert vm_row(store)["delivered_at"] is None
         with Smtp(port) as server:
             add_vm(store, "vm-call2")
-            assert sender.retry_now() == 2   # `vpbx voicemail retry`: skip the backoff, pass at once
+            assert await sender.retry_now() == 2   # `vpbx voicemail retry`: skip the backoff, pass at once
             for _ in range(300):
                 await asyncio.sleep(0.02)
                 if not store.outbox.list_voicemails(undelivered_only=True):
@@ -456,14 +465,14 @@ def test_cancelled_pass_gives_the_message_back(store: Store) -> None:
     async def scenario() -> None:
         task = asyncio.create_task(deliver_pending(store, hanging_fetch, settings(free_port())))
         await asyncio.sleep(0.1)
-        assert store.outbox.voicemail(REC)["next_attempt_at"] is not None   # claimed
+        assert vm_row(store)["leased_until"] is not None   # claimed
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(scenario())
-    row = store.outbox.voicemail(REC)
-    assert (row["attempts"], row["next_attempt_at"], row["delivered_at"]) == (0, None, None)
+    row = vm_row(store)
+    assert (row["attempts"], row["next_attempt_at"], row["leased_until"], row["delivered_at"]) == (0, None, None, None)
 
 
 def test_unexpected_error_is_recorded_not_looping(store: Store) -> None:
@@ -473,5 +482,5 @@ def test_unexpected_error_is_recorded_not_looping(store: Store) -> None:
         return None  # type: ignore[return-value]  # a bug in the fetcher
 
     assert asyncio.run(deliver_pending(store, broken_fetch, settings(free_port()), now=T0)) == 0
-    row = store.outbox.voicemail(REC)
+    row = vm_row(store)
     assert row["attempts"] == 1 and row["last_error"] and row["next_attempt_at"] > T0.isoformat()

@@ -1,6 +1,9 @@
-"""Storage of call records (one row per call the engine handled).
+"""Storage of call records: one row per call the engine handled, written as the call goes.
 
-Rule: the only SQL for these tables; returns domain records or plain dicts; one transaction per change.
+Rules: the only SQL for table `calls`; returns plain dicts; every change is one transaction. A record is written in
+three steps, each named for what it records: `add` when the call arrives, `note_node` while it moves through its
+flow (so a restarted engine can adopt it), `finish` once it has ended (`ended_at` is what makes a record finished);
+`set_charge` once it is rated. The engine's writes use plain SQL (no sqlite-utils introspection on the hot path).
 """
 from __future__ import annotations
 
@@ -16,13 +19,20 @@ class CallRepo(Repo):
     _CALL_COLUMNS = frozenset({"answered_at", "ended_at", "reached", "disposition", "duration", "billsec", "voicemail",
                                "node", "restarts", "account", "cost"})
 
-    def start(self, call_id: str, number: str, caller: str, direction: str = "inbound",
-                   started_at: str | None = None) -> None:
+    def add(self, call_id: str, number: str, caller: str, direction: str = "inbound",
+            started_at: str | None = None) -> None:
+        """The call has arrived (a second add of one call_id keeps the first: an adopted call is not re-added)."""
         with self.write():
             self.conn.execute("INSERT OR IGNORE INTO calls (call_id, number, caller, direction, started_at) "
                               "VALUES (?, ?, ?, ?, ?)", [call_id, number, caller, direction, started_at or now_iso()])
 
-    def update(self, call_id: str, **values: Any) -> None:
+    def finish(self, call_id: str, **facts: Any) -> None:
+        """The call has ended: write its closing facts (`ended_at` required; answered_at, disposition, billsec...)."""
+        if not facts.get("ended_at"):
+            raise ValueError("a finished call record needs ended_at")
+        self._set(call_id, facts)
+
+    def _set(self, call_id: str, values: dict[str, Any]) -> None:
         unknown = set(values) - self._CALL_COLUMNS
         if unknown:
             raise ValueError(f"not call record columns: {sorted(unknown)}")
@@ -35,35 +45,39 @@ class CallRepo(Repo):
     def get(self, call_id: str) -> dict[str, Any] | None:
         cur = self.conn.execute("SELECT * FROM calls WHERE call_id = ?", [call_id])
         row = cur.fetchone()
-        return dict(zip((d[0] for d in cur.description), row)) if row else None
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
 
     def unfinished(self) -> list[dict[str, Any]]:
-        return list(self.db["calls"].rows_where("ended_at IS NULL", order_by="started_at"))
+        return list(self._table("calls").rows_where("ended_at IS NULL", order_by="started_at"))
 
     def note_node(self, call_id: str, node: str | None, restarts: int | None = None) -> None:
+        """Where the call is in its flow (and how often an engine adopted it): what a restarted engine resumes."""
         values: dict[str, Any] = {"node": node}
         if restarts is not None:
             values["restarts"] = restarts
-        self.update(call_id, **values)
+        self._set(call_id, values)
 
     def active_count(self, number: str) -> int:
-        return self.conn.execute("SELECT count(*) FROM calls WHERE number = ? AND ended_at IS NULL", [number]).fetchone()[0]
+        return int(self._scalar("SELECT count(*) FROM calls WHERE number = ? AND ended_at IS NULL", [number]))
 
     def recent(self, number: str | None = None, since: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[str] = []
         if number:
             where.append("number = ?")
             args.append(number)
         if since:
             where.append("started_at >= ?")
             args.append(since)
-        return list(self.db["calls"].rows_where(" AND ".join(where) or None, args, order_by="started_at desc", limit=limit))
+        return list(self._table("calls").rows_where(" AND ".join(where) or None, args, order_by="started_at desc",
+                                                   limit=limit))
 
     def stats(self) -> list[dict[str, Any]]:
         sql = """SELECT number, count(*) AS calls, sum(answered_at IS NOT NULL) AS answered,
                  sum(answered_at IS NULL) AS missed, round(sum(billsec) / 60.0, 1) AS minutes
                  FROM calls WHERE ended_at IS NOT NULL GROUP BY number ORDER BY number"""
-        return [dict(zip(("number", "calls", "answered", "missed", "minutes"), r)) for r in self.conn.execute(sql)]
+        return [dict(zip(("number", "calls", "answered", "missed", "minutes"), r, strict=True))
+                for r in self.conn.execute(sql)]
 
     def set_charge(self, call_id: str, account: str | None, cost: int | None) -> None:
         with self.write():

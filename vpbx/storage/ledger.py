@@ -1,12 +1,16 @@
 """Storage of customers' accounts and their ledger, the tariff source and the toll-free rate table.
 
-Rule: the only SQL for these tables; returns domain records or plain dicts; one transaction per change.
+Rules: the only SQL for these tables; returns Account records or plain dicts; every change is one transaction. An
+account's balance changes only through `AccountRepo.post`, which writes the ledger row in the same transaction, so
+balance == sum(ledger.amount) always (`mismatches()` is the check); a renewal period or a call is charged once (unique
+indexes). A closed account is kept, never deleted: its ledger is history. Amounts are int minor units.
 """
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 from vpbx.domain.errors import ConflictError, NotFoundError
 from vpbx.domain.records import Account
@@ -23,22 +27,24 @@ class AccountRepo(Repo):
                 raise ConflictError(f"account {account.name} was closed on {row[0][:10]} and its ledger is kept under "
                                     "that name; pick another name")
             if row:
-                raise ConflictError(f"account {account.name} already exists; see it with `vpbx account show {account.name}`")
+                raise ConflictError(f"account {account.name} already exists; "
+                                    f"see it with `vpbx account show {account.name}`")
             if account.org_id is not None:
                 self._check_org_id(account.org_id, account.name)
-            self.db["accounts"].insert({**to_row(account), "balance": 0, "created_at": now_iso()})
+            self._table("accounts").insert({**to_row(account), "balance": 0, "created_at": now_iso()})
         return replace(account, balance=0)
 
     def _check_org_id(self, org_id: int, name: str) -> None:
         """Organisation IDs are extensions callers type: unique, and not an all-digit SIP login."""
-        holder = self.conn.execute("SELECT name FROM accounts WHERE org_id = ? AND name != ?", [org_id, name]).fetchone()
-        if holder:
-            raise ConflictError(f"organisation ID {org_id} is already account {holder[0]}'s; pick another --org-id")
+        holder = self._scalar("SELECT name FROM accounts WHERE org_id = ? AND name != ?", [org_id, name])
+        if holder is not None:
+            raise ConflictError(f"organisation ID {org_id} is already account {holder}'s; pick another --org-id")
         if self._exists("sip_accounts", "login", str(org_id)):
-            raise ConflictError(f"organisation ID {org_id} is SIP account {org_id}'s extension already; pick another --org-id")
+            raise ConflictError(f"organisation ID {org_id} is SIP account {org_id}'s extension already; "
+                                "pick another --org-id")
 
     def get(self, name: str, include_closed: bool = False) -> Account:
-        rows = list(self.db["accounts"].rows_where("name = ?", [name]))
+        rows = list(self._table("accounts").rows_where("name = ?", [name]))
         if not rows:
             raise NotFoundError(f"account {name} not found; list accounts with `vpbx account list`")
         if rows[0]["closed_at"] and not include_closed:
@@ -47,24 +53,26 @@ class AccountRepo(Repo):
         return from_row(Account, rows[0])
 
     def all(self) -> list[Account]:
-        return [from_row(Account, r) for r in self.db["accounts"].rows_where("closed_at IS NULL", order_by="name")]
+        return [from_row(Account, r) for r in self._table("accounts").rows_where("closed_at IS NULL", order_by="name")]
 
     def update(self, name: str, **changes: Any) -> Account:
         with self.write():
             current = self.get(name)
             if "balance" in changes:
-                raise ValueError("balance changes only through Store.post")
+                raise ValueError("balance changes only through AccountRepo.post")
             if changes.get("org_id") is not None:
                 self._check_org_id(changes["org_id"], name)
-            self.db["accounts"].update(name, changes)
+            self._table("accounts").update(name, changes)
             return replace(current, **changes)
 
     def close(self, name: str) -> None:
         with self.write():
             account = self.get(name)
-            held = [r[0] for r in self.conn.execute("SELECT number FROM numbers WHERE account = ? ORDER BY number", [name])]
+            held = [r[0] for r in
+                    self.conn.execute("SELECT number FROM numbers WHERE account = ? ORDER BY number", [name])]
             if held:
-                raise ConflictError(f"account {name} still holds {', '.join(held)}; release them with `vpbx number release`")
+                raise ConflictError(f"account {name} still holds {', '.join(held)}; "
+                                    "release them with `vpbx number release`")
             if account.balance != 0:
                 from vpbx.billing import format_amount
 
@@ -87,42 +95,45 @@ class AccountRepo(Repo):
         with self.write():
             self.get(account)
             self.conn.execute("UPDATE accounts SET balance = balance + ? WHERE name = ?", [amount, account])
-            balance = self.conn.execute("SELECT balance FROM accounts WHERE name = ?", [account]).fetchone()[0]
+            balance = int(self._scalar("SELECT balance FROM accounts WHERE name = ?", [account]))
             try:
                 self.conn.execute(
-                    "INSERT INTO ledger (account, amount, balance_after, kind, number, call_id, period_start, period_end,"
-                    " ref, effective_on, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO ledger (account, amount, balance_after, kind, number, call_id, period_start, "
+                    "period_end, ref, effective_on, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [account, amount, balance, kind, number, call_id, period_start, period_end, ref, effective_on,
                      now_iso()])
             except sqlite3.IntegrityError as exc:
-                raise ConflictError(f"{kind} for {number or call_id} ({period_start or call_id}) is already charged") from exc
+                raise ConflictError(f"{kind} for {number or call_id} ({period_start or call_id}) "
+                                    "is already charged") from exc
             return balance
 
-    def entries(self, account: str | None = None, since: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
+    def entries(self, account: str | None = None, since: str | None = None,
+                before: str | None = None) -> list[dict[str, Any]]:
         """Ledger rows oldest first; `since`/`before` are YYYY-MM-DD bounds on effective_on."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str] = []
         for clause, value in (("account = ?", account), ("effective_on >= ?", since), ("effective_on < ?", before)):
             if value is not None:
                 where.append(clause)
                 args.append(value)
-        return list(self.db["ledger"].rows_where(" AND ".join(where) or None, args, order_by="id"))
+        return list(self._table("ledger").rows_where(" AND ".join(where) or None, args, order_by="id"))
 
     def ledger_sum(self, account: str, before: str | None = None) -> int:
         sql, args = "SELECT coalesce(sum(amount), 0) FROM ledger WHERE account = ?", [account]
         if before is not None:
-            sql, args = sql + " AND effective_on < ?", args + [before]
-        return int(self.conn.execute(sql, args).fetchone()[0])
+            sql, args = sql + " AND effective_on < ?", [*args, before]
+        return int(self._scalar(sql, args))
 
     def mismatches(self) -> list[dict[str, Any]]:
         """Accounts whose balance differs from the sum of their ledger (should always be empty)."""
         sql = """SELECT a.name, a.balance, coalesce(sum(l.amount), 0) AS ledger_sum FROM accounts a
                  LEFT JOIN ledger l ON l.account = a.name GROUP BY a.name HAVING a.balance != ledger_sum"""
-        return [dict(zip(("account", "balance", "ledger_sum"), r)) for r in self.conn.execute(sql)]
+        return [dict(zip(("account", "balance", "ledger_sum"), r, strict=True)) for r in self.conn.execute(sql)]
 
     def revenue_by_month(self) -> list[dict[str, Any]]:
         sql = """SELECT substr(effective_on, 1, 7) AS month, -sum(amount) AS revenue, count(*) AS charges FROM ledger
                  WHERE kind IN ('connection', 'period', 'renewal', 'call') GROUP BY month ORDER BY month"""
-        return [dict(zip(("month", "revenue", "charges"), r)) for r in self.conn.execute(sql)]
+        return [dict(zip(("month", "revenue", "charges"), r, strict=True)) for r in self.conn.execute(sql)]
 
 
 class RateRepo(Repo):
@@ -130,11 +141,12 @@ class RateRepo(Repo):
 
     def save_tariff(self, source: str) -> None:
         with self.write():
-            self.conn.execute("INSERT OR REPLACE INTO tariff (id, source, loaded_at) VALUES (1, ?, ?)", [source, now_iso()])
+            self.conn.execute("INSERT OR REPLACE INTO tariff (id, source, loaded_at) VALUES (1, ?, ?)",
+                              [source, now_iso()])
 
     def tariff_source(self) -> str | None:
-        row = self.conn.execute("SELECT source FROM tariff WHERE id = 1").fetchone()
-        return row[0] if row else None
+        source = self._scalar("SELECT source FROM tariff WHERE id = 1")
+        return str(source) if source is not None else None
 
     def replace(self, rows: Sequence[tuple[str, int, str]]) -> int:
         """The toll-free rate table is replaced whole, in one transaction."""
@@ -144,7 +156,8 @@ class RateRepo(Repo):
         return len(rows)
 
     def table(self) -> list[tuple[str, int, str]]:
-        return [tuple(r) for r in self.conn.execute("SELECT prefix, price, description FROM rates ORDER BY prefix")]
+        return [(str(p), int(price), str(d)) for p, price, d in
+                self.conn.execute("SELECT prefix, price, description FROM rates ORDER BY prefix")]
 
     def lookup(self, prefixes: Sequence[str]) -> tuple[str, int] | None:
         """The longest of `prefixes` in the rate table, with its price per minute (an index probe per prefix)."""

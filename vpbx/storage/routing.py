@@ -1,6 +1,9 @@
-"""Storage of sip accounts (phones), third-party sip trunks, ring groups, ivr menus.
+"""Storage of SIP accounts (phones), third-party SIP trunks, ring groups and IVR menus.
 
-Rule: the only SQL for these tables; returns domain records or plain dicts; one transaction per change.
+Rules: the only SQL for these tables; returns SipAccount / Trunk / Group / Ivr records; every change is one
+transaction. An object something still routes to cannot be removed: "what names it" is answered by comparing
+parsed destinations (vpbx.domain.destinations), never by matching text by hand. SIP accounts and trunks share
+Asterisk's one endpoint namespace, so a name is refused when the other already has it.
 """
 from __future__ import annotations
 
@@ -8,22 +11,30 @@ import json
 import sqlite3
 from dataclasses import replace
 
+from vpbx.domain.destinations import Destination, try_parse
 from vpbx.domain.errors import ConflictError, NotFoundError
 from vpbx.domain.records import Group, Ivr, SipAccount, Trunk
 from vpbx.storage.rows import RESERVED_ENDPOINTS, Repo, from_row, now_iso, to_row
 
 
-def destination_users(conn: sqlite3.Connection, dest: str) -> list[str]:
-    """Numbers, groups and IVRs whose routing names destination string `dest`."""
-    users = [f"number {n}" for (n,) in conn.execute(
-        "SELECT number FROM numbers WHERE route = ? OR instr(forward_to, ?) > 0", [dest, json.dumps(dest)])]
-    for (name, members) in conn.execute("SELECT name, members FROM groups"):
-        if dest in json.loads(members):
-            users.append(f"group {name}")
-    for (name, options) in conn.execute("SELECT name, options FROM ivrs"):
-        if any(d == dest for _k, d in json.loads(options)):
-            users.append(f"IVR {name}")
-    return sorted(set(users))
+def destination_users(conn: sqlite3.Connection, target: Destination, *, numbers: bool = True) -> list[str]:
+    """Numbers (route, forward targets), ring groups (members) and IVR menus (options) whose routing names
+    `target`, sorted; `numbers=False` leaves numbers out."""
+    text = str(target)           # the canonical text: str(parse(t)) == t for every stored t that parses
+    users: set[str] = set()
+    if numbers:                  # SQL narrows thousands of numbers to the candidates; the parsed comparison decides
+        for number, route, forward_to in conn.execute(
+                "SELECT number, route, forward_to FROM numbers WHERE route = ? OR instr(forward_to, ?) > 0",
+                [text, json.dumps(text)]):
+            if try_parse(route) == target or any(try_parse(d) == target for d in json.loads(forward_to or "[]")):
+                users.add(f"number {number}")
+    for name, members in conn.execute("SELECT name, members FROM groups"):
+        if any(try_parse(m) == target for m in json.loads(members)):
+            users.add(f"group {name}")
+    for name, options in conn.execute("SELECT name, options FROM ivrs"):
+        if any(try_parse(dest) == target for _key, dest in json.loads(options)):
+            users.add(f"IVR {name}")
+    return sorted(users)
 
 
 class SipAccountRepo(Repo):
@@ -44,34 +55,32 @@ class SipAccountRepo(Repo):
             if account.caller_id and not self._exists("numbers", "number", account.caller_id):
                 raise NotFoundError(f"caller ID {account.caller_id} is not a number of this install; "
                                     f"add it with `vpbx number add {account.caller_id}`")
-            self.db["sip_accounts"].insert({**to_row(account), "created_at": now_iso()})
+            self._table("sip_accounts").insert({**to_row(account), "created_at": now_iso()})
         return account
 
     def get(self, login: str) -> SipAccount:
         return self._get("sip_accounts", "login", login, SipAccount, "SIP account", "list them with `vpbx sip list`")
 
     def all(self) -> list[SipAccount]:
-        return [from_row(SipAccount, r) for r in self.db["sip_accounts"].rows_where(order_by="login")]
+        return [from_row(SipAccount, r) for r in self._table("sip_accounts").rows_where(order_by="login")]
 
     def set_password(self, login: str, password: str) -> SipAccount:
         with self.write():
             account = self.get(login)
-            self.db["sip_accounts"].update(login, {"password": password})
+            self._table("sip_accounts").update(login, {"password": password})
         return replace(account, password=password)
 
-    def users(self, login: str) -> list[str]:
-        users = [f"number {n} (route)" for (n,) in self.conn.execute(
-            "SELECT number FROM numbers WHERE route = ? OR instr(forward_to, ?) > 0", [f"sip:{login}", json.dumps(f"sip:{login}")])]
-        users += destination_users(self.conn, f"sip:{login}")
-        return users
+    def used_by(self, login: str) -> list[str]:
+        """Numbers, ring groups and IVR menus that route to this SIP account."""
+        return destination_users(self.conn, Destination("sip", login))
 
     def remove(self, login: str) -> None:
         with self.write():
             self.get(login)
-            users = self.users(login)
+            users = self.used_by(login)
             if users:
                 raise ConflictError(f"SIP account {login} is still used by {', '.join(users)}; change those first")
-            self.db["sip_accounts"].delete(login)
+            self._table("sip_accounts").delete(login)
 
 
 class TrunkRepo(Repo):
@@ -80,18 +89,19 @@ class TrunkRepo(Repo):
     def add(self, trunk: Trunk) -> Trunk:
         with self.write():
             if self._exists("trunks", "name", trunk.name):
-                raise ConflictError(f"trunk {trunk.name} already exists; pick another name or `vpbx trunk remove {trunk.name}` first")
+                raise ConflictError(f"trunk {trunk.name} already exists; "
+                                    f"pick another name or `vpbx trunk remove {trunk.name}` first")
             if self._exists("sip_accounts", "login", trunk.name) or trunk.name in RESERVED_ENDPOINTS:
                 raise ConflictError(f"trunk {trunk.name}: the name is taken by a SIP account or reserved "
                                     f"(Asterisk endpoints share one namespace); pick another name")
-            self.db["trunks"].insert({**to_row(trunk), "created_at": now_iso()})
+            self._table("trunks").insert({**to_row(trunk), "created_at": now_iso()})
         return trunk
 
     def get(self, name: str) -> Trunk:
         return self._get("trunks", "name", name, Trunk, "trunk", "list them with `vpbx trunk list`")
 
     def all(self) -> list[Trunk]:
-        return [from_row(Trunk, r) for r in self.db["trunks"].rows_where(order_by="name")]
+        return [from_row(Trunk, r) for r in self._table("trunks").rows_where(order_by="name")]
 
     def remove(self, name: str) -> None:
         with self.write():
@@ -100,7 +110,7 @@ class TrunkRepo(Repo):
             if users:
                 raise ConflictError(f"trunk {name} is still used by number(s) {', '.join(users)}; "
                                     f"move them with `vpbx number set NUMBER --trunk OTHER` first")
-            self.db["trunks"].delete(name)
+            self._table("trunks").delete(name)
 
 
 class GroupRepo(Repo):
@@ -110,22 +120,22 @@ class GroupRepo(Repo):
         with self.write():
             if self._exists("groups", "name", group.name):
                 raise ConflictError(f"group {group.name} already exists; remove it first or pick another name")
-            self.db["groups"].insert({**to_row(group), "created_at": now_iso()})
+            self._table("groups").insert({**to_row(group), "created_at": now_iso()})
         return group
 
     def get(self, name: str) -> Group:
         return self._get("groups", "name", name, Group, "group", "list them with `vpbx group list`")
 
     def all(self) -> list[Group]:
-        return [from_row(Group, r) for r in self.db["groups"].rows_where(order_by="name")]
+        return [from_row(Group, r) for r in self._table("groups").rows_where(order_by="name")]
 
     def remove(self, name: str) -> None:
         with self.write():
             self.get(name)
-            users = destination_users(self.conn, f"group:{name}")
+            users = destination_users(self.conn, Destination("group", name))
             if users:
                 raise ConflictError(f"group {name} is still used by {', '.join(users)}; change those first")
-            self.db["groups"].delete(name)
+            self._table("groups").delete(name)
 
 
 class IvrRepo(Repo):
@@ -135,19 +145,19 @@ class IvrRepo(Repo):
         with self.write():
             if self._exists("ivrs", "name", ivr.name):
                 raise ConflictError(f"IVR {ivr.name} already exists; remove it first or pick another name")
-            self.db["ivrs"].insert({**to_row(ivr), "created_at": now_iso()})
+            self._table("ivrs").insert({**to_row(ivr), "created_at": now_iso()})
         return ivr
 
     def get(self, name: str) -> Ivr:
         return self._get("ivrs", "name", name, Ivr, "IVR", "list them with `vpbx ivr list`")
 
     def all(self) -> list[Ivr]:
-        return [from_row(Ivr, r) for r in self.db["ivrs"].rows_where(order_by="name")]
+        return [from_row(Ivr, r) for r in self._table("ivrs").rows_where(order_by="name")]
 
     def remove(self, name: str) -> None:
         with self.write():
             self.get(name)
-            users = [u for u in destination_users(self.conn, f"ivr:{name}") if u != f"IVR {name}"]
+            users = [u for u in destination_users(self.conn, Destination("ivr", name)) if u != f"IVR {name}"]
             if users:
                 raise ConflictError(f"IVR {name} is still used by {', '.join(users)}; change those first")
-            self.db["ivrs"].delete(name)
+            self._table("ivrs").delete(name)

@@ -1,18 +1,22 @@
 """Row <-> record conversion and the base of every repository.
 
-Rule: repositories share one connection and one transaction discipline (Store.write).
+Rule: repositories share the Store's one connection and its one transaction discipline (`Store.write`); a record
+crosses this boundary as a frozen domain dataclass (tuples stored as JSON text, booleans as 0/1), never as a row a
+caller could mutate back into the database.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import AbstractContextManager
 from dataclasses import asdict, fields
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlite_utils
+from sqlite_utils.db import Table
 
 from vpbx.domain.errors import NotFoundError
+from vpbx.domain.timestamps import utc_now_iso
 
 if TYPE_CHECKING:
     from vpbx.storage.store import Store
@@ -20,12 +24,15 @@ if TYPE_CHECKING:
 # Endpoint names asterisk-conf/ defines itself (uri: destinations dial out through vpbx-external).
 RESERVED_ENDPOINTS = frozenset({"vpbx-external", "anonymous"})
 
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
+R = TypeVar("R")
 
 _JSON_TUPLES = {"forward_to", "vm_emails", "members"}
+_BOOLEANS = {"register", "extensions", "requires_documents"}
+
+
+def now_iso() -> str:
+    """The time every `created_at` / `*_at` column is stamped with (vpbx.domain.timestamps' one format)."""
+    return utc_now_iso()
 
 
 def to_row(record: Any) -> dict[str, Any]:
@@ -38,15 +45,15 @@ def to_row(record: Any) -> dict[str, Any]:
     return row
 
 
-def from_row(cls: type, row: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
+def from_row(cls: type[R], row: dict[str, Any]) -> R:
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]  # every record class is a dataclass
     data = {k: v for k, v in row.items() if k in names}
     for key in list(data):
         if key in _JSON_TUPLES:
             data[key] = tuple(json.loads(data[key] or "[]"))
         elif key == "options":
             data[key] = tuple(tuple(pair) for pair in json.loads(data[key] or "[]"))
-        elif key in ("register", "extensions", "requires_documents"):
+        elif key in _BOOLEANS:
             data[key] = bool(data[key])
     return cls(**data)
 
@@ -54,7 +61,7 @@ def from_row(cls: type, row: dict[str, Any]) -> Any:
 class Repo:
     """One aggregate's tables, on the Store's connection."""
 
-    def __init__(self, store: "Store") -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     @property
@@ -65,14 +72,22 @@ class Repo:
     def db(self) -> sqlite_utils.Database:
         return self.store.db
 
-    def write(self) -> ContextManager["Store"]:
+    def _table(self, name: str) -> Table:
+        return self.store.db.table(name)
+
+    def write(self) -> AbstractContextManager[Store]:
         return self.store.write()
 
-    def _get(self, table: str, key: str, value: str, cls: type, what: str, fix: str) -> Any:
-        rows = list(self.db[table].rows_where(f"{key} = ?", [value]))
+    def _get(self, table: str, key: str, value: str, cls: type[R], what: str, fix: str) -> R:
+        rows = list(self._table(table).rows_where(f"{key} = ?", [value]))
         if not rows:
             raise NotFoundError(f"{what} {value} not found; {fix}")
         return from_row(cls, rows[0])
 
     def _exists(self, table: str, key: str, value: str) -> bool:
         return bool(self.conn.execute(f"SELECT 1 FROM {table} WHERE {key} = ?", [value]).fetchone())
+
+    def _scalar(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> Any:
+        """The first column of the first row (None when there is no row)."""
+        row = self.conn.execute(sql, args).fetchone()
+        return row[0] if row else None

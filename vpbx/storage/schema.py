@@ -1,6 +1,7 @@
-"""The database schema: sqlite-utils Migrations, applied in order when a Store opens.
+"""The database schema: sqlite-utils Migrations, applied in order when a Store opens (in one write transaction).
 
-Rule: a schema change is a new migration, never an edit of an applied one.
+Rule: a schema change is a new migration, never an edit of an applied one; a migration that moves data keeps every
+row (tests/test_store.py upgrades a database made with the schema before it).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def m001_foundation(db: sqlite_utils.Database) -> None:
 def m002_routing_and_calls(db: sqlite_utils.Database) -> None:
     for column, decl in (("route", "TEXT"), ("greeting", "TEXT"), ("forward_to", "TEXT NOT NULL DEFAULT '[]'"),
                          ("forward_mode", "TEXT NOT NULL DEFAULT 'simultaneous'"),
-                         ("forward_timeout", "INTEGER NOT NULL DEFAULT 30"), ("fallback", "TEXT NOT NULL DEFAULT 'hangup'"),
+                         ("forward_timeout", "INTEGER NOT NULL DEFAULT 30"), ("fallback", "TEXT NOT NULL DEFAULT 'hangup'"),  # noqa: E501 (an applied migration: its text stays as it ran)
                          ("vm_emails", "TEXT NOT NULL DEFAULT '[]'")):
         db.execute(f"ALTER TABLE numbers ADD COLUMN {column} {decl}")
     db.execute("""CREATE TABLE groups (
@@ -42,7 +43,7 @@ def m002_routing_and_calls(db: sqlite_utils.Database) -> None:
     db.execute("""CREATE TABLE calls (
         call_id TEXT PRIMARY KEY, number TEXT NOT NULL, caller TEXT NOT NULL DEFAULT '', direction TEXT NOT NULL,
         started_at TEXT NOT NULL, answered_at TEXT, ended_at TEXT, reached TEXT, disposition TEXT,
-        duration INTEGER NOT NULL DEFAULT 0, billsec INTEGER NOT NULL DEFAULT 0, voicemail INTEGER NOT NULL DEFAULT 0)""")
+        duration INTEGER NOT NULL DEFAULT 0, billsec INTEGER NOT NULL DEFAULT 0, voicemail INTEGER NOT NULL DEFAULT 0)""")  # noqa: E501 (an applied migration: its text stays as it ran)
     db.execute("CREATE INDEX calls_number_started ON calls(number, started_at)")
 
 
@@ -82,17 +83,17 @@ def m005_accounts_and_billing(db: sqlite_utils.Database) -> None:
                          ("end_user", "TEXT NOT NULL DEFAULT ''"), ("m2m_device", "TEXT NOT NULL DEFAULT ''"),
                          ("plan", "TEXT"), ("anchor_day", "INTEGER"), ("connected_on", "TEXT"), ("paid_until", "TEXT"),
                          ("trial_until", "TEXT"), ("reserved_until", "TEXT"), ("quarantine_until", "TEXT"),
-                         ("requires_documents", "INTEGER NOT NULL DEFAULT 0"), ("lead_days", "INTEGER NOT NULL DEFAULT 0"),
+                         ("requires_documents", "INTEGER NOT NULL DEFAULT 0"), ("lead_days", "INTEGER NOT NULL DEFAULT 0"),  # noqa: E501 (an applied migration: its text stays as it ran)
                          ("call_credit", "INTEGER NOT NULL DEFAULT 0")):
         db.execute(f"ALTER TABLE numbers ADD COLUMN {column} {decl}")
     db.execute("CREATE INDEX numbers_account ON numbers(account)")
     db.execute("ALTER TABLE calls ADD COLUMN account TEXT")
     db.execute("ALTER TABLE calls ADD COLUMN cost INTEGER")
-    db.execute("CREATE TABLE tariff (id INTEGER PRIMARY KEY CHECK (id = 1), source TEXT NOT NULL, loaded_at TEXT NOT NULL)")
-    db.execute("CREATE TABLE rates (prefix TEXT PRIMARY KEY, price INTEGER NOT NULL, description TEXT NOT NULL DEFAULT '')")
+    db.execute("CREATE TABLE tariff (id INTEGER PRIMARY KEY CHECK (id = 1), source TEXT NOT NULL, loaded_at TEXT NOT NULL)")  # noqa: E501 (an applied migration: its text stays as it ran)
+    db.execute("CREATE TABLE rates (prefix TEXT PRIMARY KEY, price INTEGER NOT NULL, description TEXT NOT NULL DEFAULT '')")  # noqa: E501 (an applied migration: its text stays as it ran)
     db.execute("""CREATE TABLE documents (
         id INTEGER PRIMARY KEY AUTOINCREMENT, number TEXT NOT NULL REFERENCES numbers(number), account TEXT,
-        filename TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, added_at TEXT NOT NULL)""")
+        filename TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, added_at TEXT NOT NULL)""")  # noqa: E501 (an applied migration: its text stays as it ran)
     db.execute("""CREATE TABLE waitlist (
         id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL REFERENCES accounts(name), country TEXT NOT NULL,
         city TEXT NOT NULL DEFAULT '', type TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL,
@@ -102,3 +103,35 @@ def m005_accounts_and_billing(db: sqlite_utils.Database) -> None:
         id INTEGER PRIMARY KEY AUTOINCREMENT, recipient TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL,
         created_at TEXT NOT NULL, sent_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)""")
     db.execute("CREATE TABLE billing_runs (run_date TEXT PRIMARY KEY, ran_at TEXT NOT NULL, summary TEXT NOT NULL)")
+
+
+@migrations()
+def m006_one_outbox(db: sqlite_utils.Database) -> None:
+    """One outbox for every e-mail: voicemail messages (table voicemails) and notices (table mail_outbox) become rows
+    of `outbox`, both with a lease (two senders never send one message at once) and a backoff (next_attempt_at)."""
+    db.execute("""CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL CHECK (kind IN ('voicemail', 'notice')),
+        recipients TEXT NOT NULL,           -- JSON list of e-mail addresses
+        subject TEXT, body TEXT,            -- notice: its text as queued (a voicemail's is composed when it is sent)
+        recording TEXT UNIQUE,              -- voicemail: Asterisk's stored recording, also the spool file's name
+        call_id TEXT, number TEXT, caller TEXT, duration REAL,   -- voicemail: what its e-mail says
+        created_at TEXT NOT NULL,
+        next_attempt_at TEXT,               -- backoff: not tried before this instant (NULL: due now)
+        leased_until TEXT,                  -- a sender is trying it until this instant (NULL: nobody)
+        attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, delivered_at TEXT,
+        CHECK (kind = 'notice' AND subject IS NOT NULL AND body IS NOT NULL AND recording IS NULL
+               OR kind = 'voicemail' AND recording IS NOT NULL AND number IS NOT NULL AND duration IS NOT NULL))""")
+    db.execute("CREATE INDEX outbox_undelivered ON outbox(kind, next_attempt_at) WHERE delivered_at IS NULL")
+    # notices first, keeping their ids (`vpbx notices list` shows them); then voicemail, oldest first
+    db.execute("""INSERT INTO outbox (id, kind, recipients, subject, body, created_at, attempts, last_error,
+                  delivered_at)
+                  SELECT id, 'notice', json_array(recipient), subject, body, created_at, attempts, last_error, sent_at
+                  FROM mail_outbox ORDER BY id""")
+    db.execute("""INSERT INTO outbox (kind, recipients, recording, call_id, number, caller, duration, created_at,
+                  next_attempt_at, attempts, last_error, delivered_at)
+                  SELECT 'voicemail', emails, recording, call_id, number, caller, duration, created_at,
+                  next_attempt_at, attempts, last_error, delivered_at
+                  FROM voicemails ORDER BY created_at, rowid""")
+    db.execute("DROP TABLE voicemails")
+    db.execute("DROP TABLE mail_outbox")

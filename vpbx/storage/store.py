@@ -1,17 +1,17 @@
 """The Store: one SQLite database (WAL, foreign keys on), its transactions, and one repository per aggregate.
 
-Rules: every change is one `BEGIN IMMEDIATE` transaction (`Store.write`); repositories (`store.numbers`, `store.calls`,
-`store.accounts`, ...) hold the SQL of their tables and return domain records, never rows.
+Rules: every change is one `BEGIN IMMEDIATE` transaction (`Store.write`), so a writer takes the write lock before it
+reads and two writers queue instead of deadlocking; waiting for the lock is SQLite's own busy handler
+(`busy_timeout`, 30 s), never a sleep-and-retry loop here. Repositories (`store.numbers`, `store.calls`,
+`store.outbox`, ...) hold the SQL of their tables and return domain records or plain dicts, never live rows.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import random
 import sqlite3
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
 
 import sqlite_utils
 
@@ -23,7 +23,10 @@ from vpbx.storage.routing import GroupRepo, IvrRepo, SipAccountRepo, TrunkRepo
 from vpbx.storage.schema import migrations
 from vpbx.storage.shop import ShopRepo
 
+__all__ = ["BUSY_TIMEOUT_S", "Store", "migrations"]
+
 BUSY_TIMEOUT_S = 30.0
+WAL_SWITCH_ATTEMPTS = 50
 
 
 class Store:
@@ -42,48 +45,44 @@ class Store:
         self.shop = ShopRepo(self)
 
     @classmethod
-    def open(cls, path: Path | str) -> "Store":
+    def open(cls, path: Path | str) -> Store:
         path = Path(path)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():  # SIP and trunk passwords live here: owner-only from the first byte
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        # `timeout` installs SQLite's busy handler: a statement that meets a lock waits for it up to 30 s
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        store = cls(conn)
-        store._retrying(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        with store.write():
-            migrations.apply(store.db)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            _use_wal(conn)
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            store = cls(conn)
+            with store.write():
+                migrations.apply(store.db)
+        except BaseException:
+            conn.close()
+            raise
         return store
 
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @staticmethod
-    def _retrying(fn: Any, attempts: int = 50) -> Any:
-        for attempt in range(attempts):
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
-                    raise
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-
     @contextlib.contextmanager
-    def write(self) -> Iterator["Store"]:
-        """One write transaction, taken with BEGIN IMMEDIATE so concurrent writers wait instead of deadlocking."""
+    def write(self) -> Iterator[Store]:
+        """One write transaction, taken with BEGIN IMMEDIATE so concurrent writers wait (busy_timeout) for the
+        lock instead of deadlocking; nested calls join the transaction already open."""
         if self.conn.in_transaction:
             yield self
             return
-        self._retrying(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self
         except BaseException:
@@ -101,3 +100,24 @@ class Store:
             if name == "main":
                 return Path(file) if file else None
         return None
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (persistent: a no-op once the file is WAL).
+
+    The one statement SQLite's busy handler does not cover: the switch reads the file (a shared lock) and then needs
+    an exclusive lock, and SQLite refuses to wait while holding the shared lock when another connection holds the
+    write lock - waiting could deadlock - so it fails at once with "database is locked". That happens on a file that
+    is not WAL yet (a fresh one) while another connection writes to it, e.g. two `vpbx` commands creating the same
+    database. Then: wait for every other lock to go with BEGIN EXCLUSIVE (taken from no lock, so the busy handler does
+    wait, up to busy_timeout) and try again. No sleeps; each round some connection gets its switch through.
+    """
+    for attempt in range(WAL_SWITCH_ATTEMPTS):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or attempt == WAL_SWITCH_ATTEMPTS - 1:
+                raise
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.execute("ROLLBACK")
