@@ -18,7 +18,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,7 @@ class Smtp:
         self.handler = Collector()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=port)
 
-    def __enter__(self) -> "Smtp":
+    def __enter__(self) -> Smtp:
         self.controller.start()
         return self
 
@@ -226,7 +226,8 @@ def test_account_add_show_list_set_and_json(vp: Vpbx) -> None:
     vp.ok("account", "add", "beta", "--email", "beta@example.com")
     assert [(a["name"], a["org_id"], a["balance"]) for a in vp.json("account", "list")] == [
         ("acme", 500, 0), ("beta", None, 0)]
-    assert vp.json("account", "set", "beta", "--email", "b2@example.com", "--org-id", "600")["email"] == "b2@example.com"
+    changed = vp.json("account", "set", "beta", "--email", "b2@example.com", "--org-id", "600")
+    assert changed["email"] == "b2@example.com"
     assert vp.json("account", "show", "beta")["org_id"] == 600
     table = vp.out("account", "show", "acme")
     assert re.search(r"│ balance\s+│ 0\.00 RUB\s+│", table)
@@ -275,7 +276,7 @@ def test_account_remove_refused_with_numbers_or_balance_and_the_hint_works(shop:
     shop.ok("account", "topup", "acme", "3 000.01")
     shop.ok("number", "assign", MOSCOW, "--account", "acme", "--end-user", "Ivan Petrov", "--date", "2026-03-01")
     shop.fails("account", "remove", "acme",
-               needles=(f"account acme still holds {MOSCOW}", f"release them with `vpbx number release`"))
+               needles=(f"account acme still holds {MOSCOW}", "release them with `vpbx number release`"))
     shop.ok("number", "release", MOSCOW, "--date", "2026-03-02")
     line = shop.fails("account", "remove", "acme", needles=("account acme has a non-zero balance (0.01)",))
     hint = re.search(r"`vpbx (account adjust [^`]+)`", line)
@@ -394,8 +395,9 @@ def test_assign_charges_connection_and_first_month_and_prints_the_order(shop: Vp
     assert result.stderr == "Warning: 2 e-mail notice(s) not sent yet (kept; see `vpbx notices list`)\n"
     doc = json.loads(result.stdout)
     assert (doc["total"], doc["balance"], doc["discount_percent"], doc["currency"]) == (450000, 0, 0, "RUB")
-    assert [(l["number"], l["connection_fee"], l["period_fee"], l["discount"], l["total"], l["period_start"],
-             l["paid_until"], l["anchor_day"]) for l in doc["lines"]] == [
+    assert [(line["number"], line["connection_fee"], line["period_fee"], line["discount"], line["total"],
+             line["period_start"],
+             line["paid_until"], line["anchor_day"]) for line in doc["lines"]] == [
         (MOSCOW, 250000, 50000, 0, 300000, "2026-03-01", "2026-03-31", 1),
         (SPB, 100000, 50000, 0, 150000, "2026-03-01", "2026-03-31", 1)]
     for n in (MOSCOW, SPB):
@@ -411,7 +413,8 @@ def test_assign_charges_connection_and_first_month_and_prints_the_order(shop: Vp
     table = shop.ok("number", "assign", MOBILE, "--account", "acme", "--m2m", "356938035643809", "--date",
                     "2026-03-16").stdout
     # 1 000.00 connection (default) + 500.00 x 16/31 = 258.06 (258.064...) -> 1 258.06
-    assert re.search(rf"│ \{MOBILE} │ 1 000\.00 RUB\s+│ 258\.06 RUB │ 0\.00 RUB\s+│ 1 258\.06 RUB │ 2026-03-31\s+│ active │",
+    assert re.search(rf"│ \{MOBILE} │ 1 000\.00 RUB\s+│ 258\.06 RUB │ 0\.00 RUB\s+│ 1 258\.06 RUB │ 2026-03-31\s+"
+                     rf"│ active │",
                      table), table
     assert table.endswith("Charged 1 258.06 RUB; balance 0.00 RUB\n")
 
@@ -465,7 +468,8 @@ def test_months_and_volume_discounts_through_the_cli(shop: Vpbx) -> None:
     doc = shop.json("number", "assign", *five, "--account", "acme", "--end-user", "Ivan Petrov", "--months", "12",
                     "--date", "2026-03-01")
     assert doc["discount_percent"] == 20 and doc["total"] == 3650000 and doc["balance"] == 0
-    assert [(l["connection_fee"], l["period_fee"], l["discount"], l["paid_until"]) for l in doc["lines"]] == [
+    assert [(line["connection_fee"], line["period_fee"], line["discount"], line["paid_until"])
+            for line in doc["lines"]] == [
         (250000, 600000, 120000, "2027-02-28")] * 5
 
 
@@ -541,7 +545,7 @@ def test_trial_through_the_cli(shop: Vpbx) -> None:
     m = re.fullmatch(rf"Trial of \{MOSCOW} for account acme until (\S+)\n", out)
     assert m, out
     until = datetime.fromisoformat(m.group(1))
-    assert timedelta(hours=1, minutes=59) < until - datetime.now(timezone.utc) <= timedelta(hours=2)
+    assert timedelta(hours=1, minutes=59) < until - datetime.now(UTC) <= timedelta(hours=2)
     shop.fails("number", "trial", SPB, "--account", "acme", needles=("account acme already has a trial",))
     shop.fails("number", "trial", SPB, "--account", "acme", "--hours", "73",
                needles=("--hours 73 is outside 1..72", "max_trial_hours"))
@@ -575,7 +579,8 @@ def test_documents_then_activation_mails_the_account(shop: Vpbx) -> None:
 # ---- waitlist and notices ---------------------------------------------------------------------------------------
 def _waitlist(vp: Vpbx) -> list[int]:
     ids = []
-    for args in (("--country", "RU", "--city", "Moscow", "--type", "geographic"), ("--country", "ru", "--type", "mobile"),
+    for args in (("--country", "RU", "--city", "Moscow", "--type", "geographic"),
+                 ("--country", "ru", "--type", "mobile"),
                  ("--country", "UA", "--city", "Kyiv"), ("--country", "RU", "--city", "Kazan")):
         ids.append(vp.json("waitlist", "add", "--account", "acme", *args)["id"])
     return ids
@@ -597,7 +602,8 @@ def test_waitlist_mails_once_per_matching_entry_on_number_add_and_import(vp: Vpb
         assert len(smtp.mails()) == 1
         vp.ok("number", "add", MOBILE)
         vp.ok("number", "add", KYIV)                             # "Kyiv city" matches --city Kyiv
-        assert [m[2] for m in smtp.mails()] == [f"A number you wait for is available: {n}" for n in (MOSCOW, MOBILE, KYIV)]
+        assert [m[2] for m in smtp.mails()] == [f"A number you wait for is available: {n}"
+                                                for n in (MOSCOW, MOBILE, KYIV)]
     entries = {e["id"]: e["notified_number"] for e in vp.json("waitlist", "list")}
     assert entries == {moscow: MOSCOW, mobile: MOBILE, kyiv: KYIV, kazan: None}
     assert len(vp.json("notices", "list")) == 3
@@ -641,13 +647,13 @@ def test_statement_and_stats_json(shop: Vpbx) -> None:
     shop.ok("number", "assign", TOLLFREE, "--account", "acme", "--end-user", "Ivan Petrov", "--date",
             first.isoformat())                                    # 2 950.00 + 1 500.00 (prorate on the 1st)
     with Store.open(shop.db) as store:
-        from vpbx.services import lifecycle
         from vpbx.config import load_config
+        from vpbx.services import lifecycle
 
         cfg = load_config(str(shop.cfg))
         for cid, caller, billsec in (("c1", "+78432123456", 61), ("c2", "+74951234567", 125)):
-            store.calls.start(cid, TOLLFREE, caller, "inbound", started_at=f"{first.isoformat()}T10:00:00+00:00")
-            store.calls.update(cid, ended_at=f"{first.isoformat()}T10:05:00+00:00", billsec=billsec,
+            store.calls.add(cid, TOLLFREE, caller, "inbound", started_at=f"{first.isoformat()}T10:00:00+00:00")
+            store.calls.finish(cid, ended_at=f"{first.isoformat()}T10:05:00+00:00", billsec=billsec,
                               answered_at=f"{first.isoformat()}T10:00:01+00:00")
             lifecycle.charge_call(store, cfg, cid)
     # calls: 61 s from Kazan = 2 x 3.50 = 7.00; 125 s from Moscow = 3 x 2.00 = 6.00

@@ -49,7 +49,8 @@ def one_json(result: Result):
 
 
 def error_line(result: Result, *needles: str, stdout_empty: bool = True) -> str:
-    """exit 1 through the Error: path (not an escaped exception), stderr exactly one `Error: ` line with every needle."""
+    """exit 1 through the Error: path (not an escaped exception), stderr exactly one `Error: ` line with every
+    needle."""
     assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr, result.exception)
     assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r} instead of an Error: line"
     assert result.stderr.endswith("\n")
@@ -190,7 +191,8 @@ def test_env_vars_select_config_and_db(tmp_path: Path) -> None:
     ok(invoke(["number", "add", KYIV], env={"VPBX_CONFIG": str(cfg_path)}))
     other = tmp_path / "other.db"
     ok(invoke(["number", "add", KYIV2], env={"VPBX_CONFIG": str(cfg_path), "VPBX_DB": str(other)}))
-    assert [n["number"] for n in one_json(invoke(["number", "list", "--json"], env={"VPBX_CONFIG": str(cfg_path)}))] == [KYIV]
+    listed = one_json(invoke(["number", "list", "--json"], env={"VPBX_CONFIG": str(cfg_path)}))
+    assert [n["number"] for n in listed] == [KYIV]
     assert [n["number"] for n in one_json(invoke(["--db", other, "number", "list", "--json"]))] == [KYIV2]
 
 
@@ -333,7 +335,8 @@ def test_number_set_bulk(many: Vpbx) -> None:
     assert [c["number"] for c in changed] == [KYIV, KYIV2, MOSCOW]
     for n in (KYIV, KYIV2, MOSCOW):
         shown = one_json(many("number", "show", n, "--json"))
-        assert (shown["channels"], shown["direction"], shown["comment"], shown["trunk"]) == (10, "both", "bulk moved", "prov")
+        assert (shown["channels"], shown["direction"], shown["comment"], shown["trunk"]) == \
+            (10, "both", "bulk moved", "prov")
     untouched = one_json(many("number", "show", KYIVSTAR, "--json"))
     assert (untouched["channels"], untouched["direction"], untouched["trunk"]) == (4, "in", None)
     one_json(many("number", "set", KYIV, "--trunk", "", "--json"))
@@ -342,7 +345,8 @@ def test_number_set_bulk(many: Vpbx) -> None:
 
 
 def test_number_set_all_or_nothing(many: Vpbx) -> None:
-    many.fails("number", "set", KYIV, KYIV2, "+380449999999", "--channels", "12", needles=("+380449999999", "not found"))
+    many.fails("number", "set", KYIV, KYIV2, "+380449999999", "--channels", "12",
+               needles=("+380449999999", "not found"))
     many.fails("number", "set", "+380449999999", KYIV, "--channels", "12", needles=("+380449999999",))
     many.fails("number", "set", KYIV, KYIV2, "--trunk", "nosuch", needles=("trunk nosuch",))
     many.fails("number", "set", KYIV, UA_TOLLFREE, "--direction", "out", needles=(UA_TOLLFREE, "toll-free"))
@@ -391,10 +395,12 @@ def test_number_import_happy_path(vp: Vpbx) -> None:
     assert one_json(vp("number", "import", csv_file, "--json")) == {"imported": 4}
     rows = {n["number"]: n for n in one_json(vp("number", "list", "--json"))}
     assert sorted(rows) == sorted([KYIV, KYIVSTAR, UA_TOLLFREE, MOSCOW])
-    assert (rows[KYIV]["channels"], rows[KYIV]["direction"], rows[KYIV]["trunk"], rows[KYIV]["comment"]) == (8, "both", "prov", "front desk")
+    assert (rows[KYIV]["channels"], rows[KYIV]["direction"], rows[KYIV]["trunk"], rows[KYIV]["comment"]) == \
+        (8, "both", "prov", "front desk")
     assert (rows[KYIVSTAR]["channels"], rows[KYIVSTAR]["operator"], rows[KYIVSTAR]["type"]) == (4, "Kyivstar", "mobile")
     assert (rows[UA_TOLLFREE]["type"], rows[UA_TOLLFREE]["comment"]) == ("tollfree", "hotline")
-    assert (rows[MOSCOW]["city"], rows[MOSCOW]["operator"], rows[MOSCOW]["direction"]) == ("Moskva", "Rostelecom", "out")
+    assert (rows[MOSCOW]["city"], rows[MOSCOW]["operator"], rows[MOSCOW]["direction"]) == \
+        ("Moskva", "Rostelecom", "out")
 
 
 def test_number_import_minimal_csv_table_output(vp: Vpbx) -> None:
@@ -547,7 +553,8 @@ def test_trunk_add_list_show_remove(vp: Vpbx) -> None:
     assert [x["name"] for x in listed] == ["backup", "prov"]
     assert one_json(vp("trunk", "show", "prov", "--json")) == t
     table_outputs = [ok(vp("trunk", "list")).stdout, ok(vp("trunk", "show", "prov")).stdout,
-                     ok(vp("trunk", "add", "third", "--server", "h3", "--login", "u3", "--password", "Third-Secret")).stdout]
+                     ok(vp("trunk", "add", "third", "--server", "h3", "--login", "u3", "--password",
+                           "Third-Secret")).stdout]
     assert "sip.example.net" in table_outputs[0] and "sip.example.net" in table_outputs[1]
     for out in [*table_outputs, vp("trunk", "list", "--json").stdout, vp("trunk", "show", "prov", "--json").stdout]:
         for pw in ("Pr0v-Secret", "Other-Secret", "Third-Secret"):

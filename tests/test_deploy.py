@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from vpbx.asterisk import deploy
+from vpbx.asterisk.render import FILES
 from vpbx.config import AmiSettings, AriSettings, Config
 from vpbx.domain.errors import AsteriskError, ValidationError
 from vpbx.domain.records import Number, SipAccount, Trunk
-from vpbx.asterisk.render import FILES
 
 
 @pytest.fixture
@@ -120,7 +120,8 @@ def _fake_ami(port_box: list[int], login_ok: bool, reload_ok: bool, seen: list[s
                     action, aid = headers.get("Action", ""), headers.get("ActionID", "")
                     seen.append(f"{action}:{headers.get('Module', '')}")
                     if action == "Login":
-                        resp = ("Success", "Authentication accepted") if login_ok else ("Error", "Authentication failed")
+                        resp = ("Success", "Authentication accepted") if login_ok else \
+                            ("Error", "Authentication failed")
                     else:
                         resp = ("Success", "Module Reloaded") if reload_ok else ("Error", "No such module")
                     conn.sendall(f"Response: {resp[0]}\r\nActionID: {aid}\r\nMessage: {resp[1]}\r\n\r\n".encode())
@@ -144,14 +145,14 @@ def test_reload_sends_reload_per_module(cfg):
 def test_reload_login_refused(cfg):
     port: list[int] = []
     _fake_ami(port, False, True, [])
-    with pytest.raises(AsteriskError, match="refused login as 'vpbx'.*manager reload"):
+    with pytest.raises(AsteriskError, match=r"refused login as 'vpbx'.*manager reload"):
         deploy.reload(replace(cfg, ami=replace(cfg.ami, port=port[0])))
 
 
 def test_reload_module_refused(cfg):
     port: list[int] = []
     _fake_ami(port, True, False, [])
-    with pytest.raises(AsteriskError, match="refused to reload res_pjsip.so"):
+    with pytest.raises(AsteriskError, match=r"refused to reload res_pjsip\.so"):
         deploy.reload(replace(cfg, ami=replace(cfg.ami, port=port[0])))
 
 

@@ -1,4 +1,5 @@
-"""vpbx.services.prompts: real audio files of several formats in, WAV PCM_16 8 kHz mono out; broken input installs nothing."""
+"""vpbx.services.prompts: real audio files of several formats in, WAV PCM_16 8 kHz mono out; broken input installs
+nothing."""
 from __future__ import annotations
 
 import io
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def tone(seconds: float, rate: int, channels: int = 1, freq: float = 1000.0, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(int(round(seconds * rate))) / rate
+    t = np.arange(round(seconds * rate)) / rate
     mono = amp * np.sin(2 * np.pi * freq * t)
     if channels == 1:
         return mono
@@ -203,7 +204,7 @@ def test_dangling_language_symlink_is_a_clear_error(tmp_path: Path) -> None:
     sounds = tmp_path / "sounds"
     sounds.mkdir()
     (sounds / "en").symlink_to("/nonexistent/etc/alternatives/asterisk-prompt-en")
-    with pytest.raises(ConfigError, match="symlink.*relative link"):
+    with pytest.raises(ConfigError, match=r"symlink.*relative link"):
         install(sounds, "en", "welcome", convert_tone(tmp_path))
     assert list_prompts(sounds) == []
 

@@ -15,13 +15,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vpbx.domain import validation as validate
+from vpbx.asterisk.render import (
+    FILES,
+    SECRET_FILES,
+    parse_pjsip,
+    password_digest,
+    render_all,
+    render_ari_users,
+    render_extensions,
+    render_manager_users,
+    render_pjsip,
+)
+from vpbx.asterisk.render.pjsip import parse_sections
 from vpbx.config import AmiSettings, AriSettings, Config
+from vpbx.domain import validation as validate
 from vpbx.domain.errors import ConflictError, ValidationError
 from vpbx.domain.records import Number, SipAccount, Trunk
-from vpbx.asterisk.render import (FILES, SECRET_FILES, parse_pjsip, password_digest, render_all, render_ari_users,
-                         render_extensions, render_manager_users, render_pjsip)
-from vpbx.asterisk.render.pjsip import parse_sections
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -62,7 +71,7 @@ def test_golden_empty_install():
     """A fresh install (nothing in the DB) renders loadable files: Asterisk includes them on first boot."""
     files = render_all(CFG, [], [], [])
     assert set(files) == set(FILES)
-    for name, text in files.items():
+    for text in files.values():
         parse_sections(text)                         # well-formed
     assert "[vpbx-inbound]" in files["extensions_vpbx.conf"]
     assert "type = endpoint" not in files["pjsip_vpbx.conf"]
@@ -146,8 +155,7 @@ def test_no_route_out_of_the_inbound_context():
     apps = set(re.findall(r",(?:\d+|n),(\w+)\(", inbound))
     assert apps <= {"Set", "Stasis", "GotoIf", "Hangup"}, apps
     assert "Dial(" not in text and "PJSIP/" not in text.replace("hint,PJSIP/", "")
-    for ctx in ("vpbx-inbound", "vpbx-outbound"):
-        assert f"include => " not in text
+    assert "include => " not in text
     assert "exten => _X.,1,Hangup(1)" in inbound and "exten => _+X.,1,Hangup(1)" in inbound
 
 
@@ -194,11 +202,12 @@ def test_weak_or_injecting_secrets_refused(bad):
 
 
 def test_secret_files_are_marked():
-    assert SECRET_FILES == {"pjsip_vpbx.conf", "ari_vpbx.conf", "manager_vpbx.conf"}
+    assert {"pjsip_vpbx.conf", "ari_vpbx.conf", "manager_vpbx.conf"} == SECRET_FILES
 
 
 # ---- injection -----------------------------------------------------------------------------------------------
-INJECTIONS = ["x\n[evil]", "x\x85[evil]", "x\u2028[evil]", "x\r\ntype=endpoint", "[evil]", "a]b", "a;b", "a=b", "#include /etc/passwd", "x\x00y",
+INJECTIONS = ["x\n[evil]", "x\x85[evil]", "x\u2028[evil]", "x\r\ntype=endpoint", "[evil]", "a]b", "a;b", "a=b",
+              "#include /etc/passwd", "x\x00y",
               "x\ncontext=default"]
 
 
@@ -226,7 +235,7 @@ def test_domain_injection_refused(payload):
         render_all(replace(CFG, domain=payload), [], ACCOUNTS, [])
 
 
-@pytest.mark.parametrize("payload", INJECTIONS + ["+38044,Dial(PJSIP/x)", "+380441234567)", "${SHELL(id)}"])
+@pytest.mark.parametrize("payload", [*INJECTIONS, "+38044,Dial(PJSIP/x)", "+380441234567)", "${SHELL(id)}"])
 def test_number_injection_refused(payload):
     with pytest.raises(ValidationError):
         render_extensions([Number(payload)], [])
@@ -265,11 +274,16 @@ def _from_regex(rx: re.Pattern[str]) -> st.SearchStrategy[str]:
     return st.from_regex(rx, fullmatch=True)
 
 
+# The documented rule (vpbx.domain.validation): config text is printable (`str.isprintable()`: no C0/C1 controls,
+# format characters such as U+00AD, surrogates, private-use or unassigned code points, line/paragraph separators,
+# spaces other than ' ') and holds none of FORBIDDEN. Every character drawn here is allowed by that rule.
+NOT_PRINTABLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp")
 safe_char = st.characters(min_codepoint=33, max_codepoint=0x2FF,
                           blacklist_characters="".join(validate.FORBIDDEN),
-                          blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp"))
+                          blacklist_categories=NOT_PRINTABLE)
 account_passwords = st.text(safe_char, min_size=8, max_size=40)
-trunk_passwords = st.builds(lambda a, mid, b: a + mid + b, safe_char, st.text(st.sampled_from(list("ab ._-")), max_size=5)
+trunk_passwords = st.builds(lambda a, mid, b: a + mid + b, safe_char,
+                            st.text(st.sampled_from(list("ab ._-")), max_size=5)
                             | st.text(safe_char, max_size=20), safe_char)
 hostnames = st.from_regex(r"\A[a-z]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,10}[a-z0-9])?){0,3}\Z")
 ipv4 = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))
@@ -337,6 +351,36 @@ def test_extensions_cover_exactly_the_inbound_numbers(numbers, accounts):
     assert extens == want
     sections = [s.name for s in parse_sections(text)]
     assert sections == ["vpbx-inbound", "vpbx-outbound", "vpbx-hints", "vpbx-stasis-failed"]
+
+
+def test_safe_chars_are_what_the_validator_accepts():
+    """The generators above follow the validator's rule: no drawn character is refused, every other one is."""
+    allowed = [chr(c) for c in range(33, 0x300) if chr(c) not in validate.FORBIDDEN and chr(c).isprintable()]
+    assert all(validate.config_text("x", ch) == ch for ch in allowed)
+    for ch in (chr(c) for c in range(0, 0x300)):
+        if ch not in allowed and ch != " ":
+            with pytest.raises(ValidationError):
+                validate.config_text("x", ch)
+
+
+@settings(max_examples=200)
+@given(st.text(min_size=1, max_size=30))
+def test_write_and_render_refuse_the_same_trunk_passwords(payload):
+    """One rule at write time and at render time: `vpbx trunk add` refuses a password iff the renderer does."""
+    from vpbx.domain import rules
+
+    trunk = Trunk("t1", "h.example", "u1", payload)
+    try:
+        rules.check_trunk(trunk)
+        written = True
+    except ValidationError:
+        written = False
+    try:
+        render_pjsip([], [trunk], "d.example")
+        rendered = True
+    except ValidationError:
+        rendered = False
+    assert written == rendered
 
 
 @settings(max_examples=200)

@@ -11,13 +11,16 @@ import asyncio
 import difflib
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from vpbx.asterisk.render import SECRET_FILES, render_all
 from vpbx.config import Config, atomic_write
 from vpbx.domain.errors import AsteriskError
 from vpbx.domain.records import Number, SipAccount, Trunk
-from vpbx.asterisk.render import SECRET_FILES, render_all
+from vpbx.services import prompts
+from vpbx.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,31 @@ def generate(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccou
     return paths
 
 
+def install_records(store: Store) -> tuple[list[Number], list[SipAccount], list[Trunk]]:
+    """What the generated files are rendered from: every number, SIP account and trunk of the install."""
+    return store.numbers.search(), store.sip_accounts.all(), store.trunks.all()
+
+
+def generate_install(cfg: Config, store: Store, out_dir: Path | None = None) -> list[Path]:
+    """`vpbx config generate`: render the install's records; into Asterisk's config dir (then the built-in prompts
+    are installed into its sounds dir too) or into `out_dir`."""
+    paths = generate(cfg, *install_records(store), out_dir=out_dir)
+    if out_dir is None:
+        paths += prompts.install_builtins(cfg.asterisk_sounds_dir)
+    return paths
+
+
+def check_install(cfg: Config, store: Store) -> str:
+    """`vpbx config check`: the diff between Asterisk's config dir and what the install's records render."""
+    return check(cfg, *install_records(store))
+
+
+def reload_install(cfg: Config, store: Store) -> None:
+    """`vpbx reload`: generate everything, then reload Asterisk over AMI (live calls stay up)."""
+    generate_install(cfg, store)
+    reload(cfg)
+
+
 def check(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccount], trunks: Sequence[Trunk]) -> str:
     """Unified diff between the files in cfg.asterisk_config_dir and what the records render; '' when equal.
     Lines holding secrets are shown as changed without their values."""
@@ -61,7 +89,8 @@ def check(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccount]
             continue
         old = [] if current is None else _mask(current).splitlines(keepends=True)
         new = _mask(text).splitlines(keepends=True)
-        diff = "".join(difflib.unified_diff(old, new, fromfile=f"{path} (on disk)" if current is not None else "/dev/null",
+        diff = "".join(difflib.unified_diff(old, new,
+                                            fromfile=f"{path} (on disk)" if current is not None else "/dev/null",
                                             tofile=f"{path} (from the database)"))
         if not diff:   # only a secret changed
             diff = f"--- {path} (on disk)\n+++ {path} (from the database)\n@@ a secret differs @@\n"
@@ -125,10 +154,12 @@ async def areload(cfg: Config, modules: Sequence[str] = RELOAD_MODULES, timeout:
                                 f"Asterisk) - the database change is saved")
         for module in modules:
             try:
-                answer: Any = await asyncio.wait_for(manager.send_action({"Action": "Reload", "Module": module}), timeout)
-            except asyncio.TimeoutError:
+                answer: Any = await asyncio.wait_for(manager.send_action({"Action": "Reload", "Module": module}),
+                                                     timeout)
+            except TimeoutError:
                 raise AsteriskError(f"Asterisk AMI at {cfg.ami.host}:{cfg.ami.port}: reload of {module} got no answer "
-                                    f"within {timeout:g} s; check `scripts/asterisk-sandbox cli 'core show uptime'`") from None
+                                    f"within {timeout:g} s; check `scripts/asterisk-sandbox cli 'core show uptime'`"
+                                    ) from None
             if isinstance(answer, list):
                 answer = answer[0] if answer else None
             if answer is None or not answer.success:

@@ -1,6 +1,23 @@
 """vpbx.services: the use cases - one function per user-visible operation, each one transaction.
 
-Rule: every rule the CLI, the engine and a future API share lives here. Services take a Store (and the Config where
-they need it), call the pure layers (domain/, dialplan/, billing/) for decisions and storage/ for state. They never
-import an edge (asterisk/, engine/, ari_app, cli, commands/) and never print.
+Layer rule (tests/test_layers.py; lowest first: domain; dialplan, billing; config; storage; services; asterisk;
+engine; ari_app; commands; cli): services import only the layers below them (domain/, dialplan/, billing/, config,
+storage/) and each other, never an edge (asterisk/, engine/, ari_app, cli, commands/).
+
+Rule: every rule the CLI, the engine and a future API share lives here. A service takes a Store (and the Config where
+it needs it), checks its input through `vpbx.domain` (validation, destinations, rules), calls the pure layers for
+decisions and storage/ for state, and returns records or plain data. It never prints and knows nothing of Click.
+
+    numbers.py       build a Number from user input; add, import (all or nothing), change, remove, search
+    routing.py       route, forward, fallback and voicemail recipients; check_flows (every affected flow compiles)
+    sip_accounts.py  SIP accounts: add (generated password), new password, remove
+    trunks.py        trunks: add, remove
+    groups.py        ring groups: add, remove
+    ivrs.py          IVR menus: KEY=DEST options, add, remove
+    calls.py         dry runs of a call flow, call records, per-number totals
+    flows.py         loading a number's flow as the engine runs it
+    lifecycle.py     accounts, money and the number lifecycle (orders, billing run, toll-free charging, notices)
+    prompts.py       audio prompts converted and installed into Asterisk's sounds dir
+    outbox.py        the one outbox of every e-mail (voicemail, notices): lease, backoff, delivery
+    install.py       a new install: config file and database
 """

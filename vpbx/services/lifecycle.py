@@ -15,14 +15,16 @@ import logging
 import os
 import re
 import unicodedata
-from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
-from email.message import EmailMessage
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from vpbx.domain import validation as validate
 from vpbx.domain.errors import ConflictError, NotFoundError, ValidationError
+from vpbx.domain.numbers import TYPES
 from vpbx.domain.records import Account, Number
+from vpbx.services import outbox
 
 if TYPE_CHECKING:
     from vpbx.billing import Tariff
@@ -34,8 +36,8 @@ log = logging.getLogger(__name__)
 HELD = ("reserved", "pending_documents", "active", "suspended", "trial")   # statuses owned by an account
 BILLED = ("active", "suspended", "pending_documents")                       # renewed by the billing run
 MONTHS = (1, 3, 6, 12)
-_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f\[\];]{2,100}$")
-_DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_NAME_RE = re.compile(r"\A[^\x00-\x1f\x7f\[\];]{2,100}\Z")
+_DEVICE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
 
 # ---- pure rules ------------------------------------------------------------------------------------------------
@@ -54,14 +56,14 @@ def end_user_name(value: str) -> str:
     # refuse line breaks, tabs and other controls before runs of spaces are collapsed, so they are never kept hidden
     broken = any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value or "")
     value = " ".join((value or "").split())
-    if broken or not _NAME_RE.match(value) or not any(ch.isalpha() for ch in value):
+    if broken or not value.isprintable() or not _NAME_RE.fullmatch(value) or not any(ch.isalpha() for ch in value):
         raise ValidationError(f"end user {value!r} is not a person's full name (2-100 characters, no '[', ';' or "
                               "control characters); give --end-user \"First Last\"")
     return value
 
 
 def device_id(value: str) -> str:
-    if not _DEVICE_RE.match(value or ""):
+    if not isinstance(value, str) or not _DEVICE_RE.fullmatch(value):
         raise ValidationError(f"M2M device ID {value!r} is not valid (letters, digits, '.', '_', ':', '-'; up to 64); "
                               "give --m2m with the device's ID (e.g. its IMEI)")
     return value
@@ -79,11 +81,11 @@ def month_bounds(month: str) -> tuple[date, date]:
 
 def _as_of(day: date, now: datetime) -> datetime:
     """The instant a billing run for `day` judges trials by: now, or the start of a future day being simulated."""
-    return max(now, datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+    return max(now, datetime(day.year, day.month, day.day, tzinfo=UTC))
 
 
 # ---- tariff and rates -------------------------------------------------------------------------------------------
-def load_tariff(store: "Store", cfg: "Config") -> "Tariff":
+def load_tariff(store: Store, cfg: Config) -> Tariff:
     from vpbx.billing import parse_tariff
 
     source = store.rates.tariff_source()
@@ -92,7 +94,7 @@ def load_tariff(store: "Store", cfg: "Config") -> "Tariff":
     return parse_tariff(source)
 
 
-def save_tariff(store: "Store", cfg: "Config", text: str) -> "Tariff":
+def save_tariff(store: Store, cfg: Config, text: str) -> Tariff:
     from vpbx.billing import parse_tariff
 
     tariff = parse_tariff(text)
@@ -107,7 +109,7 @@ def save_tariff(store: "Store", cfg: "Config", text: str) -> "Tariff":
     return tariff
 
 
-def import_rates(store: "Store", text: str) -> int:
+def import_rates(store: Store, text: str) -> int:
     from vpbx.billing import PrefixTable, parse_rates_csv
 
     rows = parse_rates_csv(text)
@@ -120,12 +122,12 @@ def prefixes_of(number: str) -> list[str]:
     return [digits[:i] for i in range(min(len(digits), 15), 0, -1)] if digits.isdigit() else []
 
 
-def rate_of(store: "Store", caller: str) -> tuple[str, int] | None:
+def rate_of(store: Store, caller: str) -> tuple[str, int] | None:
     return store.rates.lookup(prefixes_of(caller))
 
 
 # ---- accounts ---------------------------------------------------------------------------------------------------
-def settle(store: "Store", account: str, today: date) -> dict[str, list[str]]:
+def suspend_or_reactivate(store: Store, account: str) -> dict[str, list[str]]:
     """After a balance change (inside its transaction): below zero suspends the account's active numbers; back to
     zero or more reactivates its suspended ones (their renewal day unchanged)."""
     balance = store.accounts.get(account).balance
@@ -141,19 +143,89 @@ def settle(store: "Store", account: str, today: date) -> dict[str, list[str]]:
     return changed
 
 
-def topup(store: "Store", account: str, amount: int, ref: str, today: date, kind: str = "topup") -> dict[str, Any]:
+def topup(store: Store, account: str, amount: int, ref: str, today: date, kind: str = "topup") -> dict[str, Any]:
+    """Post a payment (`topup`, positive) or a correction (`adjustment`) to the account's ledger, then suspend or
+    reactivate its numbers by the new balance - one transaction."""
+    with validate.about(f"account {account}"):
+        validate.config_text("ref", ref, obj=f"account {account}")
     if kind == "topup" and amount <= 0:
         raise ValidationError(f"account {account}: a top-up must be positive; use `vpbx account adjust` to correct")
     if amount == 0:
         raise ValidationError(f"account {account}: an adjustment of 0 changes nothing")
     with store.write():
         balance = store.accounts.post(account, amount, kind, today.isoformat(), ref=ref)
-        changed = settle(store, account, today)
+        changed = suspend_or_reactivate(store, account)
     return {"account": account, "amount": amount, "balance": balance, **changed}
 
 
+ORG_ID_MAX = 99999999
+
+
+def _org_id(account: str, org_id: int) -> int:
+    if isinstance(org_id, bool) or not isinstance(org_id, int) or not 1 <= org_id <= ORG_ID_MAX:
+        raise ValidationError(f"account {account}: organisation ID {org_id!r} is outside 1..{ORG_ID_MAX}")
+    return org_id
+
+
+def add_account(store: Store, name: str, email: str, org_id: int | None = None) -> Account:
+    """A customer's account, balance 0; `org_id` is the extension a caller types on a shared number."""
+    with validate.about(f"account {name}"):
+        record = Account(validate.name(name, "account"), validate.email(email),
+                         _org_id(name, org_id) if org_id is not None else None)
+    return store.accounts.add(record)
+
+
+def update_account(store: Store, name: str, *, email: str | None = None, org_id: int | None = None) -> Account:
+    changes: dict[str, Any] = {}
+    with validate.about(f"account {name}"):
+        if email is not None:
+            changes["email"] = validate.email(email)
+        if org_id is not None:
+            changes["org_id"] = _org_id(name, org_id)
+    if not changes:
+        raise ValidationError(f"account {validate.plain(name)}: nothing to change; give an e-mail or an "
+                              f"organisation ID")
+    return store.accounts.update(name, **changes)
+
+
+def close_account(store: Store, name: str) -> None:
+    """Close an account (refused while it holds numbers or a non-zero balance); its ledger is kept."""
+    store.accounts.close(name)
+
+
+def check_ledgers(store: Store) -> int:
+    """Prove every account's balance equals the sum of its ledger: the number of accounts, or ConflictError naming
+    every one that does not add up."""
+    bad = store.accounts.mismatches()
+    if bad:
+        raise ConflictError("ledger does not add up for " + ", ".join(
+            f"account {b['account']} (balance {b['balance']}, ledger {b['ledger_sum']})" for b in bad)
+            + "; restore the database from a backup and report a bug")
+    return len(store.accounts.all())
+
+
+def wait_for_number(store: Store, account: str, country: str, city: str = "", type: str = "") -> dict[str, Any]:
+    """Put `account` on the waitlist for a number of `country` (ISO 3166 alpha-2, any case), optionally of a city
+    (part of its name) and type; it is mailed once when a matching number becomes available."""
+    code = country.upper()
+    if not (len(code) == 2 and code.isascii() and code.isalpha()):
+        raise ValidationError(f"waitlist: country {validate.shown(code)} is not an ISO 3166 code; "
+                              f"give e.g. --country UA")
+    with validate.about("waitlist"):
+        validate.config_text("city", city, obj="waitlist")
+        if type and type not in TYPES:
+            raise ValidationError(f"type {type!r} is not one of {', '.join(TYPES)}")
+    return store.shop.add_waitlist(account, code, city, type)
+
+
+def report(store: Store) -> dict[str, Any]:
+    """Numbers by status, revenue by month, calls by number."""
+    return {"numbers_by_status": store.numbers.status_counts(), "revenue_by_month": store.accounts.revenue_by_month(),
+            "calls_by_number": store.calls.stats()}
+
+
 # ---- orders -----------------------------------------------------------------------------------------------------
-def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, today: date, *,
+def assign(store: Store, cfg: Config, numbers: Sequence[str], account: str, today: date, *,
            end_user: str | None = None, m2m: str | None = None, months: int = 1, plan: str | None = None) -> Any:
     """Sell `numbers` to `account`: connection fee + first period (+ discounts) charged in one transaction, or
     nothing at all. Numbers needing documents wait in pending_documents; the others are active at once."""
@@ -176,8 +248,10 @@ def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, 
             if n.status == "reserved" and n.account == account:
                 continue
             if n.status != "available" or n.account:
-                raise ConflictError(f"number {n.number} is {n.status}" + (f" (account {n.account})" if n.account else "")
-                                    + "; only available numbers can be assigned (see `vpbx number list --status available`)")
+                raise ConflictError(f"number {n.number} is {n.status}"
+                                    + (f" (account {n.account})" if n.account else "")
+                                    + "; only available numbers can be assigned "
+                                      "(see `vpbx number list --status available`)")
         q = quote(tariff, [(n.number, n.type, n.category, plan) for n in records], months, cfg.billing.policy, today)
         if acct.balance < q.total:
             from vpbx.billing import format_amount
@@ -188,10 +262,11 @@ def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, 
                 f"{format_amount(q.total, tariff.currency)}; top up at least {format_amount(short, tariff.currency)} "
                 f"with `vpbx account topup {account} {format_amount(short).replace(' ', '')}`; nothing was charged")
         credit = tariff.plans[plan].call_credit if plan else 0
-        for n, line in zip(records, q.lines):
+        for n, line in zip(records, q.lines, strict=True):
             day = today.isoformat()
             if line.connection_fee:
-                store.accounts.post(account, -line.connection_fee, "connection", day, number=n.number, ref="connection fee")
+                store.accounts.post(account, -line.connection_fee, "connection", day, number=n.number,
+                                    ref="connection fee")
             store.accounts.post(account, -(line.period_fee - line.discount), "period", day, number=n.number,
                        period_start=line.period_start.isoformat(), period_end=line.paid_until.isoformat(),
                        ref=f"{months} month(s)" + (f", {q.discount_percent}% off" if line.discount else ""))
@@ -204,20 +279,21 @@ def assign(store: "Store", cfg: "Config", numbers: Sequence[str], account: str, 
             if status == "active":
                 _mail_connected(store, acct, n.number, line.paid_until)
             else:
-                store.outbox.queue_mail(acct.email, f"Number {n.number}: documents needed",
-                                 f"Your order of {n.number} is paid. The number needs documents before it is "
-                                 f"connected; the check takes about {n.lead_days} day(s) once they are received.\n")
-        settle(store, account, today)
+                outbox.queue_notice(store, acct.email, f"Number {n.number}: documents needed",
+                                    f"Your order of {n.number} is paid. The number needs documents before it is "
+                                    f"connected; the check takes about {n.lead_days} day(s) once they are received.\n")
+        suspend_or_reactivate(store, account)
     return q
 
 
-def _mail_connected(store: "Store", acct: Account, number: str, paid_until: date | str) -> None:
-    store.outbox.queue_mail(acct.email, f"Number {number} is connected",
-                     f"Your number {number} is connected and active; it is paid until {paid_until}.\n")
+def _mail_connected(store: Store, acct: Account, number: str, paid_until: date | str) -> None:
+    outbox.queue_notice(store, acct.email, f"Number {number} is connected",
+                        f"Your number {number} is connected and active; it is paid until {paid_until}.\n")
 
 
-def activate(store: "Store", number: str, today: date) -> Number:
-    """Admin: documents checked -> the number is active (or suspended if the account is in debt); the account is mailed."""
+def activate(store: Store, number: str, today: date) -> Number:
+    """Admin: documents checked -> the number is active (or suspended if the account is in debt); the account is
+    mailed."""
     with store.write():
         n = store.numbers.get(number)
         if n.status != "pending_documents":
@@ -230,13 +306,13 @@ def activate(store: "Store", number: str, today: date) -> Number:
         if status == "active":
             _mail_connected(store, acct, number, n.paid_until or "")
         else:                             # never tell a customer in debt the number works
-            store.outbox.queue_mail(acct.email, f"Number {number} is connected but suspended",
-                             f"Your number {number} is connected, but your account's balance is below zero, so it "
-                             f"takes no calls; top up your account and it starts working.\n")
+            outbox.queue_notice(store, acct.email, f"Number {number} is connected but suspended",
+                                f"Your number {number} is connected, but your account's balance is below zero, so it "
+                                f"takes no calls; top up your account and it starts working.\n")
     return updated
 
 
-def add_document(store: "Store", cfg: "Config", number: str, file: Path) -> dict[str, Any]:
+def add_document(store: Store, cfg: Config, number: str, file: Path) -> dict[str, Any]:
     """Keep a copy of an end user's document (owner-only, beside the database) and record it."""
     from vpbx.config import atomic_write
 
@@ -257,7 +333,8 @@ def add_document(store: "Store", cfg: "Config", number: str, file: Path) -> dict
     target = folder / f"{digest[:16]}-{safe}"
     atomic_write(target, data, mode=0o600)
     doc_id = store.shop.add_document(number, n.account, file.name, str(target), digest, len(data))
-    return {"id": doc_id, "number": number, "filename": file.name, "sha256": digest, "size": len(data), "path": str(target)}
+    return {"id": doc_id, "number": number, "filename": file.name, "sha256": digest, "size": len(data),
+            "path": str(target)}
 
 
 # what a number forgets when it leaves its owner (routing too: the next owner starts clean)
@@ -266,14 +343,14 @@ _UNOWNED: dict[str, Any] = dict(account=None, end_user="", m2m_device="", plan=N
                                 greeting=None, forward_to=(), fallback="hangup", vm_emails=())
 
 
-def release(store: "Store", cfg: "Config", number: str, today: date) -> dict[str, Any]:
+def release(store: Store, cfg: Config, number: str, today: date) -> dict[str, Any]:
     """Give a number back: no refund; it rests in quarantine before it is available again. Routing is cleared so
     the next owner starts clean."""
     with store.write():
         n = store.numbers.get(number)
         if n.status not in HELD:
             raise ConflictError(f"number {number} is {n.status}; only a held number can be released")
-        users = store.numbers.users(number)
+        users = store.numbers.used_by(number)
         if users:
             raise ConflictError(f"number {number} is still used by {', '.join(users)}; change those first")
         paid = n.status not in ("trial", "reserved")     # a free hold goes straight back on sale
@@ -289,10 +366,11 @@ def release(store: "Store", cfg: "Config", number: str, today: date) -> dict[str
             "available_on": until.isoformat(), "warning": warning}
 
 
-def trial(store: "Store", cfg: "Config", number: str, account: str, hours: int, now: datetime) -> Number:
+def trial(store: Store, cfg: Config, number: str, account: str, hours: int, now: datetime) -> Number:
     """A free trial: the number serves calls until it expires; the billing run then makes it available again."""
     if not 1 <= hours <= cfg.billing.max_trial_hours:
-        raise ValidationError(f"--hours {hours} is outside 1..{cfg.billing.max_trial_hours} ([billing] max_trial_hours)")
+        raise ValidationError(f"--hours {hours} is outside 1..{cfg.billing.max_trial_hours} "
+                              f"([billing] max_trial_hours)")
     with store.write():
         store.accounts.get(account)
         n = store.numbers.get(number)
@@ -301,16 +379,16 @@ def trial(store: "Store", cfg: "Config", number: str, account: str, hours: int, 
         running = [t.number for t in store.numbers.held_by(account, ("trial",))]
         if running:
             raise ConflictError(f"account {account} already has a trial ({', '.join(running)}); one at a time")
-        until = (now + timedelta(hours=hours)).astimezone(timezone.utc).isoformat(timespec="seconds")
+        until = (now + timedelta(hours=hours)).astimezone(UTC).isoformat(timespec="seconds")
         return store.numbers.update([number], status="trial", account=account, trial_until=until)[0]
 
 
-def reserve(store: "Store", numbers: Sequence[str], account: str, hours: int, now: datetime) -> list[Number]:
+def reserve(store: Store, numbers: Sequence[str], account: str, hours: int, now: datetime) -> list[Number]:
     """Hold available numbers for an account (free, no calls) while it decides; only it may assign them, until the
     reservation lapses (the billing run makes them available again)."""
     if not 1 <= hours <= 24 * 14:
         raise ValidationError(f"--hours {hours} is outside 1..336 (two weeks)")
-    until = (now + timedelta(hours=hours)).astimezone(timezone.utc).isoformat(timespec="seconds")
+    until = (now + timedelta(hours=hours)).astimezone(UTC).isoformat(timespec="seconds")
     with store.write():
         store.accounts.get(account)
         for number in numbers:
@@ -321,13 +399,13 @@ def reserve(store: "Store", numbers: Sequence[str], account: str, hours: int, no
 
 
 # ---- the daily billing run --------------------------------------------------------------------------------------
-def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict[str, Any]:
+def billing_run(store: Store, cfg: Config, day: date, now: datetime) -> dict[str, Any]:
     """Renew every held number whose paid period ends before `day` (each period once, even into debt), suspend the
     accounts that went negative, rate toll-free calls left unrated, end expired trials, return quarantined numbers.
     Running it twice changes nothing."""
     from vpbx.billing import next_period, renewal_charge
 
-    tariff: "Tariff | None" = None                      # read when a renewal is due, so a shop-less PBX needs none
+    tariff: Tariff | None = None                      # read when a renewal is due, so a shop-less PBX needs none
     summary: dict[str, Any] = {"date": day.isoformat(), "renewed": [], "charged": 0, "suspended": [],
                                "trials_ended": [], "reservations_lapsed": [], "available_again": []}
     for n in store.numbers.due(day.isoformat()):
@@ -347,7 +425,7 @@ def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict
                 summary["charged"] += fee
                 paid_until = end
             store.numbers.update([current.number], paid_until=paid_until.isoformat(), call_credit=credit)
-            summary["suspended"] += settle(store, current.account or "", day)["suspended"]
+            summary["suspended"] += suspend_or_reactivate(store, current.account or "")["suspended"]
     summary["calls_rated"] = 0
     for call_id in store.calls.unrated():      # catch up calls the engine could not rate when they ended
         if charge_call(store, cfg, call_id) is not None:
@@ -374,7 +452,7 @@ def billing_run(store: "Store", cfg: "Config", day: date, now: datetime) -> dict
 
 
 # ---- toll-free calls --------------------------------------------------------------------------------------------
-def charge_call(store: "Store", cfg: "Config", call_id: str) -> int | None:
+def charge_call(store: Store, cfg: Config, call_id: str) -> int | None:
     """Rate a finished inbound call to an account's toll-free number by the caller's longest prefix and charge it
     (the plan's call credit first); None when the call is not chargeable. Charging a call twice is impossible."""
     from vpbx.billing import call_cost
@@ -405,7 +483,7 @@ def charge_call(store: "Store", cfg: "Config", call_id: str) -> int | None:
     day = (call.get("started_at") or "")[:10] or date.today().isoformat()
     with store.write():
         if (store.calls.get(call_id) or {}).get("cost") is not None:
-            return None                   # rated meanwhile by another process (the engine and the billing run both rate)
+            return None       # rated meanwhile by another process (the engine and the billing run both rate)
         current = store.numbers.get(n.number)
         from_credit = min(current.call_credit, cost)
         due = cost - from_credit
@@ -416,7 +494,7 @@ def charge_call(store: "Store", cfg: "Config", call_id: str) -> int | None:
                        ref=f"{seconds} s from {call.get('caller')} at prefix {rate[0]}"
                            + (f", {from_credit} from call credit" if from_credit else ""))
         store.calls.set_charge(call_id, n.account, cost)
-        settle(store, n.account, date.fromisoformat(day))
+        suspend_or_reactivate(store, n.account)
     return cost
 
 
@@ -428,7 +506,7 @@ def waitlist_matches(entry: dict[str, Any], n: Number) -> bool:
             and (not entry["type"] or entry["type"] == n.type))
 
 
-def notify_waitlist(store: "Store", numbers: Iterable[Number | str]) -> list[dict[str, Any]]:
+def notify_waitlist(store: Store, numbers: Iterable[Number | str]) -> list[dict[str, Any]]:
     """Numbers that became available: each open waitlist entry they match gets one e-mail (then it is closed)."""
     entries = store.shop.list_waitlist(open_only=True)        # read once: imports announce many numbers at a time
     sent: list[dict[str, Any]] = []
@@ -436,45 +514,27 @@ def notify_waitlist(store: "Store", numbers: Iterable[Number | str]) -> list[dic
         n = store.numbers.get(item) if isinstance(item, str) else item
         for entry in [e for e in entries if waitlist_matches(e, n)]:
             with store.write():
-                if store.shop.close_waitlist(entry["id"], n.number):      # once, even against a concurrent run
+                if store.shop.mark_waitlist_notified(entry["id"], n.number):      # once, even against a concurrent run
                     acct = store.accounts.get(entry["account"])
                     where = ", ".join(x for x in (n.city, n.country) if x)
-                    store.outbox.queue_mail(acct.email, f"A number you wait for is available: {n.number}",
-                                     f"{n.number} ({n.type}, {where}) is now available. Order it before someone "
-                                     f"else does.\n")
+                    outbox.queue_notice(store, acct.email, f"A number you wait for is available: {n.number}",
+                                        f"{n.number} ({n.type}, {where}) is now available. Order it before someone "
+                                        f"else does.\n")
                     sent.append({"entry": entry["id"], "account": acct.name, "number": n.number})
             entries.remove(entry)
     return sent
 
 
-def flush_mail(store: "Store", cfg: "Config") -> dict[str, int]:
-    """Send queued notices; a failure keeps the notice for the next try (the billing run, or the next command)."""
-    from vpbx.services.voicemail import DeliveryError, send
-
-    result = {"sent": 0, "failed": 0}
-    for row in store.outbox.list_mail(unsent_only=True):
-        if not cfg.smtp.host:
-            store.outbox.mark_mail(row["id"], "SMTP is not configured ([smtp] host in vpbx.toml)")
-            result["failed"] += 1
-            continue
-        msg = EmailMessage()
-        msg["From"] = cfg.smtp.sender
-        msg["To"] = row["recipient"]
-        msg["Subject"] = row["subject"]
-        msg.set_content(row["body"])
-        try:
-            send(cfg.smtp, msg)
-        except DeliveryError as exc:
-            store.outbox.mark_mail(row["id"], str(exc))
-            result["failed"] += 1
-        else:
-            store.outbox.mark_mail(row["id"], None)
-            result["sent"] += 1
-    return result
+def flush_mail(store: Store, cfg: Config, ignore_backoff: bool = False) -> dict[str, int]:
+    """Send the due notices now (`ignore_backoff`: every unsent one, as `vpbx notices send` does); a failure keeps
+    the notice, with backoff, for the next try (the engine's outbox loop, the billing run, or the next command)."""
+    if ignore_backoff:
+        outbox.retry_now(store, "notice")
+    return outbox.deliver_notices(store, cfg.smtp)
 
 
 # ---- statements -------------------------------------------------------------------------------------------------
-def statement(store: "Store", account: str, month: str) -> dict[str, Any]:
+def statement(store: Store, account: str, month: str) -> dict[str, Any]:
     first, nxt = month_bounds(month)
     acct = store.accounts.get(account, include_closed=True)
     rows = store.accounts.entries(account, since=first.isoformat(), before=nxt.isoformat())

@@ -19,15 +19,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from vpbx.domain import validation as validate
 from vpbx.config import atomic_write
+from vpbx.domain import rules
+from vpbx.domain import validation as validate
 from vpbx.domain.errors import ConfigError, NotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
 RATE = 8000
 SUBDIR = "vpbx"
-LANGUAGE_RE_FIX = "use a language code such as en, ru or en_US"
 # Built-in prompts shipped in the repository's prompts/<language>/ (made by prompts/build.py).
 BUILTIN_PROMPTS = {
     "vm-intro": "voicemail intro: leave a message after the tone",
@@ -37,6 +37,7 @@ BUILTIN_PROMPTS = {
     "all-busy": "all circuits are busy",
 }
 BUILTIN_LANGUAGES = ("en", "ru")
+BUILTIN_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"   # the repository's prompts/
 
 
 def convert(src: Path) -> bytes:
@@ -76,10 +77,9 @@ def _reason(exc: BaseException) -> str:
 
 
 def _language(language: str) -> str:
-    # a language is one path segment: Asterisk looks for sounds in <sounds>/<language>/
-    if not language or not all(c.isalnum() or c in "_-" for c in language) or language.startswith("-"):
-        raise ValidationError(f"language {language!r} is not valid; {LANGUAGE_RE_FIX}")
-    return language
+    # a language is one path segment: Asterisk looks for sounds in <sounds>/<language>/ (the channel's language, which
+    # a number's language sets: the same rule)
+    return rules.check_language(language)
 
 
 def _language_dir(sounds_dir: Path, language: str) -> Path:
@@ -165,7 +165,7 @@ def remove(sounds_dir: Path, name: str, language: str | None = None) -> list[Pat
     return removed
 
 
-def install_builtins(sounds_dir: Path, source_dir: Path) -> list[Path]:
+def install_builtins(sounds_dir: Path, source_dir: Path = BUILTIN_PROMPTS_DIR) -> list[Path]:
     """Copy the built-in prompts (`<source_dir>/<language>/<name>.wav`, the repository's prompts/) into the sounds
     dir, so `sound:vpbx/<name>` plays them in the channel's language."""
     installed = []

@@ -5,19 +5,30 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from vpbx.config import Config
-from vpbx.domain.records import Number, SipAccount, Trunk
 from vpbx.asterisk.render.extensions import render_extensions
 from vpbx.asterisk.render.manager_ari import render_ari_users, render_manager_users
 from vpbx.asterisk.render.pjsip import account_endpoint, parse_pjsip, password_digest, render_pjsip, trunk_endpoint
+from vpbx.config import Config
+from vpbx.domain.records import Number, SipAccount, Trunk
 
 FILES = ("pjsip_vpbx.conf", "extensions_vpbx.conf", "ari_vpbx.conf", "manager_vpbx.conf")
 SECRET_FILES = frozenset({"pjsip_vpbx.conf", "ari_vpbx.conf", "manager_vpbx.conf"})
 
-__all__ = ["FILES", "SECRET_FILES", "render_all", "render_pjsip", "parse_pjsip", "render_extensions", "render_ari_users",
-           "render_manager_users", "password_digest", "account_endpoint", "trunk_endpoint"]
+__all__ = [
+    "FILES",
+    "SECRET_FILES",
+    "account_endpoint",
+    "parse_pjsip",
+    "password_digest",
+    "render_all",
+    "render_ari_users",
+    "render_extensions",
+    "render_manager_users",
+    "render_pjsip",
+    "trunk_endpoint",
+]
 
 
 def render_all(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccount],

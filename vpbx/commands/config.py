@@ -1,0 +1,76 @@
+"""`vpbx init`, `vpbx config generate|check` and `vpbx reload`: the install's config file and the Asterisk config
+vpbx generates.
+
+Rule: a thin shell over vpbx.services.install and vpbx.asterisk.deploy.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from vpbx.commands.output import Ctx, pass_ctx
+
+
+@click.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Directory for vpbx.toml and vpbx.db.")
+@click.option("--asterisk-config-dir", type=click.Path(file_okay=False),
+              help="Where Asterisk reads its config (default /etc/asterisk).")
+@click.option("--sounds-dir", type=click.Path(file_okay=False),
+              help="Asterisk sounds dir (default /usr/share/asterisk/sounds).")
+@click.option("--sip-port", type=int, default=5060, show_default=True, help="UDP port Asterisk's SIP listens on.")
+@click.option("--force", is_flag=True, help="Replace an existing config (new secrets).")
+@pass_ctx
+def init(c: Ctx, directory: str, asterisk_config_dir: str | None, sounds_dir: str | None, sip_port: int,
+         force: bool) -> None:
+    """Write a config file with freshly generated ARI/AMI secrets (mode 0600)."""
+    from vpbx.config import shown
+    from vpbx.services import install
+
+    cfg, path = install.init(directory, config_path=c.config_path, db_path=c.db_path,
+                             asterisk_config_dir=asterisk_config_dir, sounds_dir=sounds_dir, sip_port=sip_port,
+                             force=force)
+    click.echo(f"Wrote {shown(path)} (mode 0600) with new ARI/AMI secrets; database {shown(cfg.db)}")
+
+
+@click.group("config")
+def config_group() -> None:
+    """Generate and check the Asterisk config vpbx owns."""
+
+
+@config_group.command("generate")
+@click.option("--out", type=click.Path(file_okay=False), help="Write here instead of the Asterisk config dir.")
+@pass_ctx
+def config_generate(c: Ctx, out: str | None) -> None:
+    """Render pjsip_vpbx.conf, extensions_vpbx.conf and the ARI/AMI users (atomic writes)."""
+    from vpbx.asterisk import deploy
+
+    for p in deploy.generate_install(c.cfg, c.store, out_dir=Path(out) if out else None):
+        click.echo(f"Wrote {p}")
+
+
+@config_group.command("check")
+@pass_ctx
+def config_check(c: Ctx) -> None:
+    """Exit 1 and show a diff when the files on disk differ from what the database renders."""
+    from vpbx.asterisk import deploy
+
+    diff = deploy.check_install(c.cfg, c.store)
+    if diff:
+        click.echo(diff)
+        click.echo("Error: Asterisk config on disk is out of date; run `vpbx config generate` or `vpbx reload`",
+                   err=True)
+        sys.exit(1)
+    click.echo("Asterisk config is up to date")
+
+
+@click.command()
+@pass_ctx
+def reload(c: Ctx) -> None:
+    """Regenerate the config and reload Asterisk over AMI (live calls stay up)."""
+    from vpbx.asterisk import deploy
+
+    deploy.reload_install(c.cfg, c.store)
+    click.echo("Asterisk reloaded")

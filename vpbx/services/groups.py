@@ -1,0 +1,41 @@
+"""Ring groups (departments): members rung all at once or one after another.
+
+Rule: members are dialable destinations (sip:, tel:, uri:; `vpbx.domain.destinations.parse_target`), and a new
+group is checked by compiling a flow routed to it before it is written.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from vpbx.domain import destinations
+from vpbx.domain import validation as validate
+from vpbx.domain.errors import ValidationError
+from vpbx.domain.records import Group
+from vpbx.services.routing import FORWARD_MODES, check_flows, destination
+
+if TYPE_CHECKING:
+    from vpbx.storage.store import Store
+
+
+def add(store: Store, name: str, members: Sequence[str], *, strategy: str = "simultaneous",
+        timeout: int = 20) -> Group:
+    """Add a ring group; `timeout` is seconds overall (simultaneous) or per member (sequential)."""
+    validate.name(name, "group")
+    obj = f"group {name}"
+    if not members:
+        raise ValidationError(f"{obj}: give at least one --member")
+    if strategy not in FORWARD_MODES:
+        raise ValidationError(f"{obj}: strategy {strategy!r} is not simultaneous or sequential")
+    if not 1 <= timeout <= 600:
+        raise ValidationError(f"{obj}: timeout {timeout} is outside 1..600 seconds")
+    checked = tuple(destination(m, f"{obj}: member", destinations.parse_target) for m in members)
+    record = Group(name=name, members=checked, strategy=strategy, timeout=timeout)
+    with store.write():
+        check_flows(store, groups=[record])
+        return store.groups.add(record)
+
+
+def remove(store: Store, name: str) -> None:
+    """Remove a ring group (refused while a route uses it)."""
+    store.groups.remove(name)

@@ -1,0 +1,36 @@
+"""Setting up an install: the config file (fresh ARI/AMI secrets) and an empty database.
+
+Rule: nothing is written before every path is known to be usable; the config is written by `vpbx.config` (TOML
+library, mode 0600) and the database is created with its schema.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from vpbx.config import Config, new_config, write_config
+from vpbx.domain.errors import ValidationError
+from vpbx.domain.validation import shown
+from vpbx.storage.store import Store
+
+
+def _path(option: str, value: str) -> Path:
+    if "\x00" in value:
+        raise ValidationError(f"{option} {shown(value)} contains NUL, which no path can hold; give another path")
+    return Path(value).resolve()
+
+
+def init(directory: str, *, config_path: str | None = None, db_path: str | None = None,
+         asterisk_config_dir: str | None = None, sounds_dir: str | None = None, sip_port: int = 5060,
+         force: bool = False) -> tuple[Config, Path]:
+    """Write `config_path` (default DIRECTORY/vpbx.toml) with new secrets and create the database (default
+    DIRECTORY/vpbx.db); refused when the config exists unless `force`. Returns the config and where it was written."""
+    base = _path("--dir", directory)
+    path = _path("--config", config_path) if config_path else base / "vpbx.toml"
+    cfg = new_config(base, _path("--asterisk-config-dir", asterisk_config_dir) if asterisk_config_dir else None,
+                     _path("--sounds-dir", sounds_dir) if sounds_dir else None, sip_port=sip_port)
+    if db_path:
+        cfg = replace(cfg, db=_path("--db", db_path))
+    write_config(cfg, path, force=force)
+    Store.open(cfg.db).close()
+    return cfg, path
