@@ -24,6 +24,7 @@ from vpbx.domain import validation as validate
 from vpbx.domain.errors import ConflictError, NotFoundError, ValidationError
 from vpbx.domain.numbers import TYPES
 from vpbx.domain.records import Account, Number
+from vpbx.domain.timestamps import to_iso
 from vpbx.services import outbox
 
 if TYPE_CHECKING:
@@ -379,7 +380,7 @@ def trial(store: Store, cfg: Config, number: str, account: str, hours: int, now:
         running = [t.number for t in store.numbers.held_by(account, ("trial",))]
         if running:
             raise ConflictError(f"account {account} already has a trial ({', '.join(running)}); one at a time")
-        until = (now + timedelta(hours=hours)).astimezone(UTC).isoformat(timespec="seconds")
+        until = to_iso(now + timedelta(hours=hours))
         return store.numbers.update([number], status="trial", account=account, trial_until=until)[0]
 
 
@@ -388,7 +389,7 @@ def reserve(store: Store, numbers: Sequence[str], account: str, hours: int, now:
     reservation lapses (the billing run makes them available again)."""
     if not 1 <= hours <= 24 * 14:
         raise ValidationError(f"--hours {hours} is outside 1..336 (two weeks)")
-    until = (now + timedelta(hours=hours)).astimezone(UTC).isoformat(timespec="seconds")
+    until = to_iso(now + timedelta(hours=hours))
     with store.write():
         store.accounts.get(account)
         for number in numbers:
