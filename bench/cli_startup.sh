@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Measure `vpbx --help` wall time (cold-ish start of the console script) and print the median.
 # Uses hyperfine when installed, else a Python timing loop. Usage: bench/cli_startup.sh [RUNS]  (default 30)
-# VPBX=/path/to/vpbx overrides the console script (default: the venv's, else the one on PATH).
+# VPBX=/path/to/vpbx overrides the console script (default: the checkout's .venv, else the one on PATH).
 set -euo pipefail
 
 RUNS="${1:-30}"
 VPBX="${VPBX:-}"
 if [[ -z "$VPBX" ]]; then
-    if [[ -x /var/cache/vpbx/venv/bin/vpbx ]]; then VPBX=/var/cache/vpbx/venv/bin/vpbx; else VPBX="$(command -v vpbx)"; fi
+    REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    for candidate in "$REPO/.venv/bin/vpbx" /var/cache/vpbx/venv/bin/vpbx "$(command -v vpbx || true)"; do
+        if [[ -n "$candidate" && -x "$candidate" ]]; then VPBX="$candidate"; break; fi
+    done
 fi
 [[ -x "$VPBX" ]] || { echo "Error: vpbx console script not found; set VPBX=/path/to/vpbx" >&2; exit 1; }
 unset VPBX_CONFIG VPBX_DB
