@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -24,10 +23,10 @@ from typing import Any
 
 import click
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 
 from clitools import dump, ok
+from smtptools import Smtp, free_port
 from vpbx.cli import main
 from vpbx.storage.store import Store
 
@@ -136,45 +135,6 @@ def shop(vp: Vpbx) -> Vpbx:
     for n in (MOSCOW, MOSCOW2, SPB, MOBILE, TOLLFREE):
         vp.ok("number", "add", n)
     return vp
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(envelope)
-        return "250 Message accepted"
-
-
-class Smtp:
-    """A real SMTP server on 127.0.0.1:port keeping what it accepts."""
-
-    def __init__(self, port: int) -> None:
-        self.handler = Collector()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port)
-
-    def __enter__(self) -> Smtp:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
-
-    def mails(self) -> list[tuple[str, list[str], str]]:
-        import email
-
-        out = []
-        for env in self.handler.messages:
-            msg = email.message_from_bytes(env.content)
-            out.append((env.mail_from, list(env.rcpt_tos), msg["Subject"]))
-        return out
 
 
 def month_start() -> date:

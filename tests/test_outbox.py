@@ -14,11 +14,11 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from test_voicemail import WAV, Collector, FakeAri, free_port, settings
+from test_voicemail import WAV, FakeAri, settings
 
+from smtptools import Smtp, free_port
 from vpbx.domain.errors import ValidationError
 from vpbx.engine.outbox_sender import OutboxSender, deliver_pending
 from vpbx.services import outbox
@@ -28,41 +28,6 @@ from vpbx.storage.store import Store
 
 T0 = datetime(2026, 11, 22, 1, 33, 0, tzinfo=UTC)
 ACME = "acme@example.com"
-
-
-class SlowCollector(Collector):
-    """Accepts every message `delay` seconds after its DATA (the server runs in its own thread and loop)."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(self.delay)
-        return await super().handle_DATA(server, session, envelope)
-
-
-class Smtp:
-    def __init__(self, port: int, delay: float = 0.0) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.handler = SlowCollector(delay) if delay else Collector()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port)
-
-    def __enter__(self) -> Smtp:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
-
-    @property
-    def messages(self) -> list[Any]:
-        return self.handler.messages
-
-    def subjects(self) -> list[str]:
-        return [email.message_from_bytes(m.original_content, policy=email.policy.default)["Subject"]
-                for m in self.messages]
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import email.policy
 import io
 import json
 import shutil
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -23,9 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from smtptools import Smtp, free_port
 from vpbx.config import SmtpSettings
 from vpbx.domain.errors import VpbxError
 from vpbx.engine.outbox_sender import OutboxSender, deliver_pending
@@ -57,48 +56,6 @@ def wav_bytes(seconds: float = 2.5, rate: int = 8000) -> bytes:
 
 
 WAV = wav_bytes()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Collector:
-    """aiosmtpd handler keeping every accepted message; refuses recipients listed in `refuse`."""
-
-    def __init__(self, refuse: tuple[str, ...] = ()) -> None:
-        self.messages: list[Any] = []
-        self.refuse = refuse
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
-        if address in self.refuse:
-            return "550 5.1.1 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(envelope)
-        return "250 Message accepted"
-
-
-class Smtp:
-    def __init__(self, port: int, **kwargs: Any) -> None:
-        self.port = port
-        self.handler = Collector(kwargs.pop("refuse", ()))
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port, **kwargs)
-
-    def __enter__(self) -> Smtp:
-        self.controller.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
-
-    @property
-    def messages(self) -> list[Any]:
-        return self.handler.messages
 
 
 def settings(port: int, **kw: Any) -> SmtpSettings:

@@ -94,6 +94,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def without_password(record: Any) -> dict[str, Any]:
+    """A SIP account or trunk as a dict without its password (listed and shown, never printed)."""
+    from vpbx.domain.records import to_dict
+
+    data = to_dict(record)
+    data.pop("password")
+    return data
+
+
 # ---- option text -> values ------------------------------------------------------------------------------------
 def day(value: str | None) -> date:
     """`--date YYYY-MM-DD` (default today)."""

@@ -4,11 +4,9 @@ Rule: a thin shell over vpbx.services.sip_accounts; a password is shown once (wh
 """
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from vpbx.commands.output import Ctx, emit, json_option, pass_ctx
+from vpbx.commands.output import Ctx, emit, json_option, pass_ctx, without_password
 
 SIP_COLUMNS = ("login", "domain", "caller_id", "channels")
 
@@ -16,14 +14,6 @@ SIP_COLUMNS = ("login", "domain", "caller_id", "channels")
 @click.group()
 def sip() -> None:
     """SIP accounts (phones and softphones that register to vpbx)."""
-
-
-def _public(account: Any) -> dict[str, Any]:
-    from vpbx.domain.records import to_dict
-
-    data = to_dict(account)
-    data.pop("password")
-    return data
 
 
 @sip.command("add")
@@ -49,7 +39,7 @@ def sip_add(c: Ctx, login: str, password: str | None, caller_id: str | None, cha
 @pass_ctx
 def sip_list(c: Ctx, as_json: bool) -> None:
     """List SIP accounts (passwords are never shown)."""
-    emit([_public(a) for a in c.store.sip_accounts.all()], as_json, SIP_COLUMNS, title="SIP accounts")
+    emit([without_password(a) for a in c.store.sip_accounts.all()], as_json, SIP_COLUMNS, title="SIP accounts")
 
 
 @sip.command("show")
@@ -58,7 +48,7 @@ def sip_list(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def sip_show(c: Ctx, login: str, as_json: bool) -> None:
     """Show one SIP account."""
-    emit(_public(c.store.sip_accounts.get(login)), as_json)
+    emit(without_password(c.store.sip_accounts.get(login)), as_json)
 
 
 @sip.command("remove")

@@ -4,11 +4,9 @@ Rule: a thin shell over vpbx.services.trunks; a trunk's password is never printe
 """
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from vpbx.commands.output import Ctx, emit, json_option, pass_ctx
+from vpbx.commands.output import Ctx, emit, json_option, pass_ctx, without_password
 
 TRUNK_COLUMNS = ("name", "server", "port", "transport", "login", "register")
 
@@ -16,14 +14,6 @@ TRUNK_COLUMNS = ("name", "server", "port", "transport", "login", "register")
 @click.group()
 def trunk() -> None:
     """Third-party SIP trunks (a provider's line to dial out and receive calls)."""
-
-
-def _public(record: Any) -> dict[str, Any]:
-    from vpbx.domain.records import to_dict
-
-    data = to_dict(record)
-    data.pop("password")
-    return data
 
 
 @trunk.command("add")
@@ -43,7 +33,7 @@ def trunk_add(c: Ctx, name: str, server: str, port: int, login: str, password: s
 
     record = trunks.add(c.store, name, server=server, port=port, login=login, password=password, transport=transport,
                         register=register)
-    emit(_public(record), as_json, TRUNK_COLUMNS)
+    emit(without_password(record), as_json, TRUNK_COLUMNS)
 
 
 @trunk.command("list")
@@ -51,7 +41,7 @@ def trunk_add(c: Ctx, name: str, server: str, port: int, login: str, password: s
 @pass_ctx
 def trunk_list(c: Ctx, as_json: bool) -> None:
     """List trunks."""
-    emit([_public(t) for t in c.store.trunks.all()], as_json, TRUNK_COLUMNS, title="trunks")
+    emit([without_password(t) for t in c.store.trunks.all()], as_json, TRUNK_COLUMNS, title="trunks")
 
 
 @trunk.command("show")
@@ -60,7 +50,7 @@ def trunk_list(c: Ctx, as_json: bool) -> None:
 @pass_ctx
 def trunk_show(c: Ctx, name: str, as_json: bool) -> None:
     """Show one trunk."""
-    emit(_public(c.store.trunks.get(name)), as_json)
+    emit(without_password(c.store.trunks.get(name)), as_json)
 
 
 @trunk.command("remove")

@@ -8,11 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from vpbx.domain import destinations
 from vpbx.domain import validation as validate
-from vpbx.domain.errors import ValidationError
 from vpbx.domain.records import Group
-from vpbx.services.routing import FORWARD_MODES, check_flows, destination
+from vpbx.services.routing import check_flows, ring_targets
 
 if TYPE_CHECKING:
     from vpbx.storage.store import Store
@@ -23,13 +21,8 @@ def add(store: Store, name: str, members: Sequence[str], *, strategy: str = "sim
     """Add a ring group; `timeout` is seconds overall (simultaneous) or per member (sequential)."""
     validate.name(name, "group")
     obj = f"group {name}"
-    if not members:
-        raise ValidationError(f"{obj}: give at least one --member")
-    if strategy not in FORWARD_MODES:
-        raise ValidationError(f"{obj}: strategy {strategy!r} is not simultaneous or sequential")
-    if not 1 <= timeout <= 600:
-        raise ValidationError(f"{obj}: timeout {timeout} is outside 1..600 seconds")
-    checked = tuple(destination(m, f"{obj}: member", destinations.parse_target) for m in members)
+    checked = ring_targets(obj, members, strategy, timeout, missing="give at least one --member", target="member",
+                           mode_word="strategy", timeout_word="timeout")
     record = Group(name=name, members=checked, strategy=strategy, timeout=timeout)
     with store.write():
         check_flows(store, groups=[record])

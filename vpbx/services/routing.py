@@ -35,6 +35,19 @@ def destination(text: str, where: str, parse: Callable[[str], Destination] = des
         raise ValidationError(f"{validate.plain(where)}: {exc.problem}") from None
 
 
+def ring_targets(obj: str, targets: Sequence[str], mode: str, timeout: int, *, missing: str, target: str,
+                 mode_word: str, timeout_word: str) -> tuple[str, ...]:
+    """What rings (a number's forward targets, a group's members): at least one dialable target (sip:, tel:, uri:),
+    rung in one of FORWARD_MODES for 1..600 seconds; the targets checked. ValidationError names `obj` and the word."""
+    if not targets:
+        raise ValidationError(f"{validate.plain(obj)}: {missing}")
+    if mode not in FORWARD_MODES:
+        raise ValidationError(f"{validate.plain(obj)}: {mode_word} {mode!r} is not simultaneous or sequential")
+    if not 1 <= timeout <= 600:
+        raise ValidationError(f"{validate.plain(obj)}: {timeout_word} {timeout} is outside 1..600 seconds")
+    return tuple(destination(t, f"{obj}: {target}", destinations.parse_target) for t in targets)
+
+
 def check_flows(store: Store, numbers: Sequence[Number] = (), groups: Sequence[Group] = (),
                 ivrs: Sequence[Ivr] = ()) -> None:
     """Compile the flows a change affects with the change applied; raises ValidationError before anything is written.
@@ -89,13 +102,8 @@ def forward(store: Store, numbers: Sequence[str], targets: Sequence[str], mode: 
     """Forward calls to `numbers` to every target at once (simultaneous) or one after another (sequential);
     `timeout` seconds overall / per target. Replaces a route."""
     obj = f"number {', '.join(numbers)}"
-    if not targets:
-        raise ValidationError(f"{validate.plain(obj)}: a forward needs at least one --to target")
-    if mode not in FORWARD_MODES:
-        raise ValidationError(f"{validate.plain(obj)}: forward mode {mode!r} is not simultaneous or sequential")
-    if not 1 <= timeout <= 600:
-        raise ValidationError(f"{validate.plain(obj)}: forward timeout {timeout} is outside 1..600 seconds")
-    checked = tuple(destination(t, f"{obj}: forward target", destinations.parse_target) for t in targets)
+    checked = ring_targets(obj, targets, mode, timeout, missing="a forward needs at least one --to target",
+                           target="forward target", mode_word="forward mode", timeout_word="forward timeout")
     changes: dict[str, Any] = {"route": None, "forward_to": checked, "forward_mode": mode, "forward_timeout": timeout}
     changes.update(_common(obj, greeting, fallback, vm_emails))
     return _apply(store, numbers, changes)

@@ -14,7 +14,7 @@ from typing import Any
 
 from vpbx.domain.errors import ConflictError, NotFoundError
 from vpbx.domain.records import Account
-from vpbx.storage.rows import Repo, from_row, now_iso, to_row
+from vpbx.storage.rows import Repo, from_row, now_iso
 
 
 class AccountRepo(Repo):
@@ -31,7 +31,7 @@ class AccountRepo(Repo):
                                     f"see it with `vpbx account show {account.name}`")
             if account.org_id is not None:
                 self._check_org_id(account.org_id, account.name)
-            self._table("accounts").insert({**to_row(account), "balance": 0, "created_at": now_iso()})
+            self._insert("accounts", account, balance=0)
         return replace(account, balance=0)
 
     def _check_org_id(self, org_id: int, name: str) -> None:
@@ -53,7 +53,7 @@ class AccountRepo(Repo):
         return from_row(Account, rows[0])
 
     def all(self) -> list[Account]:
-        return [from_row(Account, r) for r in self._table("accounts").rows_where("closed_at IS NULL", order_by="name")]
+        return self._records("accounts", Account, "closed_at IS NULL", order_by="name")
 
     def update(self, name: str, **changes: Any) -> Account:
         with self.write():

@@ -15,7 +15,7 @@ from vpbx.domain.destinations import Destination
 from vpbx.domain.errors import ConflictError, DestinationError, NotFoundError
 from vpbx.domain.records import Number
 from vpbx.storage.routing import destination_users
-from vpbx.storage.rows import Repo, from_row, now_iso, to_row
+from vpbx.storage.rows import Repo, to_row
 
 
 class NumberRepo(Repo):
@@ -33,7 +33,7 @@ class NumberRepo(Repo):
                 if n.trunk and not self._exists("trunks", "name", n.trunk):
                     raise NotFoundError(f"trunk {n.trunk} not found (for number {n.number}); "
                                         f"add it with `vpbx trunk add {n.trunk} ...`")
-                self._table("numbers").insert({**to_row(n), "created_at": now_iso()})
+                self._insert("numbers", n)
         return list(numbers)
 
     def get(self, number: str) -> Number:
@@ -61,8 +61,7 @@ class NumberRepo(Repo):
         if contains:
             where.append("instr(number, ?) > 0")
             args.append(contains)
-        rows = self._table("numbers").rows_where(" AND ".join(where) or None, args, order_by="number")
-        return [from_row(Number, r) for r in rows]
+        return self._records("numbers", Number, " AND ".join(where) or None, args, order_by="number")
 
     def update(self, numbers: Sequence[str], **changes: Any) -> list[Number]:
         """Apply the same changes to several numbers in one transaction (all or nothing)."""
@@ -105,19 +104,18 @@ class NumberRepo(Repo):
         if statuses:
             where += f" AND status IN ({', '.join('?' for _ in statuses)})"
             args += list(statuses)
-        rows = self._table("numbers").rows_where(where, args, order_by="connected_on, number")
-        return [from_row(Number, r) for r in rows]
+        return self._records("numbers", Number, where, args, order_by="connected_on, number")
 
     def with_status(self, *statuses: str) -> list[Number]:
         where = f"status IN ({', '.join('?' for _ in statuses)})"
-        rows = self._table("numbers").rows_where(where, list(statuses), order_by="number")
-        return [from_row(Number, r) for r in rows]
+        return self._records("numbers", Number, where, statuses, order_by="number")
 
     def due(self, day: str) -> list[Number]:
         """Held numbers whose paid period ends before `day` (YYYY-MM-DD): due for renewal."""
-        return [from_row(Number, r) for r in self._table("numbers").rows_where(
+        return self._records(
+            "numbers", Number,
             "status IN ('active', 'suspended', 'pending_documents') AND paid_until IS NOT NULL AND paid_until < ?",
-            [day], order_by="number")]
+            [day], order_by="number")
 
     def status_counts(self) -> list[dict[str, Any]]:
         return [{"status": s, "numbers": n} for s, n in

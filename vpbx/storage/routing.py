@@ -14,7 +14,7 @@ from dataclasses import replace
 from vpbx.domain.destinations import Destination, try_parse
 from vpbx.domain.errors import ConflictError, NotFoundError
 from vpbx.domain.records import Group, Ivr, SipAccount, Trunk
-from vpbx.storage.rows import RESERVED_ENDPOINTS, Repo, from_row, now_iso, to_row
+from vpbx.storage.rows import RESERVED_ENDPOINTS, Repo
 
 
 def destination_users(conn: sqlite3.Connection, target: Destination, *, numbers: bool = True) -> list[str]:
@@ -55,14 +55,14 @@ class SipAccountRepo(Repo):
             if account.caller_id and not self._exists("numbers", "number", account.caller_id):
                 raise NotFoundError(f"caller ID {account.caller_id} is not a number of this install; "
                                     f"add it with `vpbx number add {account.caller_id}`")
-            self._table("sip_accounts").insert({**to_row(account), "created_at": now_iso()})
+            self._insert("sip_accounts", account)
         return account
 
     def get(self, login: str) -> SipAccount:
         return self._get("sip_accounts", "login", login, SipAccount, "SIP account", "list them with `vpbx sip list`")
 
     def all(self) -> list[SipAccount]:
-        return [from_row(SipAccount, r) for r in self._table("sip_accounts").rows_where(order_by="login")]
+        return self._records("sip_accounts", SipAccount, order_by="login")
 
     def set_password(self, login: str, password: str) -> SipAccount:
         with self.write():
@@ -94,14 +94,14 @@ class TrunkRepo(Repo):
             if self._exists("sip_accounts", "login", trunk.name) or trunk.name in RESERVED_ENDPOINTS:
                 raise ConflictError(f"trunk {trunk.name}: the name is taken by a SIP account or reserved "
                                     f"(Asterisk endpoints share one namespace); pick another name")
-            self._table("trunks").insert({**to_row(trunk), "created_at": now_iso()})
+            self._insert("trunks", trunk)
         return trunk
 
     def get(self, name: str) -> Trunk:
         return self._get("trunks", "name", name, Trunk, "trunk", "list them with `vpbx trunk list`")
 
     def all(self) -> list[Trunk]:
-        return [from_row(Trunk, r) for r in self._table("trunks").rows_where(order_by="name")]
+        return self._records("trunks", Trunk, order_by="name")
 
     def remove(self, name: str) -> None:
         with self.write():
@@ -120,14 +120,14 @@ class GroupRepo(Repo):
         with self.write():
             if self._exists("groups", "name", group.name):
                 raise ConflictError(f"group {group.name} already exists; remove it first or pick another name")
-            self._table("groups").insert({**to_row(group), "created_at": now_iso()})
+            self._insert("groups", group)
         return group
 
     def get(self, name: str) -> Group:
         return self._get("groups", "name", name, Group, "group", "list them with `vpbx group list`")
 
     def all(self) -> list[Group]:
-        return [from_row(Group, r) for r in self._table("groups").rows_where(order_by="name")]
+        return self._records("groups", Group, order_by="name")
 
     def remove(self, name: str) -> None:
         with self.write():
@@ -145,14 +145,14 @@ class IvrRepo(Repo):
         with self.write():
             if self._exists("ivrs", "name", ivr.name):
                 raise ConflictError(f"IVR {ivr.name} already exists; remove it first or pick another name")
-            self._table("ivrs").insert({**to_row(ivr), "created_at": now_iso()})
+            self._insert("ivrs", ivr)
         return ivr
 
     def get(self, name: str) -> Ivr:
         return self._get("ivrs", "name", name, Ivr, "IVR", "list them with `vpbx ivr list`")
 
     def all(self) -> list[Ivr]:
-        return [from_row(Ivr, r) for r in self._table("ivrs").rows_where(order_by="name")]
+        return self._records("ivrs", Ivr, order_by="name")
 
     def remove(self, name: str) -> None:
         with self.write():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -83,6 +84,15 @@ class Repo:
         if not rows:
             raise NotFoundError(f"{what} {value} not found; {fix}")
         return from_row(cls, rows[0])
+
+    def _records(self, table: str, cls: type[R], where: str | None = None, args: Sequence[Any] = (), *,
+                 order_by: str) -> list[R]:
+        """The rows of `table` matching `where` (SQL, `?` for each of `args`), in `order_by` order, as records."""
+        return [from_row(cls, r) for r in self._table(table).rows_where(where, list(args), order_by=order_by)]
+
+    def _insert(self, table: str, record: Any, **columns: Any) -> None:
+        """Insert `record` (plus any other `columns`) as a new row of `table`, stamped `created_at` now."""
+        self._table(table).insert({**to_row(record), **columns, "created_at": now_iso()})
 
     def _exists(self, table: str, key: str, value: str) -> bool:
         return bool(self.conn.execute(f"SELECT 1 FROM {table} WHERE {key} = ?", [value]).fetchone())

@@ -32,26 +32,21 @@ def _secret(value: str, what: str) -> str:
     return value
 
 
+def _user_section(user: str, *options: str) -> str:
+    return "\n".join([HEADER.rstrip("\n"), f"[{user}]", *options, ""])
+
+
 def render_ari_users(cfg: Config) -> str:
     user = _user(cfg.ari.user, "ARI")
     password = _secret(cfg.ari.password, "ARI")
-    return "\n".join([
-        HEADER.rstrip("\n"),
-        f"[{user}]",
-        "type = user",
-        "read_only = no",
-        "password_format = plain",
-        f"password = {password}",
-        "",
-    ])
+    return _user_section(user, "type = user", "read_only = no", "password_format = plain", f"password = {password}")
 
 
 def render_manager_users(cfg: Config) -> str:
     user = _user(cfg.ami.user, "AMI")
     secret = _secret(cfg.ami.secret, "AMI")
-    return "\n".join([
-        HEADER.rstrip("\n"),
-        f"[{user}]",
+    return _user_section(
+        user,
         f"secret = {secret}",
         "deny = 0.0.0.0/0.0.0.0",
         "permit = 127.0.0.1/255.255.255.255",
@@ -59,5 +54,4 @@ def render_manager_users(cfg: Config) -> str:
         f"write = {AMI_WRITE}",
         "writetimeout = 5000",
         "displayconnects = no",
-        "",
-    ])
+    )

@@ -43,6 +43,17 @@ REGISTRATION_RETRY = 10
 # hang up calls whose media stopped (a phone that vanished must not hold a channel of its number forever)
 RTP_TIMEOUT = 60
 RTP_TIMEOUT_HOLD = 600
+# media over NAT, the same for every endpoint (accounts and trunks): RTP sent back where it comes from, DTMF as
+# RFC 4733 events
+MEDIA = (
+    ("direct_media", "no"),
+    ("rtp_symmetric", "yes"),
+    ("force_rport", "yes"),
+    ("rewrite_contact", "yes"),
+    ("dtmf_mode", "rfc4733"),
+    ("rtp_timeout", str(RTP_TIMEOUT)),
+    ("rtp_timeout_hold", str(RTP_TIMEOUT_HOLD)),
+)
 
 
 def account_endpoint(login: str) -> str:
@@ -103,13 +114,7 @@ def _account_sections(a: SipAccount, realm: str) -> list[str]:
         ("subscribe_context", "vpbx-hints"),
         ("disallow", "all"),
         ("allow", CODECS),
-        ("direct_media", "no"),
-        ("rtp_symmetric", "yes"),
-        ("force_rport", "yes"),
-        ("rewrite_contact", "yes"),
-        ("dtmf_mode", "rfc4733"),
-        ("rtp_timeout", str(RTP_TIMEOUT)),
-        ("rtp_timeout_hold", str(RTP_TIMEOUT_HOLD)),
+        *MEDIA,
         ("identify_by", "username,auth_username"),
         ("auth", f"{a.login}-auth"),
         ("aors", a.login),
@@ -189,13 +194,7 @@ def _trunk_sections(t: Trunk) -> list[str]:
         ("send_pai", "yes"),
         ("trust_id_outbound", "yes"),
         ("identify_by", "ip"),
-        ("direct_media", "no"),
-        ("rtp_symmetric", "yes"),
-        ("force_rport", "yes"),
-        ("rewrite_contact", "yes"),
-        ("dtmf_mode", "rfc4733"),
-        ("rtp_timeout", str(RTP_TIMEOUT)),
-        ("rtp_timeout_hold", str(RTP_TIMEOUT_HOLD)),
+        *MEDIA,
         ("allow_subscribe", "no"),
     ]))
     out.append(_section(t.name, [
