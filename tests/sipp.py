@@ -25,9 +25,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 SCENARIOS = Path(__file__).parent / "sipp"
 PCAP_DIR = Path("/usr/share/sip-tester")
@@ -220,7 +220,7 @@ class SippProcess:
         self.message_file = workdir / f"{name}.msg"
         self.error_file = workdir / f"{name}.err"
         self.stdout_file = workdir / f"{name}.out"
-        self._out = open(self.stdout_file, "wb")
+        self._out = open(self.stdout_file, "wb")  # noqa: SIM115 - sipp writes to it until _collect() closes it
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
                                      cwd=workdir, start_new_session=True)
         self._result: SippResult | None = None
@@ -260,7 +260,8 @@ class SippProcess:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise TimeoutError(f"sipp {self.name} still running after {timeout} s:\n{self._collect().describe()}")
+                raise TimeoutError(f"sipp {self.name} still running after {timeout} s:\n"
+                                   f"{self._collect().describe()}") from None
         return self._collect()
 
     def stop(self, timeout: float = 10.0) -> SippResult:
@@ -292,7 +293,7 @@ class SippProcess:
             self._result = result
         return result
 
-    def __enter__(self) -> "SippProcess":
+    def __enter__(self) -> SippProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -374,8 +375,9 @@ class Sipp:
         cmd = [SIPP]
         if remote:
             cmd.append(remote)
-        cmd += ["-sf", str(scenario), "-i", self.local_ip, "-p", str(port), "-mi", self.local_ip, "-mp", str(media_port),
-                "-t", {"udp": "u1", "tcp": "t1"}[transport], "-nostdin", "-trace_msg", "-message_file", str(self.workdir / f"{name}.msg"),
+        cmd += ["-sf", str(scenario), "-i", self.local_ip, "-p", str(port), "-mi", self.local_ip,
+                "-mp", str(media_port), "-t", {"udp": "u1", "tcp": "t1"}[transport], "-nostdin",
+                "-trace_msg", "-message_file", str(self.workdir / f"{name}.msg"),
                 "-trace_err", "-error_file", str(self.workdir / f"{name}.err"), "-max_recv_loops", "1000",
                 "-timeout_error", "-aa"]
         if service is not None:

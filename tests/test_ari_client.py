@@ -15,8 +15,16 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from vpbx.asterisk.ari import (AriClient, AriConflict, AriError, AriNotFound, AriUnavailable, CONNECTED, DISCONNECTED,
-                      event_channel_ids)
+from vpbx.asterisk.ari import (
+    CONNECTED,
+    DISCONNECTED,
+    AriClient,
+    AriConflict,
+    AriError,
+    AriNotFound,
+    AriUnavailable,
+    event_channel_ids,
+)
 from vpbx.domain.errors import AsteriskError
 
 AUTH = "Basic " + base64.b64encode(b"vpbx:s3cret").decode()
@@ -439,7 +447,7 @@ def test_backoff_grows_then_resets_after_good_connection() -> None:
             assert len(a) == 6
             gaps = [a[i + 1] - a[i] for i in range(5)]
             # rejected (HTTP 503) x4: 0.05, 0.1, 0.2, 0.2 (capped); then good connection; reset to 0.05
-            for gap, want in zip(gaps[:3], [0.05, 0.1, 0.2]):
+            for gap, want in zip(gaps[:3], [0.05, 0.1, 0.2], strict=True):
                 assert want * 0.8 <= gap < want + 0.15, gaps
             assert gaps[4] < 0.15, gaps
     asyncio.run(main())
@@ -500,7 +508,7 @@ def test_cancelling_consumer_closes_socket() -> None:
 
             task = asyncio.create_task(consume())
             async with asyncio.timeout(3):
-                while len(got) < 2:
+                while len(got) < 2:  # noqa: ASYNC110 - polls a list the consumer task fills
                     await asyncio.sleep(0.01)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

@@ -1,4 +1,5 @@
-"""vpbx.asterisk.ari.http11.Http11Transport (the ARI client's HTTP transport in production) against the real Asterisk 22 ARI.
+"""vpbx.asterisk.ari.http11.Http11Transport (the ARI client's HTTP transport in production) against the real
+Asterisk 22 ARI.
 
 The unit tests drive AriClient through httpx.MockTransport; these check the bytes on the wire with Asterisk's own HTTP
 server: keep-alive reuse, concurrency within the connection cap, Asterisk's errors mapped like before, JSON bodies,
@@ -101,7 +102,7 @@ def test_connections_asterisk_closed_are_replaced(asterisk):
         async with _client(asterisk, transport) as ari:
             await ari.asterisk_info("system")
             seen.append((transport.opened, transport.resent))
-            time.sleep(ASTERISK_KEEP_ALIVE_S + 2)          # blocks the loop: the close is not seen before the request
+            time.sleep(ASTERISK_KEEP_ALIVE_S + 2)  # noqa: ASYNC251 - blocks the loop on purpose: the close is not seen
             await ari.asterisk_info("system")
             seen.append((transport.opened, transport.resent))
             await asyncio.sleep(ASTERISK_KEEP_ALIVE_S + 2)  # the loop reads the close while idle

@@ -161,14 +161,14 @@ class AnsweringApp:
                 while not self._stop.is_set():
                     try:
                         raw = await asyncio.wait_for(ws.recv(), 0.2)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         continue
                     event = json.loads(raw)
                     self.events.append(event)
                     if event.get("type") == "StasisStart":
                         await http.post(f"/channels/{event['channel']['id']}/answer")
 
-    def __enter__(self) -> "AnsweringApp":
+    def __enter__(self) -> AnsweringApp:
         self.thread.start()
         if not self.ready.wait(10):
             raise RuntimeError("ARI websocket did not connect")
@@ -276,7 +276,7 @@ def test_dial_out_through_a_trunk(asterisk, sipp, scenario, expect):
         msgs = carrier.wait_for(lambda ms: any(m.method == "ACK" for m in ms))
         invite = next(m for m in msgs if m.method == "INVITE" and m.is_request)
         assert invite.request_uri == f"sip:+380671234567@127.0.0.1:{carrier.port}"
-        assert (invite.header("From") or "").find(f"@127.0.0.1>") > 0      # from_domain = the carrier's host
+        assert (invite.header("From") or "").find("@127.0.0.1>") > 0      # from_domain = the carrier's host
         if expect == "busy":
             assert gone["cause"] == 17, gone
         else:

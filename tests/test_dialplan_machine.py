@@ -38,7 +38,8 @@ from vpbx.dialplan import (
     start,
     step,
 )
-from vpbx.dialplan.model import Action
+from vpbx.dialplan.machine import reject_broken
+from vpbx.dialplan.model import Action, StartRingback, StopRingback
 from vpbx.dialplan.testing import Ledger, drive, sample_flow
 
 ALICE, BOB, CAROL = Target("sip", "alice"), Target("sip", "bob"), Target("sip", "carol")
@@ -105,6 +106,10 @@ def test_reject_unknown() -> None:
     assert reject_unknown() == [Hangup(cause=1)]
 
 
+def test_reject_broken_flow_is_out_of_order() -> None:
+    assert reject_broken() == [Hangup(cause=27)]
+
+
 def test_start_state() -> None:
     call = Call(sample_flow(route="sip:alice"), now=42.0)
     s = call.state
@@ -119,8 +124,9 @@ def test_greeting_answers_plays_then_routes() -> None:
     call = Call(sample_flow(greeting="welcome", route="sip:alice"))
     assert call.first == [Answer(), Play("c-pb-1", "sound:vpbx/welcome")]
     assert call.state.answered and call.state.answered_at == 100.0
-    # the caller is answered now: no Ring before dialling
-    assert call(PlaybackFinished("c-pb-1")) == [Dial("c-leg-1", ALICE, 30.0), StartTimer("c-t-1", 30.0)]
+    # the caller is answered now: in-band ringing instead of Ring before dialling
+    assert call(PlaybackFinished("c-pb-1")) == [StartRingback("c-rb-1"), Dial("c-leg-1", ALICE, 30.0),
+                                                StartTimer("c-t-1", 30.0)]
 
 
 def test_keys_during_greeting_are_ignored() -> None:
@@ -268,7 +274,8 @@ def test_extension_typed_and_ended_with_hash() -> None:
     assert call(Dtmf("0")) == [CancelTimer("c-t-1"), StartTimer("c-t-2", 3.0)]
     assert call(Dtmf("2")) == [CancelTimer("c-t-2"), StartTimer("c-t-3", 3.0)]
     assert call.state.digits == "102"
-    assert call(Dtmf("#")) == [CancelTimer("c-t-3"), Dial("c-leg-1", BOB, 30.0), StartTimer("c-t-4", 30.0)]
+    assert call(Dtmf("#")) == [CancelTimer("c-t-3"), StartRingback("c-rb-1"), Dial("c-leg-1", BOB, 30.0),
+                               StartTimer("c-t-4", 30.0)]
     assert call.state.digits == "" and call.state.node == "sip:bob"
 
 
@@ -278,7 +285,8 @@ def test_extension_ended_by_inter_digit_timeout() -> None:
     assert call(Dtmf("2")) == [CancelTimer("c-t-1"), StartTimer("c-t-2", 3.0)]
     for d in "000":
         call(Dtmf(d))
-    assert call(TimerExpired("c-t-5")) == [Dial("c-leg-1", ALICE, 10.0), StartTimer("c-t-6", 10.0)]
+    assert call(TimerExpired("c-t-5")) == [StartRingback("c-rb-1"), Dial("c-leg-1", ALICE, 10.0),
+                                           StartTimer("c-t-6", 10.0)]
     assert call.state.node == "group:hunt"
 
 
@@ -432,12 +440,120 @@ def test_forward_to_sequential_with_fallback_voicemail() -> None:
                             forward_timeout=15, fallback="voicemail"))
     assert call.first == [Ring(), Dial("c-leg-1", ALICE, 15.0), StartTimer("c-t-1", 15.0)]
     call(TimerExpired("c-t-1"))
-    assert call(TimerExpired("c-t-2")) == [HangupLeg("c-leg-2", "timeout"), Answer(), Play("c-pb-1", "sound:vpbx/vm-intro")]
+    assert call(TimerExpired("c-t-2")) == [HangupLeg("c-leg-2", "timeout"), Answer(),
+                                           Play("c-pb-1", "sound:vpbx/vm-intro")]
 
 
-def test_forward_after_ivr_does_not_ring_an_answered_caller() -> None:
+# -- ringback: Ring for an unanswered caller, in-band ringing for an answered one -------------------------------------
+
+def test_forward_after_ivr_plays_in_band_ringing_to_the_answered_caller() -> None:
     call = ivr_call()
-    assert call(Dtmf("2")) == [CancelTimer("c-t-1"), Dial("c-leg-1", ALICE, 10.0), StartTimer("c-t-2", 10.0)]
+    actions = call(Dtmf("2"))
+    assert actions == [CancelTimer("c-t-1"), StartRingback("c-rb-1"), Dial("c-leg-1", ALICE, 10.0),
+                       StartTimer("c-t-2", 10.0)]
+    assert Ring() not in actions and call.state.ringback == "c-rb-1"
+
+
+def test_unanswered_caller_gets_ring_not_in_band_ringing() -> None:
+    call = group_call()
+    assert call.state.ringback is None
+    assert not [a for a in call.first if isinstance(a, (StartRingback, StopRingback))]
+    assert call(LegAnswered("c-leg-1")) == [
+        CancelTimer("c-t-1"), Bridge("c-leg-1"), HangupLeg("c-leg-2", "answered_elsewhere"),
+        HangupLeg("c-leg-3", "answered_elsewhere")]
+
+
+def test_ringback_stops_before_the_bridge() -> None:
+    call = ivr_call()
+    call(Dtmf("1"))                                       # group:sales, three legs at once
+    assert call(LegAnswered("c-leg-2"), now=110.0) == [
+        CancelTimer("c-t-2"), StopRingback("c-rb-1"), Bridge("c-leg-2"), HangupLeg("c-leg-1", "answered_elsewhere"),
+        HangupLeg("c-leg-3", "answered_elsewhere")]
+    assert call.state.ringback is None
+
+
+def test_ringback_goes_on_from_one_sequential_target_to_the_next() -> None:
+    call = ivr_call()
+    assert call(Dtmf("2"))[1] == StartRingback("c-rb-1")   # group:hunt: alice, bob, desk
+    assert call(TimerExpired("c-t-2")) == [HangupLeg("c-leg-1", "timeout"), Dial("c-leg-2", BOB, 10.0),
+                                           StartTimer("c-t-3", 10.0)]
+    assert call(LegFailed("c-leg-2", "busy")) == [CancelTimer("c-t-3"), Dial("c-leg-3", DESK, 10.0),
+                                                  StartTimer("c-t-4", 10.0)]
+    assert call.state.ringback == "c-rb-1"
+    assert call(LegAnswered("c-leg-3")) == [CancelTimer("c-t-4"), StopRingback("c-rb-1"), Bridge("c-leg-3")]
+
+
+def test_ringback_stops_before_the_fallback_plays() -> None:
+    call = ivr_call(fallback="voicemail")
+    call(Dtmf("1"))
+    assert call(TimerExpired("c-t-2")) == [
+        HangupLeg("c-leg-1", "timeout"), HangupLeg("c-leg-2", "timeout"), HangupLeg("c-leg-3", "timeout"),
+        StopRingback("c-rb-1"), Play("c-pb-2", "sound:vpbx/vm-intro")]
+    assert call.state.ringback is None and call.state.phase == "vm_intro"
+
+
+def test_ringback_stops_before_a_hangup_fallback() -> None:
+    call = ivr_call(fallback="hangup")
+    call(Dtmf("2"))
+    call(TimerExpired("c-t-2"))
+    call(TimerExpired("c-t-3"))
+    assert call(TimerExpired("c-t-4")) == [HangupLeg("c-leg-3", "timeout"), StopRingback("c-rb-1"), Hangup(16)]
+    call.finished()
+
+
+def test_ringback_stops_when_the_caller_hangs_up() -> None:
+    call = ivr_call()
+    call(Dtmf("1"))
+    actions = call(CallerHungUp())
+    assert actions[0] == StopRingback("c-rb-1") and Hangup(16) not in actions
+    call.finished()
+    assert call.state.ringback is None
+
+
+def test_ringback_after_a_restart_uses_the_restart_prefix() -> None:
+    state, actions = adopt(sample_flow(route="sip:alice"), "c", "+1555", answered=True, restart=2)
+    assert actions == [StartRingback("c-r2-rb-1"), Dial("c-r2-leg-1", ALICE, 30.0), StartTimer("c-r2-t-1", 30.0)]
+    assert state.ringback == "c-r2-rb-1"
+
+
+def test_every_ringback_started_is_stopped_before_the_caller_hears_anything_else() -> None:
+    """Over every sample flow and script (and a hang-up after every step): at most one ringback at a time; none
+    while the caller is bridged, played to, recorded or hung up; none left once the call finishes."""
+    from vpbx.dialplan.simulate import run
+    from vpbx.dialplan.testing import sample_flows
+
+    exclusive = (Bridge, Play, Record, Hangup)
+    scripts = ["", "1", "2", "3", "5101#", "52000", "0"]
+    runs = 0
+    for name, flow in sample_flows().items():
+        for dtmf in scripts:
+            for no_answer in (frozenset(), frozenset({"sip:alice", "sip:bob", "tel:+380501112233",
+                                                      "uri:sip:desk@pbx.example.com:5070", "uri:sip:x@example.com"})):
+                steps = run(flow, "+15550001111", dtmf, set(no_answer), set(), call_id="c")
+                events = [s.event for s in steps[1:] if s.event is not None]
+                for cut in range(len(events) + 1):
+                    state, actions = start(flow, "c", "+15550001111", 0)
+                    every = list(actions)
+                    for event in events[:cut]:
+                        state, actions = step(state, event)
+                        every += actions
+                    if not state.finished:
+                        state, actions = step(state, CallerHungUp())
+                        every += actions
+                    runs += 1
+                    playing: str | None = None
+                    for action in every:
+                        if isinstance(action, StartRingback):
+                            assert playing is None, (name, dtmf, every)
+                            playing = action.playback_id
+                        elif isinstance(action, StopRingback):
+                            assert action.playback_id == playing, (name, dtmf, every)
+                            playing = None
+                        elif isinstance(action, exclusive):
+                            assert playing is None, (name, dtmf, action, every)
+                    if state.finished:
+                        assert playing is None and state.ringback is None, (name, dtmf, every)
+    assert runs > 200
 
 
 # -- bridged --------------------------------------------------------------------------------------------------------
@@ -644,7 +760,7 @@ def test_adopt_answered_call_restarts_route_without_greeting() -> None:
 
 def test_adopt_unanswered_call_plays_greeting() -> None:
     flow = sample_flow(greeting="welcome", route="sip:alice")
-    state, actions = adopt(flow, "c", "+1555", answered=False, restart=3)
+    _state, actions = adopt(flow, "c", "+1555", answered=False, restart=3)
     assert actions == [Answer(), Play("c-r3-pb-1", "sound:vpbx/welcome")]
 
 

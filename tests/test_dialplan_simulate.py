@@ -12,12 +12,14 @@ def test_ivr_to_group_first_answer_wins() -> None:
         "  0. call from +15550001111 to +380441234567 -> answer; play sound:vpbx/welcome [sim-pb-1]",
         "  1. playback sim-pb-1 finished -> play sound:vpbx/main-menu [sim-pb-2]",
         "  2. playback sim-pb-2 finished -> start timer sim-t-1 (5s)",
-        "  3. caller presses 1 -> cancel timer sim-t-1; dial sip:alice as sim-leg-1 (20s); "
+        "  3. caller presses 1 -> cancel timer sim-t-1; in-band ringing to caller [sim-rb-1]; "
+        "dial sip:alice as sim-leg-1 (20s); "
         "dial sip:bob as sim-leg-2 (20s); dial tel:+380501112233 as sim-leg-3 (20s); start timer sim-t-2 (20s)",
         "  4. sim-leg-1 (sip:alice) fails: busy -> nothing",
         "  5. sim-leg-2 (sip:bob) rings -> nothing",
         "  6. sim-leg-3 (tel:+380501112233) rings -> nothing",
-        "  7. sim-leg-2 (sip:bob) answers -> cancel timer sim-t-2; bridge caller with sim-leg-2; "
+        "  7. sim-leg-2 (sip:bob) answers -> cancel timer sim-t-2; stop ringing [sim-rb-1]; "
+        "bridge caller with sim-leg-2; "
         "hang up sim-leg-3 (answered_elsewhere)",
         "  8. caller hangs up -> hang up sim-leg-2 (normal)",
         "end: answered, reached sip:bob",

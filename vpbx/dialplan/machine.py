@@ -14,18 +14,23 @@ Exception: LegAnswered for a known leg the call no longer wants (lost the race, 
 HangupLeg for it, because a stray answered leg would otherwise stay up. After `finished` even that is ignored: the
 edge must hang up any leg of a finished call itself.
 
+Ringback. While legs ring, a caller not yet answered gets Ring (the network plays ringing); an answered one (e.g.
+forwarded from an IVR) gets StartRingback, in-band ringing the machine stops (StopRingback) before it bridges,
+plays, records or hangs up, and when the call finishes.
+
 Once `finished` is True the machine emits nothing further. A caller hanging up mid-recording does not finish the
 call: the phase becomes `vm_orphaned` and the call finishes on RecordingFinished (delivered if long enough) or
 RecordingFailed.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from vpbx.dialplan.model import (
     CAUSE_BUSY,
     CAUSE_NORMAL,
+    CAUSE_OUT_OF_ORDER,
     CAUSE_UNALLOCATED,
     DTMF_DIGITS,
     EVENT_TYPES,
@@ -63,12 +68,14 @@ from vpbx.dialplan.model import (
     RecordingFailed,
     RecordingFinished,
     Ring,
+    StartRingback,
     StartTimer,
     StopPlayback,
+    StopRingback,
     Target,
     TimerExpired,
     VoicemailNode,
-    builtin_media,
+    prompt_media,
 )
 
 Actions = list[Action]
@@ -115,10 +122,7 @@ def adopt(
         flow=flow, call_id=call_id, caller=caller, prefix=f"{call_id}-r{restart}", phase="new", started_at=now,
         clock=now, answered=answered, answered_at=now if answered else None,
     )
-    if at is not None and at in flow.nodes:
-        node_id = at
-    else:
-        node_id = flow.route_start if answered else flow.start
+    node_id = at if at is not None and at in flow.nodes else flow.route_start if answered else flow.start
     actions: Actions = []
     state = _enter(state, node_id, actions)
     return state, actions
@@ -127,6 +131,12 @@ def adopt(
 def reject_unknown() -> list[Action]:
     """Actions for a call to a number vpbx does not serve (no Flow): hang up with cause 1 (unallocated number)."""
     return [Hangup(cause=CAUSE_UNALLOCATED)]
+
+
+def reject_broken() -> list[Action]:
+    """Actions for a call to a number of this install whose flow does not load (its routing names something that
+    is gone, e.g. a removed IVR): hang up with cause 27 (destination out of order), so the carrier can try elsewhere."""
+    return [Hangup(cause=CAUSE_OUT_OF_ORDER)]
 
 
 def step(state: CallState, event: Event, now: float | None = None) -> tuple[CallState, list[Action]]:
@@ -201,6 +211,22 @@ def _stop_playback(state: CallState, actions: Actions) -> CallState:
     return replace(state, playback_id=None)
 
 
+def _start_ringback(state: CallState, actions: Actions) -> CallState:
+    """In-band ringing for an answered caller while legs ring (an unanswered one gets Ring: the network rings)."""
+    if state.ringback is not None:
+        return state
+    ringback = f"{state.prefix}-rb-{state.n_leg + 1}"     # the leg about to be dialled names it: unique per call
+    actions.append(StartRingback(ringback))
+    return replace(state, ringback=ringback)
+
+
+def _stop_ringback(state: CallState, actions: Actions) -> CallState:
+    if state.ringback is None:
+        return state
+    actions.append(StopRingback(state.ringback))
+    return replace(state, ringback=None)
+
+
 def _start_timer(state: CallState, seconds: float, actions: Actions) -> CallState:
     state = _cancel_timer(state, actions)
     n = state.n_timer + 1
@@ -230,7 +256,9 @@ def _hangup_live_legs(state: CallState, reason: str, actions: Actions, keep: str
 
 
 def _finish(state: CallState, actions: Actions, cause: int | None) -> CallState:
-    """End the call: stop the playback, cancel the timer, hang up live legs, then the caller (if `cause`)."""
+    """End the call: stop the playback (and ringback), cancel the timer, hang up live legs, then the caller (if
+    `cause`)."""
+    state = _stop_ringback(state, actions)
     state = _stop_playback(state, actions)
     state = _cancel_timer(state, actions)
     state = _hangup_live_legs(state, "normal", actions)
@@ -249,6 +277,8 @@ def _finish(state: CallState, actions: Actions, cause: int | None) -> CallState:
 def _enter(state: CallState, node_id: str, actions: Actions) -> CallState:
     node = state.flow.node(node_id)
     state = replace(state, node=node_id, failures=0, digits="")
+    if not isinstance(node, ForwardNode):
+        state = _stop_ringback(state, actions)   # ringing only while legs ring; stopped before a prompt or hang-up
     if node.dest is not None:
         state = replace(state, reached=node.dest)
     if isinstance(node, PlayNode):
@@ -258,7 +288,7 @@ def _enter(state: CallState, node_id: str, actions: Actions) -> CallState:
     if isinstance(node, ForwardNode):
         return _enter_forward(state, node, actions)
     if isinstance(node, VoicemailNode):
-        return _play(_answer(state, actions), builtin_media(PROMPT_VM_INTRO), "vm_intro", actions)
+        return _play(_answer(state, actions), prompt_media(PROMPT_VM_INTRO), "vm_intro", actions)
     if isinstance(node, PlayAndHangupNode):
         if node.disposition is not None:
             state = replace(state, disposition=node.disposition)
@@ -364,7 +394,9 @@ def _enter_forward(state: CallState, node: ForwardNode, actions: Actions) -> Cal
     state = replace(state, phase="forwarding", next_target=0)
     if not node.targets:
         return _enter(state, node.fallback, actions)
-    if not state.answered:
+    if state.answered:
+        state = _start_ringback(state, actions)
+    else:
         actions.append(Ring())
     if node.mode == "sequential":
         return _dial_next(state, node, actions)
@@ -377,7 +409,7 @@ def _dial(state: CallState, target: Target, timeout: float, actions: Actions) ->
     n = state.n_leg + 1
     leg_id = f"{state.prefix}-leg-{n}"
     actions.append(Dial(leg_id, target, timeout))
-    return replace(state, n_leg=n, legs=state.legs + (Leg(leg_id, target),))
+    return replace(state, n_leg=n, legs=(*state.legs, Leg(leg_id, target)))
 
 
 def _dial_next(state: CallState, node: ForwardNode, actions: Actions) -> CallState:
@@ -428,6 +460,7 @@ def _on_leg_answered(state: CallState, event: Event, actions: Actions) -> CallSt
     if state.phase == "forwarding" and leg.live:
         # First answer wins.
         state = _cancel_timer(state, actions)
+        state = _stop_ringback(state, actions)
         actions.append(Bridge(leg.leg_id))
         state = _set_leg(state, leg.leg_id, "answered")
         state = _hangup_live_legs(state, "answered_elsewhere", actions, keep=leg.leg_id)
@@ -479,7 +512,7 @@ def _after_recording(state: CallState, actions: Actions) -> CallState:
     state = replace(state, recording=None)
     if state.phase == "vm_orphaned":
         return _finish(state, actions, None)
-    return _play(state, builtin_media(PROMPT_GOODBYE), "closing", actions)
+    return _play(state, prompt_media(PROMPT_GOODBYE), "closing", actions)
 
 
 # --------------------------------------------------------------------------------------------------------------------

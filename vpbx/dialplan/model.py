@@ -6,14 +6,14 @@ ids deterministically from the call id, so tests and the edge can predict them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, Union
+
+from vpbx.domain.validation import DTMF_DIGITS as DTMF_DIGITS  # the one key set (0-9 * # A-D), re-exported
 
 # --------------------------------------------------------------------------------------------------------------------
 # Constants
-
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 # Built-in prompts shipped in prompts/<lang>/ and installed beside user prompts: played as `sound:vpbx/<name>`,
 # so the channel's language (the number's) picks the English or Russian file.
@@ -27,6 +27,7 @@ PROMPT_VM_INTRO = "vm-intro"
 CAUSE_UNALLOCATED = 1
 CAUSE_NORMAL = 16
 CAUSE_BUSY = 17
+CAUSE_OUT_OF_ORDER = 27    # destination out of order: the number's flow does not load
 
 FORWARD_MODES = ("simultaneous", "sequential")
 LEG_FAIL_REASONS = ("busy", "noanswer", "unavailable", "congestion")
@@ -41,14 +42,13 @@ DIGIT_TIMEOUT = 3.0
 MAX_EXTENSION_DIGITS = 32
 
 
-def builtin_media(name: str) -> str:
-    """Media string of a built-in prompt, e.g. `sound:vpbx/goodbye`."""
-    return f"sound:vpbx/{name}"
-
-
 def prompt_media(name: str) -> str:
-    """Media string of a user prompt, e.g. `sound:vpbx/welcome`."""
+    """Media string of a prompt, built-in (`sound:vpbx/goodbye`) or uploaded (`sound:vpbx/welcome`): both are
+    installed under sounds/<lang>/vpbx/, so the channel's language picks the file."""
     return f"sound:vpbx/{name}"
+
+
+builtin_media = prompt_media    # old name, kept until machine.py and tests/test_lifecycle.py use prompt_media
 
 
 def _freeze(mapping: Mapping[str, str] | None) -> Mapping[str, str] | None:
@@ -154,7 +154,7 @@ class HangupNode:
     dest: str | None = None
 
 
-Node = Union[PlayNode, IvrNode, ForwardNode, VoicemailNode, PlayAndHangupNode, HangupNode]
+Node = PlayNode | IvrNode | ForwardNode | VoicemailNode | PlayAndHangupNode | HangupNode
 
 
 @dataclass(frozen=True)
@@ -236,10 +236,10 @@ class RecordingFailed:
     name: str
 
 
-Event = Union[
-    PlaybackFinished, Dtmf, TimerExpired, LegRinging, LegAnswered, LegFailed, LegHungUp, CallerHungUp,
-    RecordingFinished, RecordingFailed,
-]
+Event = (
+    PlaybackFinished | Dtmf | TimerExpired | LegRinging | LegAnswered | LegFailed | LegHungUp | CallerHungUp
+    | RecordingFinished | RecordingFailed
+)
 EVENT_TYPES: tuple[type, ...] = (
     PlaybackFinished, Dtmf, TimerExpired, LegRinging, LegAnswered, LegFailed, LegHungUp, CallerHungUp,
     RecordingFinished, RecordingFailed,
@@ -339,15 +339,31 @@ class DiscardRecording:
 
 @dataclass(frozen=True)
 class Hangup:
-    """Hang up the caller with Q.850 `cause` (16 normal, 17 busy, 1 unallocated)."""
+    """Hang up the caller with Q.850 `cause` (16 normal, 17 busy, 1 unallocated, 27 out of order)."""
 
     cause: int = CAUSE_NORMAL
 
 
-Action = Union[
-    Answer, Ring, Play, StopPlayback, StartTimer, CancelTimer, Dial, HangupLeg, Bridge, Record, DeliverVoicemail,
-    DiscardRecording, Hangup,
-]
+@dataclass(frozen=True)
+class StartRingback:
+    """Play in-band ringing (`tone:ring`) to the already answered caller as playback `playback_id`, while legs ring.
+
+    Only while forwarding: StopRingback comes before the caller is bridged, played to, recorded or hung up. Apart from
+    `Play`: the ringing never ends by itself and no PlaybackFinished is expected for it.
+    """
+
+    playback_id: str
+
+
+@dataclass(frozen=True)
+class StopRingback:
+    playback_id: str
+
+
+Action = (
+    Answer | Ring | Play | StopPlayback | StartTimer | CancelTimer | Dial | HangupLeg | Bridge | Record
+    | DeliverVoicemail | DiscardRecording | Hangup | StartRingback | StopRingback
+)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -401,7 +417,8 @@ class CallState:
     flow: Flow
     call_id: str
     caller: str
-    prefix: str                       # ids: f"{prefix}-pb-{n}", -t-{n} (timers), -leg-{n}, -vm-{n} (recordings)
+    prefix: str                       # ids: f"{prefix}-pb-{n}", -t-{n} (timers), -leg-{n}, -vm-{n} (recordings),
+                                      # -rb-{n} (ringback, n: the number of the first leg it rings for)
     phase: str
     node: str | None = None
     started_at: float = 0.0
@@ -415,6 +432,7 @@ class CallState:
     voicemail: bool = False
     finished: bool = False
     playback_id: str | None = None
+    ringback: str | None = None       # playback id of the in-band ringing the answered caller hears while forwarding
     timer_id: str | None = None
     recording: str | None = None
     legs: tuple[Leg, ...] = ()

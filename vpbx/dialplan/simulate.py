@@ -40,8 +40,10 @@ from vpbx.dialplan.model import (
     RecordingFailed,
     RecordingFinished,
     Ring,
+    StartRingback,
     StartTimer,
     StopPlayback,
+    StopRingback,
     TimerExpired,
 )
 
@@ -208,6 +210,10 @@ def describe_action(action: Action) -> str:
         return "answer"
     if isinstance(action, Ring):
         return "ringback to caller"
+    if isinstance(action, StartRingback):
+        return f"in-band ringing to caller [{action.playback_id}]"
+    if isinstance(action, StopRingback):
+        return f"stop ringing [{action.playback_id}]"
     if isinstance(action, Play):
         return f"play {action.media} [{action.playback_id}]"
     if isinstance(action, StopPlayback):

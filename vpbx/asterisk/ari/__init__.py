@@ -1,7 +1,8 @@
-"""vpbx.asterisk.ari: our own thin async ARI client (httpx for REST, over our HTTP/1.1 transport; websockets for events).
+"""vpbx.asterisk.ari: our own thin async ARI client (httpx for REST, over our HTTP/1.1 transport; websockets for
+events).
 
-Rule: `vpbx.asterisk.ari.client` (with its transport `vpbx.asterisk.ari.http11`) is the only module that speaks HTTP/WebSocket to
-Asterisk; nothing here holds business logic.
+Rule: `vpbx.asterisk.ari.client` (with its transport `vpbx.asterisk.ari.http11`) is the only module that speaks
+HTTP/WebSocket to Asterisk; nothing here holds business logic.
 """
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from vpbx.asterisk.ari.errors import AriConflict, AriError, AriNotFound, AriUnav
 from vpbx.asterisk.ari.events import CONNECTED, DISCONNECTED, event_channel_ids
 
 __all__ = [
+    "CONNECTED",
+    "DISCONNECTED",
     "AriClient",
     "AriConflict",
     "AriError",
     "AriNotFound",
     "AriUnavailable",
-    "CONNECTED",
-    "DISCONNECTED",
     "event_channel_ids",
 ]

@@ -1,13 +1,14 @@
 """Thin async ARI client. Rule: the only module that speaks HTTP/WebSocket to Asterisk; no business logic here.
 
 REST: one shared `httpx.AsyncClient` (keep-alive, basic auth; Asterisk's http.conf `sessionlimit` is 100, so the pool is
-capped well below it) over `vpbx.asterisk.ari.http11.Http11Transport` (unit tests pass `transport=httpx.MockTransport(...)`).
+capped well below it) over `vpbx.asterisk.ari.http11.Http11Transport` (unit tests pass
+`transport=httpx.MockTransport(...)`).
 Each method maps its keyword arguments to the ARI query parameters of the same operation in the ARI reference and
 either returns the parsed JSON (None for 204) or raises one of `vpbx.asterisk.ari.errors`.
 
 Events: `events()` keeps one WebSocket to `/ari/events?app=APP&subscribeAll=false` open, reconnecting by itself with
-exponential backoff, and yields parsed events plus the synthetic `VpbxConnected` (after every (re)connect: reconcile with
-`get_application()` now, events during the gap are lost) and `VpbxDisconnected` (the stream broke).
+exponential backoff, and yields parsed events plus the synthetic `VpbxConnected` (after every (re)connect: reconcile
+with `get_application()` now, events during the gap are lost) and `VpbxDisconnected` (the stream broke).
 """
 from __future__ import annotations
 
@@ -185,10 +186,12 @@ class AriClient:
     # ------------------------------------------------------------------ channels
 
     async def list_channels(self) -> list[dict[str, Any]]:
-        return await self._request("GET", "/channels")
+        result: list[dict[str, Any]] = await self._request("GET", "/channels")
+        return result
 
     async def get_channel(self, channel_id: str) -> dict[str, Any]:
-        return await self._request("GET", f"/channels/{_seg(channel_id)}")
+        result: dict[str, Any] = await self._request("GET", f"/channels/{_seg(channel_id)}")
+        return result
 
     async def create(self, endpoint: str, app: str | None = None, app_args: str | Sequence[str] | None = None,
                      channel_id: str | None = None, other_channel_id: str | None = None,
@@ -198,7 +201,8 @@ class AriClient:
         params = {"endpoint": endpoint, "app": app or self.app, "appArgs": _join(app_args), "channelId": channel_id,
                   "otherChannelId": other_channel_id, "originator": originator, "formats": _join(formats)}
         body = {"variables": dict(variables)} if variables else None
-        return await self._request("POST", "/channels/create", params=params, body=body)
+        result: dict[str, Any] = await self._request("POST", "/channels/create", params=params, body=body)
+        return result
 
     async def originate(self, endpoint: str, *, extension: str | None = None, context: str | None = None,
                         priority: int | None = None, label: str | None = None, app: str | None = None,
@@ -213,7 +217,8 @@ class AriClient:
                   "channelId": channel_id, "otherChannelId": other_channel_id, "originator": originator,
                   "formats": _join(formats)}
         body = {"variables": dict(variables)} if variables else None
-        return await self._request("POST", "/channels", params=params, body=body)
+        result: dict[str, Any] = await self._request("POST", "/channels", params=params, body=body)
+        return result
 
     async def dial(self, channel_id: str, caller: str | None = None, timeout: int | None = None) -> None:
         await self._request("POST", f"/channels/{_seg(channel_id)}/dial",
@@ -239,7 +244,8 @@ class AriClient:
         path = f"/channels/{_seg(channel_id)}/play"
         if playback_id is not None:
             path += f"/{_seg(playback_id)}"
-        return await self._request("POST", path, params=params)
+        result: dict[str, Any] = await self._request("POST", path, params=params)
+        return result
 
     async def record(self, channel_id: str, name: str, format: str = "wav", max_duration: int | None = None,
                      max_silence: int | None = None, beep: bool | None = None, terminate_on: str | None = None,
@@ -247,7 +253,8 @@ class AriClient:
         """Start recording the channel to stored recording `name`; returns the LiveRecording."""
         params = {"name": name, "format": format, "maxDurationSeconds": max_duration,
                   "maxSilenceSeconds": max_silence, "ifExists": if_exists, "beep": beep, "terminateOn": terminate_on}
-        return await self._request("POST", f"/channels/{_seg(channel_id)}/record", params=params)
+        result: dict[str, Any] = await self._request("POST", f"/channels/{_seg(channel_id)}/record", params=params)
+        return result
 
     async def hangup(self, channel_id: str, reason: str | None = None, reason_code: int | str | None = None) -> None:
         """DELETE /channels/{id}; `reason` (normal, busy, answered_elsewhere, ...) or a Q.850 `reason_code`."""
@@ -269,7 +276,8 @@ class AriClient:
         await self._request("DELETE", f"/playbacks/{_seg(playback_id)}")
 
     async def live_recording(self, name: str) -> dict[str, Any]:
-        return await self._request("GET", f"/recordings/live/{_seg(name)}")
+        result: dict[str, Any] = await self._request("GET", f"/recordings/live/{_seg(name)}")
+        return result
 
     async def stop_recording(self, name: str) -> None:
         """POST /recordings/live/{name}/stop: stop and store a live recording."""
@@ -277,7 +285,8 @@ class AriClient:
 
     async def stored_file(self, name: str) -> bytes:
         """The audio bytes of stored recording `name` (no shared filesystem with Asterisk needed)."""
-        return await self._request("GET", f"/recordings/stored/{_seg(name)}/file", raw=True)
+        audio: bytes = await self._request("GET", f"/recordings/stored/{_seg(name)}/file", raw=True)
+        return audio
 
     async def delete_stored(self, name: str) -> None:
         await self._request("DELETE", f"/recordings/stored/{_seg(name)}")
@@ -286,7 +295,9 @@ class AriClient:
 
     async def create_bridge(self, type: str = "mixing", bridge_id: str | None = None,
                             name: str | None = None) -> dict[str, Any]:
-        return await self._request("POST", "/bridges", params={"type": type, "bridgeId": bridge_id, "name": name})
+        result: dict[str, Any] = await self._request("POST", "/bridges",
+                                                     params={"type": type, "bridgeId": bridge_id, "name": name})
+        return result
 
     async def add_channel(self, bridge_id: str, channel_ids: str | Sequence[str], role: str | None = None,
                           absorb_dtmf: bool | None = None, mute: bool | None = None,
@@ -306,11 +317,13 @@ class AriClient:
 
     async def get_application(self, app: str | None = None) -> dict[str, Any]:
         """GET /applications/{app}: `channel_ids`, `bridge_ids` ... the app holds (reconcile after VpbxConnected)."""
-        return await self._request("GET", f"/applications/{_seg(app or self.app)}")
+        result: dict[str, Any] = await self._request("GET", f"/applications/{_seg(app or self.app)}")
+        return result
 
     async def asterisk_info(self, only: str | Sequence[str] | None = None) -> dict[str, Any]:
         """GET /asterisk/info (health check); `only` filters to build, system, config and/or status."""
-        return await self._request("GET", "/asterisk/info", params={"only": _join(only)})
+        result: dict[str, Any] = await self._request("GET", "/asterisk/info", params={"only": _join(only)})
+        return result
 
     # ------------------------------------------------------------------ events
 

@@ -181,7 +181,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     @staticmethod
     async def _chunks(reader: asyncio.StreamReader) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
             if size == 0:
