@@ -5,7 +5,7 @@ Layers, lowest first (a module may import its own layer, lower layers and the ro
 
     vpbx.domain
     vpbx.dialplan   vpbx.billing     (one rank: neither imports the other)
-    vpbx.config
+    vpbx.config     vpbx.shipped     (one rank)
     vpbx.storage
     vpbx.services
     vpbx.asterisk
@@ -32,7 +32,7 @@ ROOT = "vpbx"
 RANKS: tuple[tuple[str, ...], ...] = (
     ("vpbx.domain",),
     ("vpbx.dialplan", "vpbx.billing"),
-    ("vpbx.config",),
+    ("vpbx.config", "vpbx.shipped"),
     ("vpbx.storage",),
     ("vpbx.services",),
     ("vpbx.asterisk",),

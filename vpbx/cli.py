@@ -1,7 +1,8 @@
 """`vpbx` command line: the root group only - global options, the `Error:` path, the version - and the table of
 command groups, each loaded from its own module in `vpbx.commands` the first time it is used.
 
-Rules: a VpbxError becomes one `Error: ...` line on stderr and exit 1 (usage errors exit 2, from Click); `--json`
+Rules: a VpbxError becomes one `Error: ...` line on stderr and an exit code from EXIT_CODES (1 bad input or state,
+3 Asterisk unreachable or refusing; usage errors exit 2, from Click); `--json`
 prints exactly one JSON document on stdout. `vpbx --help` imports no command module (the short help of every command
 is kept in COMMANDS below; tests/test_cli_lazy.py checks it against the commands), so it starts fast. Nothing in
 `vpbx.commands` imports this module.
@@ -46,6 +47,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "waitlist": ("vpbx.commands.waitlist:waitlist",
                  "Accounts waiting for a kind of number: mailed once when a match is added."),
 }
+
+
+# The exit codes scripts and cron can tell apart (README: Exit codes). 0 ok, 2 usage (Click).
+EXIT_ERROR = 1          # bad input, unknown object, conflict, config: fix the command or the data
+EXIT_ASTERISK = 3       # Asterisk (AMI/ARI) unreachable or refused: retry later or fix Asterisk, the command was fine
 
 
 def load(target: str) -> click.Command:
@@ -105,7 +111,7 @@ def _shown(arg: str, limit: int = 80) -> str:
 
 
 class VpbxGroup(click.Group):
-    """The root group: loads command modules lazily and turns vpbx errors into one `Error:` line and exit code 1."""
+    """The root group: loads command modules lazily and turns vpbx errors into one `Error:` line and their exit code."""
 
     commands: LazyCommands
 
@@ -144,13 +150,13 @@ class VpbxGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from vpbx.domain.errors import VpbxError
+        from vpbx.domain.errors import AsteriskError, VpbxError
 
         try:
             return super().invoke(ctx)
         except VpbxError as exc:
             click.echo(f"Error: {_one_line(str(exc))}", err=True)
-            ctx.exit(1)
+            ctx.exit(EXIT_ASTERISK if isinstance(exc, AsteriskError) else EXIT_ERROR)
 
 
 @click.group(cls=VpbxGroup)

@@ -22,13 +22,14 @@ import soxr
 from vpbx.config import atomic_write
 from vpbx.domain import rules
 from vpbx.domain import validation as validate
+from vpbx import shipped
 from vpbx.domain.errors import ConfigError, NotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
 RATE = 8000
 SUBDIR = "vpbx"
-# Built-in prompts shipped in the repository's prompts/<language>/ (made by prompts/build.py).
+# Built-in prompts shipped in the repository's prompts/<language>/ (made by prompts/build.py; in the wheel: vpbx.prompts).
 BUILTIN_PROMPTS = {
     "vm-intro": "voicemail intro: leave a message after the tone",
     "invalid-option": "invalid option",
@@ -37,7 +38,6 @@ BUILTIN_PROMPTS = {
     "all-busy": "all circuits are busy",
 }
 BUILTIN_LANGUAGES = ("en", "ru")
-BUILTIN_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"   # the repository's prompts/
 
 
 def convert(src: Path) -> bytes:
@@ -165,9 +165,10 @@ def remove(sounds_dir: Path, name: str, language: str | None = None) -> list[Pat
     return removed
 
 
-def install_builtins(sounds_dir: Path, source_dir: Path = BUILTIN_PROMPTS_DIR) -> list[Path]:
+def install_builtins(sounds_dir: Path, source_dir: Path | None = None) -> list[Path]:
     """Copy the built-in prompts (`<source_dir>/<language>/<name>.wav`, the repository's prompts/) into the sounds
     dir, so `sound:vpbx/<name>` plays them in the channel's language."""
+    source_dir = shipped.prompts_dir() if source_dir is None else source_dir
     installed = []
     for language in BUILTIN_LANGUAGES:
         for name in BUILTIN_PROMPTS:
