@@ -1,7 +1,8 @@
 """The one exception hierarchy of vpbx.
 
 Rule: every failure a user can cause is a VpbxError whose message names the object and the fix; the CLI prints it as a
-single `Error: ...` line and exits 1 (3 for AsteriskError, so scripts can tell "retry later" from "fix the input"). Anything else escaping is a bug.
+single `Error: ...` line and exits 1 (3 for AsteriskError, so scripts can tell "retry later" from "fix the
+input"). Anything else escaping is a bug.
 
     VpbxError
     +-- ValidationError     bad input (number, login, text that could inject config, DTMF, audio)

@@ -19,17 +19,17 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from vpbx import shipped
 from vpbx.config import atomic_write
 from vpbx.domain import rules
 from vpbx.domain import validation as validate
-from vpbx import shipped
 from vpbx.domain.errors import ConfigError, NotFoundError, ValidationError
 
 log = logging.getLogger(__name__)
 
 RATE = 8000
 SUBDIR = "vpbx"
-# Built-in prompts shipped in the repository's prompts/<language>/ (made by prompts/build.py; in the wheel: vpbx.prompts).
+# Built-in prompts in the repository's prompts/<language>/ (made by prompts/build.py; in the wheel: vpbx.prompts).
 BUILTIN_PROMPTS = {
     "vm-intro": "voicemail intro: leave a message after the tone",
     "invalid-option": "invalid option",
