@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,18 @@ class AsteriskSandbox:
 
         self.generate()
         deploy.reload(self.cfg)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the shared sandbox while a test runs an Asterisk of its own on the machine's SIP/AMI/ARI ports (another
+        root, or the stock config); start it again afterwards - also when the test fails - with this session's
+        generated files, and prove this session's AMI user works again."""
+        sandbox("stop")
+        try:
+            yield
+        finally:
+            sandbox("start")
+            self.reload()
 
     def vpbx(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run the real CLI (`python -m vpbx.cli --config THIS ...`) as a subprocess."""
