@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vpbx.dialplan import compile_flow
+from vpbx.dialplan.model import FORWARD_MODES
 from vpbx.domain import destinations
 from vpbx.domain import validation as validate
 from vpbx.domain.destinations import Destination
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from vpbx.storage.store import Store
 
 PROBE_NUMBER = "+10000000000"   # stands in for "a number routed here" when a group or IVR is checked alone
-FORWARD_MODES = ("simultaneous", "sequential")
 
 
 def destination(text: str, where: str, parse: Callable[[str], Destination] = destinations.parse) -> str:
