@@ -10,6 +10,7 @@ ensure_system_packages() {
     local missing=()
     command -v sipp >/dev/null || missing+=(sip-tester)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+    command -v nft >/dev/null || missing+=(nftables)          # the tests' NAT router namespace
     if ((${#missing[@]})); then
         log "installing ${missing[*]} (apt)"
         apt-get update -q >/dev/null
@@ -22,7 +23,7 @@ ensure_venv() {
         log "creating $VENV"
         python3 -m venv "$VENV"
     fi
-    if ! "$VENV/bin/python" -c "import vpbx, tomlkit, pytest, hypothesis, aiosmtpd, mypy" 2>/dev/null \
+    if ! "$VENV/bin/python" -c "import vpbx, tomlkit, pytest, hypothesis, aiosmtpd, mypy, pjsua2" 2>/dev/null \
         || [[ ! -x "$VENV/bin/ruff" ]] \
         || [[ "$REPO/setup.cfg" -nt "$VENV/.vpbx-installed" ]]; then
         log "installing vpbx and its dependencies into $VENV"
