@@ -136,10 +136,10 @@ class Pbx:
         prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
         with open(self.engine_log, "ab") as log:   # the engine keeps its own copy of the descriptor
             self.engine = subprocess.Popen([sys.executable, *prof, "-m", "vpbx.cli", "--config", str(self.config),
-                                            "serve"], stdout=log, stderr=log, cwd=REPO,
+                                            "serve", "--log-format", "json"], stdout=log, stderr=log, cwd=REPO,
                                            env=dict(os.environ, PYTHONPATH=str(REPO)))
         deadline = time.monotonic() + 30
-        while not any(str(e.get("msg", "")).startswith("reconcile done") for e in self.engine_entries(offset)):
+        while not any(str(e.get("message", "")).startswith("reconcile done") for e in self.engine_entries(offset)):
             if self.engine.poll() is not None or time.monotonic() > deadline:
                 tail = self.engine_log.read_text(errors="replace")[-3000:]
                 raise SystemExit(f"vpbx serve did not start; log:\n{tail}")

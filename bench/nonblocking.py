@@ -372,10 +372,11 @@ def main() -> int:
                      "--password", "carrier-secret-1", "--no-register")
         number, _ = set_up_ivr(install, "1", "nbmenu")
         with open(install.engine_log, "ab") as log:
-            engine = subprocess.Popen([sys.executable, "-m", "vpbx.cli", "--config", str(install.config), "serve"],
+            engine = subprocess.Popen([sys.executable, "-m", "vpbx.cli", "--config", str(install.config), "serve",
+                                       "--log-format", "json"],
                                       stdout=log, stderr=log, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
         deadline = time.monotonic() + 30
-        while not any(str(e.get("msg", "")).startswith("reconcile done") for e in log_entries(install.engine_log)):
+        while not any(str(e.get("message", "")).startswith("reconcile done") for e in log_entries(install.engine_log)):
             if engine.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("vpbx serve did not start:\n" + install.engine_log.read_text()[-3000:])
             time.sleep(0.1)

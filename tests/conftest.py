@@ -30,6 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 SANDBOX = REPO / "scripts" / "asterisk-sandbox"
 ROOT = Path(os.environ.get("VPBX_ASTERISK_ROOT", "/var/cache/vpbx/rootfs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # `from sipp import Sipp`
+# A test that gives no --config / VPBX_CONFIG must not pick up the machine's /etc/vpbx/vpbx.toml (vpbx.config looks
+# there first); subprocesses inherit this. tests/test_config_path.py checks the real search order explicitly.
+NO_SYSTEM_CONFIG = "/nonexistent/vpbx-tests/etc/vpbx.toml"
+os.environ["VPBX_SYSTEM_CONFIG"] = NO_SYSTEM_CONFIG
 
 
 def _in_ci() -> bool:

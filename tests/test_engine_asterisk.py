@@ -54,10 +54,10 @@ class Engine:
         with open(self.log_path, "ab") as fh:     # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "vpbx.cli", "--config", str(self.asterisk.config_path), "serve",
-                 "--log-level", "DEBUG"],
+                 "--log-level", "debug", "--log-format", "json"],
                 stdout=fh, stderr=fh, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
-        self.wait_log(lambda e: "ARI connected" in e.get("msg", ""), timeout=20, since=self._offset)
-        self.wait_log(lambda e: e.get("msg", "").startswith("reconcile done"), timeout=20, since=self._offset)
+        self.wait_log(lambda e: "ARI connected" in e.get("message", ""), timeout=20, since=self._offset)
+        self.wait_log(lambda e: e.get("message", "").startswith("reconcile done"), timeout=20, since=self._offset)
         return self
 
     def kill9(self) -> None:
@@ -366,7 +366,7 @@ def test_engine_reconnects_after_asterisk_restart(asterisk, sipp, engine):
     engine.start()
     mark = engine.log_path.stat().st_size
     sandbox("restart", timeout=120)
-    engine.wait_log(lambda e: "ARI connected" in e.get("msg", ""), timeout=30, since=mark)
+    engine.wait_log(lambda e: "ARI connected" in e.get("message", ""), timeout=30, since=mark)
     res = sipp.uac(number, from_user=CALLER, scenario="uac_remote_bye.xml", timeout_s=30).wait(40)
     assert res.ok and res.saw("BYE", "received"), res.describe()
     record = wait_record(asterisk, number)
@@ -547,7 +547,7 @@ def test_voicemail_kept_while_smtp_is_down_then_delivered(asterisk, sipp, engine
         assert [r["recording"] for r in _voicemail_rows(asterisk, number, pending=True)] == [kept["recording"]]
         spooled = spool_path(asterisk.dir / SPOOL_DIR_NAME, kept["recording"])
         assert spooled.stat().st_size > 8000, "the message is not kept in the spool"
-        engine.wait_log(lambda e: "attempt 1 failed" in e.get("msg", ""), timeout=5)
+        engine.wait_log(lambda e: "attempt 1 failed" in e.get("message", ""), timeout=5)
 
         inbox = _Inbox()
         controller = Controller(inbox, hostname="127.0.0.1", port=port)
@@ -716,7 +716,7 @@ def test_outbound_refused_for_tollfree_caller_id(asterisk, sipp, engine, stored_
         engine.start()
         res = sipp.uac("+380671234567", login=out.login, password=out.password, hold_ms=0, timeout_s=20).wait(30)
         _assert_refused(res, out)
-        engine.wait_log(lambda e: "refused" in e.get("msg", "") and out.login in e.get("msg", ""), timeout=5)
+        engine.wait_log(lambda e: "refused" in e.get("message", "") and out.login in e.get("message", ""), timeout=5)
         ok = sipp.uac("+380671234567", login=control, password=password, hold_ms=0, timeout_s=20).wait(30)
         assert ok.ok and carrier_invites(out), ok.describe()
     finally:

@@ -1,7 +1,9 @@
 """vpbx configuration: a TOML file written by `vpbx init`, read by every command.
 
 Rule: secrets are generated with `secrets` at init time (never a fixed default) and the file is written atomically with
-mode 0600. Reading never writes. Paths: --config / VPBX_CONFIG, else ./vpbx.toml, else ~/.config/vpbx/vpbx.toml.
+mode 0600 (a replaced file keeps its group and a mode of 0640, so the service user can still read it). Reading never
+writes. Which file: --config / VPBX_CONFIG, else the system-wide /etc/vpbx/vpbx.toml (VPBX_SYSTEM_CONFIG names another
+one; the tests point it nowhere), else ./vpbx.toml; with none of them, the defaults (database ./vpbx.db).
 """
 from __future__ import annotations
 
@@ -13,7 +15,13 @@ from typing import Any
 
 from vpbx.domain.errors import ConfigError
 
-DEFAULT_NAMES = (Path("vpbx.toml"), Path.home() / ".config" / "vpbx" / "vpbx.toml")
+SYSTEM_CONFIG = Path("/etc/vpbx/vpbx.toml")
+LOCAL_CONFIG = Path("vpbx.toml")
+
+
+def default_paths() -> tuple[Path, ...]:
+    """Where a config is looked for when neither --config nor VPBX_CONFIG names one, first match wins."""
+    return (Path(os.environ.get("VPBX_SYSTEM_CONFIG") or SYSTEM_CONFIG), LOCAL_CONFIG)
 
 
 @dataclass(frozen=True)
@@ -161,7 +169,13 @@ def write_config(cfg: Config, path: Path, force: bool = False) -> None:
     try:
         if path.exists() and not force:
             raise ConfigError(f"config {shown(path)} already exists; keep it, or run `vpbx init --force` to replace it")
-        atomic_write(path, data, mode=0o600)
+        mode, group = 0o600, -1
+        if force and path.exists():      # keep what `vpbx service install` set: root:vpbx 0640
+            st = path.stat()
+            mode, group = (0o640 if st.st_mode & 0o040 else 0o600), st.st_gid
+        atomic_write(path, data, mode=mode)
+        if group != -1 and path.stat().st_gid != group:
+            os.chown(path, -1, group)
     except (OSError, ValueError) as exc:   # ValueError: a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"cannot write config {shown(path)} ({reason}); choose another --dir or --config") from None
@@ -173,7 +187,7 @@ def find_config_path(explicit: str | None) -> Path | None:
     env = os.environ.get("VPBX_CONFIG")
     if env:
         return Path(env)
-    for candidate in DEFAULT_NAMES:
+    for candidate in default_paths():
         if candidate.exists():
             return candidate
     return None
@@ -194,6 +208,12 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
                               ) from None
         except UnicodeDecodeError:
             raise ConfigError(f"config {path} is not UTF-8 text; {fix}") from None
+        except PermissionError:
+            raise ConfigError(f"config {path} is not readable by this user; run as root or as the service user "
+                              "(`sudo -u vpbx vpbx ...`), or point --config / VPBX_CONFIG at another file") from None
+        except OSError as exc:
+            raise ConfigError(f"config {path} cannot be read ({exc.strerror or exc}); point --config / VPBX_CONFIG "
+                              "at a file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML ({exc}); {fix}") from None
     v, a, ari, ami, smtp, bill = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp", "billing"))

@@ -21,18 +21,31 @@ from vpbx.commands.output import Ctx, pass_ctx
 @click.option("--sounds-dir", type=click.Path(file_okay=False),
               help="Asterisk sounds dir (default /usr/share/asterisk/sounds).")
 @click.option("--sip-port", type=int, default=5060, show_default=True, help="UDP port Asterisk's SIP listens on.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Write the config here (default DIR/vpbx.toml, or the global --config / VPBX_CONFIG); "
+                   "production: /etc/vpbx/vpbx.toml with --dir /var/lib/vpbx.")
 @click.option("--force", is_flag=True, help="Replace an existing config (new secrets).")
 @pass_ctx
 def init(c: Ctx, directory: str, asterisk_config_dir: str | None, sounds_dir: str | None, sip_port: int,
-         force: bool) -> None:
-    """Write a config file with freshly generated ARI/AMI secrets (mode 0600)."""
-    from vpbx.config import shown
+         config_file: str | None, force: bool) -> None:
+    """Write a config file with freshly generated ARI/AMI secrets (mode 0600).
+
+    The production layout: `vpbx init --config /etc/vpbx/vpbx.toml --dir /var/lib/vpbx`, then `vpbx service install`
+    (which hands the database directory to the service user and makes the config readable to its group, 0640).
+    """
+    from vpbx.config import find_config_path, shown
     from vpbx.services import install
 
-    cfg, path = install.init(directory, config_path=c.config_path, db_path=c.db_path,
+    cfg, path = install.init(directory, config_path=config_file or c.config_path, db_path=c.db_path,
                              asterisk_config_dir=asterisk_config_dir, sounds_dir=sounds_dir, sip_port=sip_port,
                              force=force)
-    click.echo(f"Wrote {shown(path)} (mode 0600) with new ARI/AMI secrets; database {shown(cfg.db)}")
+    mode = path.stat().st_mode & 0o777
+    click.echo(f"Wrote {shown(path)} (mode {mode:04o}) with new ARI/AMI secrets; database {shown(cfg.db)}")
+    found = find_config_path(c.config_path)
+    if found is None or found.resolve() != path.resolve():
+        default = f"they read {shown(found)}" if found is not None else "they find no config"
+        click.echo(f"Note: other commands use this config only with --config {shown(path)} or "
+                   f"VPBX_CONFIG={shown(path)} ({default} by default)")
 
 
 @click.group("config")

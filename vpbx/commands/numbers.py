@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from vpbx.commands.output import Ctx, day, emit, flush_notices, json_option, money, now, pass_ctx, read_text
+from vpbx.commands.output import Ctx, day, emit, flush_notices, json_option, money, now, pass_ctx, read_text, warn
 
 NUMBER_COLUMNS = ("number", "type", "category", "city", "operator", "channels", "direction", "trunk", "route", "status",
                   "account", "comment")
@@ -259,7 +259,7 @@ def number_release(c: Ctx, number_: str, on: str | None) -> None:
 
     result = lifecycle.release(c.store, c.cfg, number_, day(on))
     if result["warning"]:
-        click.echo(f"Warning: {result['warning']}", err=True)
+        warn(result["warning"])
     click.echo(f"Released {number_} from account {result['account']}; available again on {result['available_on']}")
 
 

@@ -7,7 +7,10 @@ is imported where it is used.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -150,7 +153,74 @@ def flush_notices(c: Ctx) -> None:
     """Send the e-mail notices the command queued; the ones that could not go are said on stderr (kept to retry)."""
     from vpbx.services import lifecycle
 
-    result = lifecycle.flush_mail(c.store, c.cfg)
+    with quiet("vpbx.services.outbox"):     # each failed attempt is summed up below (and kept in `notices list`)
+        result = lifecycle.flush_mail(c.store, c.cfg)
     if result["failed"]:
-        click.echo(f"Warning: {result['failed']} e-mail notice(s) not sent yet (kept; see `vpbx notices list`)",
-                   err=True)
+        warn(f"{result['failed']} e-mail notice(s) not sent yet (kept; see `vpbx notices list`)")
+
+
+# ---- warnings on stderr -----------------------------------------------------------------------------------------
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the moment (Click's test runner swaps it for every invocation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class CliFormatter(logging.Formatter):
+    """`Warning: ...` / `Error: ...`: one line, like the CLI's own messages; an exception adds its one-line reason."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        if not text.isprintable():
+            text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                           for ch in text)
+        label = "Error" if record.levelno >= logging.ERROR else record.levelname.capitalize()
+        return f"{label}: {text}"
+
+
+def _ours(record: logging.LogRecord) -> bool:
+    return record.name == "root" or record.name == "vpbx" or record.name.startswith("vpbx.")
+
+
+def setup_logging() -> None:
+    """Once per process: warnings (and worse) logged by any vpbx module, or on the root logger, reach stderr as one
+    `Warning: ...` line. Other libraries' records are left out (their noise is not the command's message).
+    `vpbx serve` replaces this with its own log format."""
+    root = logging.getLogger()
+    if any(isinstance(h, _StderrHandler) for h in root.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(CliFormatter())
+    handler.addFilter(_ours)
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+
+
+@contextmanager
+def quiet(name: str) -> Iterator[None]:
+    """Only errors of logger `name` while the block runs: for a command that sums up those warnings itself."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+def warn(message: str) -> None:
+    """A warning of the command line itself: one `Warning: ...` line on stderr (through logging)."""
+    logging.getLogger("vpbx.cli").warning("%s", message)

@@ -28,8 +28,12 @@ class Engine:
     """Owns the call registry, the per-call tasks and the routing of ARI events to them."""
 
     def __init__(self, cfg: Config, ari: AriClient, store: StoreWorker,
-                 wake_outbox: Callable[[], None] | None = None) -> None:
+                 wake_outbox: Callable[[], None] | None = None,
+                 on_connected: Callable[[], None] | None = None) -> None:
+        """`on_connected` is called after every (re)connect of the event WebSocket, i.e. once the Stasis app is
+        registered with Asterisk (vpbx.ari_app tells systemd it is ready)."""
         self.cfg = cfg
+        self.on_connected = on_connected
         self.ari = ari
         self.store = store
         self.calls = Calls()
@@ -49,6 +53,8 @@ class Engine:
         if etype == CONNECTED:
             log.info("ARI connected to %s; reconciling", self.cfg.ari.url)
             self._reconciling = asyncio.create_task(reconcile(self.ari, self.store, self.calls, self.tasks))
+            if self.on_connected is not None:
+                self.on_connected()
             return
         if etype == "StasisStart":
             channel = event.get("channel") or {}
