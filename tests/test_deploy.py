@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import stat
 import threading
@@ -31,6 +32,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+NOBODY, NOGROUP = 65534, 65534
 RECORDS = ([Number("+380441234567")], [SipAccount("alice", "alice-password-1")],
            [Trunk("carrier", "127.0.0.1", "acct", "carrier-pass")])
 
@@ -42,6 +44,22 @@ def test_generate_writes_every_file_with_modes(cfg):
     assert modes == {"pjsip_vpbx.conf": 0o640, "extensions_vpbx.conf": 0o644, "ari_vpbx.conf": 0o640,
                      "manager_vpbx.conf": 0o640}
     assert not [p for p in cfg.asterisk_config_dir.iterdir() if p.name.startswith(".")], "temp files left behind"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's group needs root")
+def test_generate_keeps_asterisks_ownership(cfg):
+    """On Debian Asterisk runs as its own user and /etc/asterisk is its group's: a generated file that holds secrets
+    (0640) must stay readable to that group, also when root regenerates it."""
+    etc = cfg.asterisk_config_dir
+    etc.mkdir()
+    os.chown(etc, 0, NOGROUP)                             # the config dir's group (Debian: asterisk)
+    (etc / "pjsip_vpbx.conf").write_text("; old\n")
+    os.chown(etc / "pjsip_vpbx.conf", NOBODY, NOGROUP)   # an existing file's owner is kept
+    paths = deploy.generate(cfg, *RECORDS)
+    owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in paths}
+    assert owners["pjsip_vpbx.conf"] == (NOBODY, NOGROUP)
+    assert owners["manager_vpbx.conf"] == (0, NOGROUP)   # a new file takes the directory's
+    assert stat.S_IMODE((etc / "manager_vpbx.conf").stat().st_mode) == 0o640
 
 
 def test_generate_out_dir(cfg, tmp_path):

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vpbx.domain.errors import ConfigError
+from vpbx.domain.errors import ConfigError, ValidationError
+from vpbx.domain.rules import DEFAULT_CODECS, check_codecs
 
 SYSTEM_CONFIG = Path("/etc/vpbx/vpbx.toml")
 LOCAL_CONFIG = Path("vpbx.toml")
@@ -62,6 +63,12 @@ BILLING_POLICIES = ("prorate", "anniversary")
 
 
 @dataclass(frozen=True)
+class SipSettings:
+    # audio codecs phones may use, preferred first (vpbx.domain.rules.CODECS); opus only where Asterisk has codec_opus
+    codecs: tuple[str, ...] = DEFAULT_CODECS
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     db: Path = Path("vpbx.db")
@@ -76,6 +83,7 @@ class Config:
     ami: AmiSettings = field(default_factory=AmiSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
+    sip: SipSettings = field(default_factory=SipSettings)
 
 
 def render_config(cfg: Config) -> str:
@@ -115,7 +123,10 @@ def render_config(cfg: Config) -> str:
                        "prorate (first period to the month's end) | anniversary (full months)")
     doc.add("billing", table({"currency": cfg.billing.currency, "policy": policy,
                               "quarantine_days": cfg.billing.quarantine_days,
-                              "max_trial_hours": cfg.billing.max_trial_hours}, last=True))
+                              "max_trial_hours": cfg.billing.max_trial_hours}))
+    codecs = commented(tomlkit.item(list(cfg.sip.codecs)), "phones' codecs, preferred first; per account: vpbx sip set "
+                                                            "--codecs")
+    doc.add("sip", table({"codecs": codecs}, last=True))
     doc["vpbx"].trivia.indent = ""    # the header comment sits right above [vpbx], as it always did
     text = tomlkit.dumps(doc)
     try:
@@ -139,8 +150,9 @@ def new_config(directory: Path, asterisk_config_dir: Path | None = None, asteris
     )
 
 
-def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
-    """Write via a temp file in the same directory + fsync + rename: readers see the old or the new file, never half."""
+def atomic_write(path: Path, text: str | bytes, mode: int = 0o644, owner: tuple[int, int] | None = None) -> None:
+    """Write via a temp file in the same directory + fsync + rename: readers see the old or the new file, never half.
+    `owner` (uid, gid) is applied when running as root (see owner_for)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     data = text.encode() if isinstance(text, str) else text
@@ -149,12 +161,26 @@ def atomic_write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(fh.fileno(), *owner)
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def owner_for(path: Path, directory: Path) -> tuple[int, int] | None:
+    """Who a file written into someone else's directory (Asterisk's config or sounds dir) should belong to: its current
+    owner, else the directory's - so that Asterisk, running as its own user (Debian: asterisk), can still read it."""
+    for p in (path, directory):
+        try:
+            st = p.stat()
+            return st.st_uid, st.st_gid
+        except OSError:
+            continue
+    return None
 
 
 def shown(path: Path | str) -> str:
@@ -216,7 +242,8 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
                               "at a file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML ({exc}); {fix}") from None
-    v, a, ari, ami, smtp, bill = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp", "billing"))
+    v, a, ari, ami, smtp, bill, sip = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp", "billing",
+                                                                  "sip"))
     base = path.parent if path is not None else Path(".")
     db = Path(db_override or os.environ.get("VPBX_DB") or v.get("db") or "vpbx.db")
     if not db.is_absolute():
@@ -236,7 +263,21 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
         smtp=SmtpSettings(**{k: smtp[k] for k in ("host", "port", "security", "user", "password", "sender")
                              if k in smtp}),
         billing=_billing(bill, path),
+        sip=_sip(sip, path),
     )
+
+
+def _sip(section: dict[str, Any], path: Path | None) -> SipSettings:
+    if "codecs" not in section:
+        return SipSettings()
+    codecs = section["codecs"]
+    try:
+        if not isinstance(codecs, list):
+            raise ValidationError("codecs must be a list")
+        return SipSettings(codecs=check_codecs(tuple(codecs), "codecs"))
+    except ValidationError as exc:
+        raise ConfigError(f"config {path} [sip]: {exc}; write e.g. codecs = {list(DEFAULT_CODECS)!r}".replace("'", '"')
+                          ) from None
 
 
 def _billing(section: dict[str, Any], path: Path | None) -> BillingSettings:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vpbx.asterisk.render import SECRET_FILES, render_all
-from vpbx.config import Config, atomic_write
+from vpbx.config import Config, atomic_write, owner_for
 from vpbx.domain.errors import AsteriskError
 from vpbx.domain.records import Number, SipAccount, Trunk
 from vpbx.services import prompts
@@ -43,7 +43,8 @@ def generate(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccou
     paths = []
     for name, text in files.items():
         path = target / name
-        atomic_write(path, text, mode=0o640 if name in SECRET_FILES else 0o644)
+        # the owner of the file it replaces (else the config dir's): Asterisk running as its own user must read it
+        atomic_write(path, text, mode=0o640 if name in SECRET_FILES else 0o644, owner=owner_for(path, target))
         paths.append(path)
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
