@@ -20,6 +20,9 @@ from vpbx.commands.output import Ctx
 # name -> ("module:attribute", short help shown by `vpbx --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "account": ("vpbx.commands.accounts:account", "Customers' accounts: balance, ledger, statements."),
+    "asterisk": ("vpbx.commands.asterisk:asterisk", "Add vpbx to a system Asterisk's config, and check that Asterisk."),
+    "backup": ("vpbx.commands.backup:backup",
+               "Write one archive (tar.gz, mode 0600) of the database, config, prompts and documents; online."),
     "billing": ("vpbx.commands.billing:billing", "The daily renewal job."),
     "call": ("vpbx.commands.calls:call", "Dry-run call flows."),
     "calls": ("vpbx.commands.calls:calls", "Call records."),
@@ -36,8 +39,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Per-minute rates charged to toll-free numbers' owners, by the caller's prefix (longest wins)."),
     "reload": ("vpbx.commands.config:reload",
                "Regenerate the config and reload Asterisk over AMI (live calls stay up)."),
+    "restore": ("vpbx.commands.backup:restore",
+                "Restore an archive made by `vpbx backup` into a directory (checked first; all or nothing)."),
     "serve": ("vpbx.commands.engine:serve",
               "Run the ARI call engine: handle every call Asterisk hands to the vpbx Stasis app."),
+    "service": ("vpbx.commands.service:service", "systemd units for the call engine and the daily billing job."),
     "sip": ("vpbx.commands.sip:sip", "SIP accounts (phones and softphones that register to vpbx)."),
     "stats": ("vpbx.commands.stats:stats", "Numbers by status, revenue by month, calls by number."),
     "tariff": ("vpbx.commands.tariffs:tariff", "The price list: connection and monthly fees, plans, discounts (TOML)."),
@@ -161,7 +167,7 @@ class VpbxGroup(click.Group):
 
 @click.group(cls=VpbxGroup)
 @click.option("--config", "config_path", envvar="VPBX_CONFIG", type=click.Path(dir_okay=False),
-              help="Config file (TOML); default ./vpbx.toml. Env: VPBX_CONFIG.")
+              help="Config file (TOML); default /etc/vpbx/vpbx.toml, else ./vpbx.toml. Env: VPBX_CONFIG.")
 @click.option("--db", "db_path", envvar="VPBX_DB", type=click.Path(dir_okay=False),
               help="SQLite database; overrides the config. Env: VPBX_DB.")
 @click.version_option(package_name="vpbx", message="vpbx %(version)s")
@@ -171,6 +177,9 @@ def main(ctx: click.Context, config_path: str | None, db_path: str | None) -> No
 
     Manage numbers, SIP accounts, trunks, groups and IVRs, generate Asterisk config, and serve live calls.
     """
+    from vpbx.commands.output import setup_logging
+
+    setup_logging()        # any vpbx module's logging.warning -> one `Warning: ...` line on stderr
     obj = Ctx(config_path, db_path)
     ctx.obj = obj
     ctx.call_on_close(obj.close)

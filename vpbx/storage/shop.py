@@ -28,6 +28,13 @@ class ShopRepo(Repo):
         where, args = ("number = ?", [number]) if number else (None, [])
         return list(self._table("documents").rows_where(where, args, order_by="id"))
 
+    def move_documents(self, paths: dict[int, str]) -> None:
+        """Point documents (by id) at their files' new paths (a restore into another directory); one transaction."""
+        with self.write():
+            for doc_id, path in paths.items():
+                if not self.conn.execute("UPDATE documents SET path = ? WHERE id = ?", [path, doc_id]).rowcount:
+                    raise NotFoundError(f"document {doc_id} not found; list them with `vpbx document list`")
+
     def add_waitlist(self, account: str, country: str, city: str, type: str) -> dict[str, Any]:
         with self.write():
             self.store.accounts.get(account)

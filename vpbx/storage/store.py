@@ -8,13 +8,17 @@ reads and two writers queue instead of deadlocking; waiting for the lock is SQLi
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
 
+from vpbx import __version__
+from vpbx.domain.errors import ConflictError
 from vpbx.storage.calls import CallRepo
 from vpbx.storage.ledger import AccountRepo, RateRepo
 from vpbx.storage.numbers import NumberRepo
@@ -23,10 +27,15 @@ from vpbx.storage.routing import GroupRepo, IvrRepo, SipAccountRepo, TrunkRepo
 from vpbx.storage.schema import migrations
 from vpbx.storage.shop import ShopRepo
 
-__all__ = ["BUSY_TIMEOUT_S", "Store", "migrations"]
+__all__ = ["BUSY_TIMEOUT_S", "CODE_SCHEMA", "MIGRATION_NAMES", "Store", "migrations"]
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 30.0
 WAL_SWITCH_ATTEMPTS = 50
+# the schema version this code writes: the number of migrations it knows (m001 ... m006 -> 6, and so on)
+MIGRATION_NAMES = tuple(m.name for m in migrations.pending(sqlite_utils.Database(memory=True)))
+CODE_SCHEMA = len(MIGRATION_NAMES)
 
 
 class Store:
@@ -45,7 +54,9 @@ class Store:
         self.shop = ShopRepo(self)
 
     @classmethod
-    def open(cls, path: Path | str) -> Store:
+    def open(cls, path: Path | str, shown_as: Path | None = None) -> Store:
+        """Open (creating) the database and apply pending migrations; an upgrade of an existing database is logged
+        as one warning naming `shown_as` (default `path`: a restore migrates a staged copy under its final name)."""
         path = Path(path)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +71,24 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             store = cls(conn)
             with store.write():
+                before = _schema_of(store.db, str(path))
                 migrations.apply(store.db)
+        except BaseException:
+            conn.close()
+            raise
+        if 0 < before < CODE_SCHEMA:    # a fresh database (schema 0) is created silently
+            log.warning("database %s upgraded from schema %d to %d", shown_as or path, before, CODE_SCHEMA)
+        return store
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Store:
+        """Open an existing database file to read it only: no migration, no WAL switch, nothing written (a backup's
+        copy); ConflictError when its schema is newer than this code's."""
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode=ro", uri=True,
+                               timeout=BUSY_TIMEOUT_S)
+        try:
+            store = cls(conn)
+            _schema_of(store.db, str(path))
         except BaseException:
             conn.close()
             raise
@@ -94,12 +122,45 @@ class Store:
     def schema_version(self) -> list[str]:
         return [m.name for m in migrations.applied(self.db)]
 
+    def backup_to(self, target: Path) -> int:
+        """Copy the whole database into the new file `target` with SQLite's online backup API, as one consistent
+        snapshot: the copy is made in one step inside one read transaction, so it holds every transaction committed
+        before it began and none after; in WAL mode the engine keeps writing meanwhile. The copy is a self-contained
+        rollback-journal file (no -wal beside it), mode 0600, checked with `PRAGMA quick_check`; returns its schema
+        version."""
+        if self.conn.in_transaction:
+            raise ConflictError("cannot back up the database inside a write transaction; back it up on its own")
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        dest = sqlite3.connect(str(target))
+        try:
+            self.conn.backup(dest)     # pages=-1: every page in one step, one snapshot
+            dest.execute("PRAGMA journal_mode = DELETE")
+            problems = [row[0] for row in dest.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise ConflictError(f"the backup copy of database {self.database_path()} fails SQLite's check "
+                                    f"({'; '.join(problems[:3])}); run `sqlite3 DB 'PRAGMA integrity_check'` on it")
+            return _schema_of(sqlite_utils.Database(dest), str(target))
+        finally:
+            dest.close()
+
     def database_path(self) -> Path | None:
         """The database file (None for an in-memory database): the voicemail spool lives next to it."""
         for _seq, name, file in self.conn.execute("PRAGMA database_list"):
             if name == "main":
                 return Path(file) if file else None
         return None
+
+
+def _schema_of(db: sqlite_utils.Database, where: str) -> int:
+    """The schema version of an open database: how many of vpbx's migrations it has (0: a fresh file). A migration
+    this vpbx does not know means a newer vpbx wrote it: ConflictError, nothing touched."""
+    applied = [m.name for m in migrations.applied(db)]
+    unknown = [name for name in applied if name not in MIGRATION_NAMES]
+    if unknown:
+        raise ConflictError(f"database {where} has schema {len(applied)} (migration {unknown[0]} is unknown here), "
+                            f"newer than this vpbx {__version__} reads (schema {CODE_SCHEMA}); upgrade vpbx, or "
+                            f"restore a backup made before the upgrade")
+    return len(applied)
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
