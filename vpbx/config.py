@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vpbx.domain.errors import ConfigError, ValidationError
-from vpbx.domain.rules import DEFAULT_CODECS, check_codecs
+from vpbx.domain.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/vpbx/vpbx.toml")
 LOCAL_CONFIG = Path("vpbx.toml")
@@ -63,12 +62,6 @@ BILLING_POLICIES = ("prorate", "anniversary")
 
 
 @dataclass(frozen=True)
-class SipSettings:
-    # audio codecs phones may use, preferred first (vpbx.domain.rules.CODECS); opus only where Asterisk has codec_opus
-    codecs: tuple[str, ...] = DEFAULT_CODECS
-
-
-@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     db: Path = Path("vpbx.db")
@@ -83,7 +76,6 @@ class Config:
     ami: AmiSettings = field(default_factory=AmiSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
-    sip: SipSettings = field(default_factory=SipSettings)
 
 
 def render_config(cfg: Config) -> str:
@@ -123,10 +115,7 @@ def render_config(cfg: Config) -> str:
                        "prorate (first period to the month's end) | anniversary (full months)")
     doc.add("billing", table({"currency": cfg.billing.currency, "policy": policy,
                               "quarantine_days": cfg.billing.quarantine_days,
-                              "max_trial_hours": cfg.billing.max_trial_hours}))
-    codecs = commented(tomlkit.item(list(cfg.sip.codecs)), "phones' codecs, preferred first; per account: vpbx sip set "
-                                                            "--codecs")
-    doc.add("sip", table({"codecs": codecs}, last=True))
+                              "max_trial_hours": cfg.billing.max_trial_hours}, last=True))
     doc["vpbx"].trivia.indent = ""    # the header comment sits right above [vpbx], as it always did
     text = tomlkit.dumps(doc)
     try:
@@ -242,8 +231,7 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
                               "at a file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML ({exc}); {fix}") from None
-    v, a, ari, ami, smtp, bill, sip = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp", "billing",
-                                                                  "sip"))
+    v, a, ari, ami, smtp, bill = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp", "billing"))
     base = path.parent if path is not None else Path(".")
     db = Path(db_override or os.environ.get("VPBX_DB") or v.get("db") or "vpbx.db")
     if not db.is_absolute():
@@ -263,21 +251,7 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
         smtp=SmtpSettings(**{k: smtp[k] for k in ("host", "port", "security", "user", "password", "sender")
                              if k in smtp}),
         billing=_billing(bill, path),
-        sip=_sip(sip, path),
     )
-
-
-def _sip(section: dict[str, Any], path: Path | None) -> SipSettings:
-    if "codecs" not in section:
-        return SipSettings()
-    codecs = section["codecs"]
-    try:
-        if not isinstance(codecs, list):
-            raise ValidationError("codecs must be a list")
-        return SipSettings(codecs=check_codecs(tuple(codecs), "codecs"))
-    except ValidationError as exc:
-        raise ConfigError(f"config {path} [sip]: {exc}; write e.g. codecs = {list(DEFAULT_CODECS)!r}".replace("'", '"')
-                          ) from None
 
 
 def _billing(section: dict[str, Any], path: Path | None) -> BillingSettings:
