@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Build vpbx's built-in prompts (prompts/<language>/<name>.wav) from Asterisk's core sound files.
+"""Build vpbx's built-in prompts (prompts/<language>/<name>.wav) from Asterisk's core sound files, and synthesise the
+default music on hold (prompts/moh/default.wav).
 
 Rule: reproducible - the same core sounds give byte-identical WAVs. Each prompt is the closest existing core sound
 (table SOURCES), converted with vpbx.services.prompts.convert() to WAV PCM 16-bit 8 kHz mono. Core sounds are read
@@ -20,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from vpbx.config import atomic_write  # noqa: E402
-from vpbx.services.prompts import BUILTIN_LANGUAGES, BUILTIN_PROMPTS, convert  # noqa: E402
+from vpbx.services.prompts import BUILTIN_LANGUAGES, BUILTIN_PROMPTS, MOH_DIR, MOH_FILE, convert  # noqa: E402
 
 DEFAULT_SOUNDS = Path("/var/cache/vpbx/rootfs/usr/share/asterisk/sounds")
 # language -> core sounds directory (the Debian asterisk-core-sounds-* packages)
@@ -35,9 +36,52 @@ SOURCES = {
 }
 
 
+# Music on hold: a synthesised loop (no recording, so no licence question), 8 s, WAV PCM 16-bit 8 kHz mono. A soft
+# arpeggio over Am - F - C - G with a quiet pad: many notes at once and changing, so a test's single-tone check can
+# never mistake it for a party's sine. Every note and harmonic stays 25 Hz or more away from the test phones' tones
+# (700, 1100 Hz).
+MOH_SECONDS = 8
+MOH_CHORDS = ((220.00, 261.63, 329.63), (174.61, 220.00, 261.63), (261.63, 329.63, 392.00), (196.00, 246.94, 293.66))
+MOH_NOTES = tuple(sorted({f * k for chord in MOH_CHORDS for f in chord for k in (1, 2)}))
+
+
+def build_moh() -> bytes:
+    """The default music-on-hold class's one file (deterministic: same bytes on every machine)."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    rate = 8000
+    out = np.zeros(MOH_SECONDS * rate)
+    bar = len(out) // len(MOH_CHORDS)
+    step = bar // 8                                   # eight arpeggio notes per chord
+    t_note = np.arange(step * 3) / rate               # a note rings on under the next two
+    envelope = np.minimum(t_note / 0.02, 1.0) * np.exp(-t_note * 3.0)
+    for i, chord in enumerate(MOH_CHORDS):
+        start = i * bar
+        t_bar = np.arange(bar) / rate
+        pad = sum(np.sin(2 * np.pi * f * t_bar) for f in chord[:2]) * 0.04
+        fade = np.minimum(np.minimum(t_bar / 0.2, (bar / rate - t_bar) / 0.2), 1.0)
+        out[start:start + bar] += pad * fade
+        pattern = (chord[0], chord[1], chord[2], chord[0] * 2, chord[2], chord[1], chord[0] * 2, chord[2])
+        for j, f in enumerate(pattern):
+            note = (np.sin(2 * np.pi * f * t_note) + 0.25 * np.sin(4 * np.pi * f * t_note)) * envelope * 0.12
+            at = start + j * step
+            end = min(at + len(note), len(out))
+            out[at:end] += note[:end - at]
+            if at + len(note) > len(out):              # the tail of the last notes wraps round: a seamless loop
+                out[:at + len(note) - len(out)] += note[end - at:]
+    out *= 0.35 / float(np.max(np.abs(out)))
+    pcm = np.round(out * 32767).astype("<i2")
+    buf = io.BytesIO()
+    sf.write(buf, pcm, rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
 def build(sounds: Path) -> dict[Path, bytes]:
     assert set(SOURCES) == set(BUILTIN_PROMPTS) and set(VOICES) == set(BUILTIN_LANGUAGES)
-    out = {}
+    out = {HERE / MOH_DIR / MOH_FILE: build_moh()}
     for language, voice in VOICES.items():
         for name, core in SOURCES.items():
             src = sounds / voice / f"{core}.wav"

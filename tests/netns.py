@@ -32,6 +32,7 @@ class Host:
     gateway: str            # the address on this machine's side it reaches (for a NAT host: the router's LAN side)
     server: str             # this machine's address the host sends SIP to
     public: str             # the address this machine sees the host's packets come from
+    link: str = ""          # this machine's end of the host's veth (LAN host) or of its router's (NAT host)
 
     @property
     def run(self) -> list[str]:
@@ -75,11 +76,20 @@ class LabNet:
         sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", there)
         sh("ip", "-n", ns, "link", "set", there, "up")
         sh("ip", "-n", ns, "route", "add", "default", "via", server)
-        return Host(ns=ns, address=address, gateway=server, server=server, public=address)
+        return Host(ns=ns, address=address, gateway=server, server=server, public=address, link=here)
 
-    def nat_host(self) -> Host:
+    def alias(self, host: Host, last_octet: int) -> str:
+        """Another address of this machine on `host`'s link (e.g. the public address a server behind NAT is reached
+        at, forwarded to it): 10.77.N.<last_octet>. Removed with the link."""
+        address = host.server.rsplit(".", 1)[0] + f".{last_octet}"
+        sh("ip", "addr", "add", f"{address}/24", "dev", host.link)
+        return address
+
+    def nat_host(self, udp_timeout: int | None = None) -> Host:
         """A host with a private address behind a router namespace that masquerades to this machine:
-        host 192.168.77.2 -> router 192.168.77.1 | router 10.78.N.2 -> this machine 10.78.N.1."""
+        host 192.168.77.2 -> router 192.168.77.1 | router 10.78.N.2 -> this machine 10.78.N.1.
+        `udp_timeout`: the router forgets a UDP mapping idle this many seconds (its conntrack; Linux: 30 s, 120 s
+        once answered), like a home router - a host not kept alive cannot be reached from outside after that."""
         n = self._n + 1
         router = self._ns(self._name("r"))
         host = self._ns(self._name("h"))
@@ -104,7 +114,11 @@ class LabNet:
         sh(*nft, "add table ip nat")
         sh(*nft, "add chain ip nat post { type nat hook postrouting priority 100; }")
         sh(*nft, f"add rule ip nat post oifname {wan_there} masquerade")
-        return Host(ns=host, address="192.168.77.2", gateway="192.168.77.1", server=server, public=router_wan)
+        if udp_timeout is not None:
+            sh("ip", "netns", "exec", router, "sysctl", "-qw", f"net.netfilter.nf_conntrack_udp_timeout={udp_timeout}",
+               f"net.netfilter.nf_conntrack_udp_timeout_stream={udp_timeout}")
+        return Host(ns=host, address="192.168.77.2", gateway="192.168.77.1", server=server, public=router_wan,
+                    link=wan_here)
 
     def close(self) -> None:
         for name in reversed(self.namespaces):

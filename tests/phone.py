@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import select
 import subprocess
 import sys
@@ -36,11 +37,11 @@ RATE = 8000
 # ---- the test side ---------------------------------------------------------------------------------------------
 class Phone:
     """Drives one phone process. Events: registered {code}, incoming {from}, early, confirmed, disconnected {code},
-    media {active}, dtmf {digit}, error {message}."""
+    media {active, status, codec}, dtmf {digit}, sent {what}, error {message}."""
 
     def __init__(self, name: str, tone_hz: int, work_dir: Path | None = None, bind: str = "127.0.0.1",
                  port: int = 0, prefix: list[str] | None = None, transport: str = "udp",
-                 codecs: list[str] | None = None) -> None:
+                 codecs: list[str] | None = None, ca_file: Path | None = None) -> None:
         self.name = name
         self.dir = Path(work_dir or Path(os.environ.get("TMPDIR", "/tmp")) / f"phone-{name}-{os.getpid()}")
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +49,8 @@ class Phone:
                 str(self.dir), "--bind", bind, "--port", str(port), "--transport", transport]
         if codecs:
             args += ["--codecs", ",".join(codecs)]
+        if ca_file is not None:                 # transport tls: the server's certificate is checked against it
+            args += ["--ca", str(ca_file)]
         self.log = (self.dir / "pjsip.log").open("w")
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      bufsize=1)
@@ -91,14 +94,26 @@ class Phone:
         raise AssertionError(f"phone {self.name}: no {event} {match or ''} within {timeout} s; seen {self.seen}; "
                              f"log tail:\n{self.log_tail()}")
 
+    def sip_messages(self, direction: str = "RX") -> list[str]:
+        """The SIP messages the phone received (`RX`) or sent (`TX`), oldest first, each as its text. Complete once the
+        phone has quit (PJSIP buffers its log file), like the recordings."""
+        path = self.dir / "sip-trace.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return re.findall(rf"{direction} \d+ bytes (?:Request|Response) msg [^\n]*:\n(.*?)\n--end msg--", text, re.S)
+
     def log_tail(self, lines: int = 40) -> str:
         self.log.flush()
         return "\n".join((self.dir / "pjsip.log").read_text(errors="replace").splitlines()[-lines:])
 
     # commands
     def register(self, user: str, password: str, registrar: str, domain: str, timeout: float = 15,
-                 expect: int = 200) -> dict[str, Any]:
-        self.send("register", user=user, password=password, registrar=registrar, domain=domain)
+                 expect: int = 200, srtp: str = "disabled", keepalive: int | None = None) -> dict[str, Any]:
+        """`srtp`: disabled (plain RTP/AVP offers), optional or mandatory (SDES, RTP/SAVP); `keepalive`: seconds
+        between the phone's own NAT keep-alives (0: none, so only the server's qualify keeps a NAT binding open;
+        None: PJSIP's default, 15 s)."""
+        assert srtp in ("disabled", "optional", "mandatory"), srtp
+        self.send("register", user=user, password=password, registrar=registrar, domain=domain, srtp=srtp,
+                  keepalive=keepalive)
         return self.wait("registered", timeout=timeout, code=expect)
 
     def call(self, uri: str) -> None:
@@ -110,8 +125,34 @@ class Phone:
     def hangup(self) -> None:
         self.send("hangup")
 
-    def dtmf(self, digits: str) -> None:
-        self.send("dtmf", digits=digits)
+    def dtmf(self, digits: str, method: str = "rfc4733") -> None:
+        """Press keys in the confirmed call: `rfc4733` (RTP events), `info` (SIP INFO, application/dtmf-relay) or
+        `inband` (the DTMF tone pairs in the audio; the phone's own tone pauses meanwhile). Emits `sent`."""
+        assert method in ("rfc4733", "info", "inband"), method
+        self.send("dtmf", digits=digits, method=method)
+
+    def hold(self) -> None:
+        """Put the confirmed call on hold (re-INVITE a=sendonly). The phone keeps sending its tone, so a held party
+        that hears music and not this tone proves the PBX replaced the call's audio."""
+        self.send("hold")
+
+    def unhold(self) -> None:
+        """Take the call off hold (re-INVITE a=sendrecv, PJSUA_CALL_UNHOLD); the tone flows again."""
+        self.send("unhold")
+
+    def segment(self, label: str) -> None:
+        """From now on also record what the phone hears into its own file (`segment_recording(label)`), until the
+        next segment starts or the call ends: a test checks one stretch of a call (e.g. the hold) apart."""
+        self.send("segment", label=label)
+
+    def segment_recording(self, label: str) -> Path:
+        recs = sorted(self.dir.glob(f"call-*-{label}.wav"), key=lambda p: int(p.stem.split("-")[1]))
+        assert recs, f"phone {self.name} recorded no segment {label}"
+        return recs[-1]
+
+    def codec(self, timeout: float = 10) -> str:
+        """The codec of the call's active audio (e.g. `G722`, `PCMA`), from the phone's stream info."""
+        return str(self.wait("media", timeout=timeout, active=True)["codec"])
 
     def recording(self, index: int = -1) -> Path:
         """The WAV of the phone's n-th call (default: the last)."""
@@ -158,6 +199,30 @@ def carries(path: Path, hz: float, min_share: float = 0.3, min_rms: float = 0.00
     return share >= min_share and rms >= min_rms
 
 
+def bands_share(path: Path, freqs: tuple[float, ...] | list[float], skip_s: float = 0.5, width: float = 25) -> float:
+    """Share of the recording's energy (after `skip_s`) within +-`width` Hz of any of `freqs`: e.g. how much of what
+    a held party heard is the music on hold's notes."""
+    import numpy as np
+    import soundfile as sf
+
+    data, rate = sf.read(str(path), dtype="float64", always_2d=True)
+    samples = data[int(skip_s * rate):, 0]
+    if len(samples) < rate // 4:
+        return 0.0
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
+    hz = np.fft.rfftfreq(len(samples), 1 / rate)
+    total = float(spectrum[hz > 50].sum()) or 1e-30
+    mask = np.zeros(len(hz), dtype=bool)
+    for f in freqs:
+        mask |= (hz > f - width) & (hz < f + width)
+    return float(spectrum[mask].sum()) / total
+
+
+def rms(path: Path, skip_s: float = 0.5) -> float:
+    """The recording's RMS level after `skip_s` (0.0 for silence; a 0.4 sine is about 0.28)."""
+    return tone_levels(path, 1000, skip_s)[1]
+
+
 # ---- the phone process ------------------------------------------------------------------------------------------
 def _agent(argv: list[str]) -> None:
     import argparse
@@ -172,8 +237,9 @@ def _agent(argv: list[str]) -> None:
     ap.add_argument("--dir", required=True)
     ap.add_argument("--bind", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--transport", default="udp", choices=["udp", "tcp"])
+    ap.add_argument("--transport", default="udp", choices=["udp", "tcp", "tls"])
     ap.add_argument("--codecs", default="")
+    ap.add_argument("--ca", default="")
     opts = ap.parse_args(argv)
     work = Path(opts.dir)
 
@@ -193,6 +259,7 @@ def _agent(argv: list[str]) -> None:
     cfg.uaConfig.userAgent = f"vpbx-test-phone/{opts.name}"
     cfg.logConfig.level = 4
     cfg.logConfig.consoleLevel = 4          # to stderr: the test keeps it in pjsip.log
+    cfg.logConfig.filename = str(work / "sip-trace.log")   # every SIP message sent and received (Phone.sip_messages)
     cfg.medConfig.clockRate = RATE
     cfg.medConfig.sndClockRate = RATE
     cfg.medConfig.ecTailLen = 0
@@ -201,7 +268,12 @@ def _agent(argv: list[str]) -> None:
     tcfg.port = opts.port
     tcfg.boundAddress = opts.bind
     tcfg.publicAddress = opts.bind
-    ttype = pj.PJSIP_TRANSPORT_UDP if opts.transport == "udp" else pj.PJSIP_TRANSPORT_TCP
+    ttype = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP,
+             "tls": pj.PJSIP_TRANSPORT_TLS}[opts.transport]
+    if opts.transport == "tls":
+        tcfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+        tcfg.tlsConfig.CaListFile = opts.ca
+        tcfg.tlsConfig.verifyServer = bool(opts.ca)
     tid = ep.transportCreate(ttype, tcfg)
     ep.libStart()
     ep.audDevManager().setNullDev()
@@ -221,8 +293,20 @@ def _agent(argv: list[str]) -> None:
         def __init__(self, acc: Any, call_id: int = pj.PJSUA_INVALID_ID) -> None:
             super().__init__(acc, call_id)
             self.recorder: Any = None
+            self.segment: Any = None
+            self.media: Any = None          # the active audio media (None while not active)
             counter[0] += 1
             self.n = counter[0]
+
+        def start_segment(self, label: str) -> None:
+            if self.media is None:
+                raise RuntimeError("no active audio to record")
+            if self.segment is not None:
+                self.media.stopTransmit(self.segment)
+            self.segment = pj.AudioMediaRecorder()
+            self.segment.createRecorder(str(work / f"call-{self.n}-{label}.wav"))
+            keep.append(self.segment)
+            self.media.startTransmit(self.segment)
 
         def onCallState(self, prm: Any) -> None:
             ci = self.getInfo()
@@ -233,6 +317,8 @@ def _agent(argv: list[str]) -> None:
             if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
                 calls.pop(self.n, None)
                 self.recorder = None
+                self.segment = None
+                self.media = None
 
         def onCallMediaState(self, prm: Any) -> None:
             ci = self.getInfo()
@@ -240,15 +326,23 @@ def _agent(argv: list[str]) -> None:
                 if mi.type != pj.PJMEDIA_TYPE_AUDIO:
                     continue
                 active = mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE
-                emit("media", active=active, status=int(mi.status), call=self.n)
-                if active:
+                try:
+                    codec = str(self.getStreamInfo(mi.index).codecName)
+                except Exception:          # no stream (e.g. media not yet or no longer up)
+                    codec = ""
+                emit("media", active=active, status=int(mi.status), call=self.n, codec=codec)
+                if active or mi.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD:
                     media = self.getAudioMedia(mi.index)
-                    player.startTransmit(media)
+                    self.media = media
+                    if active:
+                        player.startTransmit(media)
                     if self.recorder is None:
                         self.recorder = pj.AudioMediaRecorder()
                         self.recorder.createRecorder(str(work / f"call-{self.n}.wav"))
                         keep.append(self.recorder)
                     media.startTransmit(self.recorder)
+                    if self.segment is not None:
+                        media.startTransmit(self.segment)
 
         def onDtmfDigit(self, prm: Any) -> None:
             emit("dtmf", digit=prm.digit, call=self.n)
@@ -266,16 +360,63 @@ def _agent(argv: list[str]) -> None:
             call.answer(ringing)
 
     account: Any = None
+    tones = pj.ToneGenerator()
+    tones.createToneGenerator(RATE, 1)
+    resume_tone: list[tuple[float, Any]] = []      # (when, call): inband digits sent, the phone's tone comes back
+
+    def confirmed_calls() -> list[Any]:
+        return [c for c in calls.values() if c.getInfo().state == pj.PJSIP_INV_STATE_CONFIRMED]
+
+    def send_dtmf(call: Any, digits: str, method: str) -> None:
+        if method == "rfc4733":
+            call.dialDtmf(digits)
+        elif method == "info":
+            prm = pj.CallSendDtmfParam()
+            prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
+            prm.digits = digits
+            prm.duration = 200
+            call.sendDtmf(prm)
+        else:                                      # inband: the tone pairs alone in the audio (no test tone over them)
+            if call.media is None:
+                raise RuntimeError("no active audio for inband DTMF")
+            player.stopTransmit(call.media)
+            vector = pj.ToneDigitVector()
+            for digit in digits:
+                tone = pj.ToneDigit()
+                tone.digit = digit
+                tone.on_msec, tone.off_msec, tone.volume = 200, 200, 0
+                vector.append(tone)
+            tones.playDigits(vector)
+            tones.startTransmit(call.media)
+            resume_tone.append((time.monotonic() + 0.4 * len(digits) + 0.3, call))
+        emit("sent", what=f"dtmf {method} {digits}", call=call.n)
+
+    stdin_fd = sys.stdin.fileno()
+    pending: list[str] = []                       # commands read, not yet run
+    partial = [b""]                                # the start of a command whose line has not ended yet
     emit("ready", address=f"{info.localName}")
     running = True
     while running:
         ep.libHandleEvents(10)
-        readable, _, _ = select.select([sys.stdin], [], [], 0)
-        if not readable:
-            continue
-        line = sys.stdin.readline()
-        if not line:
-            break
+        for item in [r for r in resume_tone if r[0] <= time.monotonic()]:
+            resume_tone.remove(item)
+            call = item[1]
+            if call.media is not None:
+                tones.stopTransmit(call.media)
+                player.startTransmit(call.media)
+        if not pending:
+            # read the pipe itself (not sys.stdin's buffer, which could hold a second command select() cannot see)
+            readable, _, _ = select.select([stdin_fd], [], [], 0)
+            if not readable:
+                continue
+            chunk = os.read(stdin_fd, 65536)
+            if not chunk:
+                break
+            *lines, partial[0] = (partial[0] + chunk).split(b"\n")
+            pending.extend(x.decode() for x in lines if x.strip())
+            if not pending:
+                continue
+        line = pending.pop(0)
         try:
             cmd = json.loads(line)
             op = cmd.pop("cmd")
@@ -288,6 +429,11 @@ def _agent(argv: list[str]) -> None:
                 acfg.natConfig.contactRewriteUse = 0
                 acfg.natConfig.viaRewriteUse = 0
                 acfg.natConfig.sdpNatRewriteUse = 0
+                if cmd.get("keepalive") is not None:
+                    acfg.natConfig.udpKaIntervalSec = int(cmd["keepalive"])
+                acfg.mediaConfig.srtpUse = {"disabled": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+                                            "mandatory": pj.PJMEDIA_SRTP_MANDATORY}[cmd.get("srtp", "disabled")]
+                acfg.mediaConfig.srtpSecureSignaling = 0      # SDES keys: the test decides the transport
                 if account is None:
                     account = Account()
                     account.create(acfg)
@@ -307,9 +453,21 @@ def _agent(argv: list[str]) -> None:
             elif op == "hangup":
                 ep.hangupAllCalls()
             elif op == "dtmf":
-                for call in list(calls.values()):
-                    if call.getInfo().state == pj.PJSIP_INV_STATE_CONFIRMED:
-                        call.dialDtmf(cmd["digits"])
+                for call in confirmed_calls():
+                    send_dtmf(call, cmd["digits"], cmd.get("method", "rfc4733"))
+            elif op == "hold":
+                for call in confirmed_calls():      # the tone goes on (sendonly): the held side must not hear it
+                    call.setHold(pj.CallOpParam(True))
+                    emit("sent", what="hold", call=call.n)
+            elif op == "unhold":
+                for call in confirmed_calls():
+                    prm = pj.CallOpParam(True)
+                    prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+                    call.reinvite(prm)
+                    emit("sent", what="unhold", call=call.n)
+            elif op == "segment":
+                for call in confirmed_calls():
+                    call.start_segment(cmd["label"])
             elif op == "quit":
                 running = False
         except Exception as exc:   # a bad command is reported, the phone keeps running

@@ -128,7 +128,14 @@ def test_install_adds_includes_keeps_every_admin_line_and_backs_up(cfg_path: Pat
            ("yes", "127.0.0.1", str(cfg.ami.port))
     # vpbx's own files: the static base objects and the generated ones
     base = (stock / system.PJSIP_BASE).read_text()
-    assert "[vpbx-external]" in base and "[transport-udp]" in base and "bind = 127.0.0.1:5060" in base
+    assert "[vpbx-external]" in base and "transport = transport-udp" in base and "type = transport" not in base
+    # vpbx's transports come from vpbx.toml [sip], rendered into the generated file (`vpbx reload` updates them)
+    transports = system._objects(system._sections((stock / "pjsip_vpbx.conf").read_text().splitlines()))
+    udp = next(s for s in transports if s.name == "transport-udp")
+    assert (udp.get("type"), udp.get("protocol"), udp.get("bind")) == ("transport", "udp", "127.0.0.1:5060")
+    assert "in pjsip_vpbx.conf" in result.stdout
+    assert INCLUDE_RE.findall((stock / "rtp.conf").read_text())[-1:] == ["rtp_vpbx.conf"]
+    assert "rtpstart = 10000" in (stock / "rtp_vpbx.conf").read_text()
     assert "type = global" in base and "endpoint_identifier_order = username,ip" in base
     assert "[vpbx-bench]" not in base, "the benchmark endpoint is the sandbox's only"
     assert "[vpbx-unknown]" in (stock / system.EXTENSIONS_BASE).read_text()
@@ -261,6 +268,9 @@ def test_the_admins_transport_on_the_sip_port_is_reused(cfg_path: Path, stock: P
     assert "type = transport" not in base
     assert "transport = my-udp" in base
     assert "reusing the admin's transport [my-udp]" in result.stdout
+    generated = (stock / "pjsip_vpbx.conf").read_text()
+    assert "protocol = udp" not in generated, "two UDP transports cannot share port 5060"
+    assert "[transport-tcp]" in generated
     assert "rename [my-udp] to [transport-udp]" in result.stdout
 
 
@@ -275,13 +285,15 @@ def test_an_included_transport_udp_and_global_are_reused(cfg_path: Path, stock: 
     base = (stock / system.PJSIP_BASE).read_text()
     assert "type = transport" not in base and "type = global" not in base
     assert "transport = transport-udp" in base
-    assert "binds 192.0.2.10:5070, but vpbx config [asterisk] sip_port is 5060" in result.stdout
+    assert "binds 192.0.2.10:5070, but vpbx config [sip] port is 5060" in result.stdout
+    assert "[transport-udp]" not in (stock / "pjsip_vpbx.conf").read_text(), "the admin's transport-udp is reused"
     assert "has its own type=global" in result.stdout
 
 
 def test_without_an_admin_transport_vpbx_binds_the_configured_address(tmp_path: Path, stock: Path) -> None:
     assert run(make_config(tmp_path / "v2", stock, sip_port=5080), "asterisk", "install").exit_code == 0
-    assert "bind = 127.0.0.1:5080" in (stock / system.PJSIP_BASE).read_text()
+    assert "bind = 127.0.0.1:5080" in (stock / "pjsip_vpbx.conf").read_text()
+    assert "type = transport" not in (stock / system.PJSIP_BASE).read_text()
 
 
 def test_a_bad_ari_url_is_refused_before_anything_is_written(tmp_path: Path, stock: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import tomllib
 from pathlib import Path
@@ -540,12 +541,61 @@ def test_sip_show_remove(vp: Vpbx) -> None:
     assert one_json(vp("sip", "list", "--json")) == []
 
 
+def _dump(v: Vpbx) -> list[str]:
+    con = sqlite3.connect(v.db)
+    try:
+        return [line for line in con.iterdump() if "_sqlite_migrations" not in line]
+    finally:
+        con.close()
+
+
+def test_sip_codecs_and_dtmf_on_add_set_show(vp: Vpbx) -> None:
+    ok(vp("number", "add", KYIV))
+    a = one_json(vp("sip", "add", "alice", "--codecs", "g722,alaw", "--dtmf", "inband", "--json"))
+    assert (a["codecs"], a["dtmf"]) == (["g722", "alaw"], "inband")
+    b = one_json(vp("sip", "add", "bob", "--json"))
+    assert (b["codecs"], b["dtmf"]) == ([], "rfc4733")            # [] = the install's [sip] codecs
+    shown = one_json(vp("sip", "set", "bob", "--codecs", "opus,g722,ulaw", "--dtmf", "info", "--caller-id", KYIV,
+                        "--json"))
+    assert "password" not in shown
+    assert (shown["codecs"], shown["dtmf"], shown["caller_id"]) == (["opus", "g722", "ulaw"], "info", KYIV)
+    assert one_json(vp("sip", "show", "bob", "--json")) == shown
+    table = ok(vp("sip", "show", "bob")).stdout
+    assert "opus" in table and "info" in table
+    ok(vp("sip", "set", "bob", "--codecs", "default", "--caller-id", ""))
+    again = one_json(vp("sip", "show", "bob", "--json"))
+    assert (again["codecs"], again["dtmf"], again["caller_id"]) == ([], "info", None)
+
+
+@pytest.mark.parametrize("args,needles", [
+    (("--codecs", "g729"), ("SIP account alice", "codec 'g729' is unknown")),
+    (("--codecs", "G722"), ("codec 'G722' is unknown",)),
+    (("--codecs", "g722, alaw"), ("codec ' alaw' is unknown",)),
+    (("--codecs", "alaw,alaw"), ("listed twice",)),
+    (("--codecs", ""), ("codec '' is unknown",)),
+    (("--dtmf", "rfc2833"), ("DTMF mode 'rfc2833' is unknown", "rfc4733")),
+    (("--dtmf", "inband", "--codecs", "g722"), ("inband DTMF", "alaw")),
+    (("--codecs", "g722", "--dtmf", "info", "--caller-id", "+380449999999"), ("+380449999999", "vpbx number add")),
+    ((), ("nothing to change",)),
+])
+def test_sip_set_refused_input_changes_nothing(vp: Vpbx, args: tuple[str, ...], needles: tuple[str, ...]) -> None:
+    ok(vp("sip", "add", "alice", "--codecs", "alaw,ulaw", "--dtmf", "auto"))
+    before = _dump(vp)
+    vp.fails("sip", "set", "alice", *args, needles=needles)
+    assert _dump(vp) == before
+
+
+def test_sip_set_unknown_account(vp: Vpbx) -> None:
+    vp.fails("sip", "set", "nosuch", "--dtmf", "info", needles=("SIP account nosuch", "not found"))
+    vp.usage("sip", "set")
+
+
 # ---- trunks --------------------------------------------------------------------------------------------------
 def test_trunk_add_list_show_remove(vp: Vpbx) -> None:
     t = one_json(vp("trunk", "add", "prov", "--server", "sip.example.net", "--login", "user1",
                     "--password", "Pr0v-Secret", "--json"))
     assert t == {"name": "prov", "server": "sip.example.net", "port": 5060, "login": "user1", "transport": "udp",
-                 "register": True}
+                 "register": True, "srtp": False}
     t2 = one_json(vp("trunk", "add", "backup", "--server", "10.0.0.1", "--port", "5080", "--login", "u.2",
                      "--password", "Other-Secret", "--transport", "tls", "--no-register", "--json"))
     assert (t2["port"], t2["transport"], t2["register"]) == (5080, "tls", False)

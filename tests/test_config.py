@@ -126,3 +126,23 @@ def test_a_path_the_os_refuses_is_one_config_error(tmp_path: Path, name: str) ->
     with pytest.raises(ConfigError, match="cannot write config"):
         write_config(new_config(tmp_path), tmp_path / name / "vpbx.toml")
     assert os.listdir(tmp_path) == []
+
+
+def test_sip_codecs_default_read_and_written(tmp_path: Path) -> None:
+    cfg = new_config(tmp_path)
+    assert cfg.sip.codecs == ("g722", "opus", "alaw", "ulaw")
+    path = tmp_path / "vpbx.toml"
+    write_config(cfg, path)
+    assert 'codecs = ["g722", "opus", "alaw", "ulaw"]' in path.read_text()
+    path.write_text(path.read_text().replace('codecs = ["g722", "opus", "alaw", "ulaw"]', 'codecs = ["alaw", "g722"]'))
+    assert load_config(str(path)).sip.codecs == ("alaw", "g722")
+    path.write_text(path.read_text().replace("[sip]\n", "[old_sip]\n"))
+    assert load_config(str(path)).sip.codecs == ("g722", "opus", "alaw", "ulaw")   # no [sip]: the default
+
+
+@pytest.mark.parametrize("value", ['"g722,alaw"', '["g729"]', '["ALAW"]', "[]", '["alaw", "alaw"]', '[" alaw"]', "[1]"])
+def test_a_bad_sip_codec_list_is_one_config_error(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "vpbx.toml"
+    path.write_text(f"[sip]\ncodecs = {value}\n")
+    with pytest.raises(ConfigError, match=r"\[sip\].*codecs = \["):
+        load_config(str(path))

@@ -42,7 +42,7 @@ def test_generate_writes_every_file_with_modes(cfg):
     assert [p.name for p in paths] == list(FILES)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in paths}
     assert modes == {"pjsip_vpbx.conf": 0o640, "extensions_vpbx.conf": 0o644, "ari_vpbx.conf": 0o640,
-                     "manager_vpbx.conf": 0o640}
+                     "manager_vpbx.conf": 0o640, "rtp_vpbx.conf": 0o644, "musiconhold_vpbx.conf": 0o644}
     assert not [p for p in cfg.asterisk_config_dir.iterdir() if p.name.startswith(".")], "temp files left behind"
 
 
@@ -180,3 +180,32 @@ def test_reload_from_inside_an_event_loop(cfg):
 
     with pytest.raises(AsteriskError, match="unreachable"):
         asyncio.run(main())
+
+
+def _asterisk_root(tmp_path: Path, modules: list[str], noload: list[str] = (), moddir: str = "/usr/lib/ast/mods"):
+    etc = tmp_path / "root" / "etc" / "asterisk"
+    etc.mkdir(parents=True)
+    (etc / "asterisk.conf").write_text(f"[directories](!)\nastmoddir => {moddir} ; the modules\n")
+    (etc / "modules.conf").write_text("[modules]\nautoload = yes\n" + "".join(f"noload = {m}\n" for m in noload))
+    mods = tmp_path / "root" / moddir.lstrip("/")
+    mods.mkdir(parents=True)
+    for m in modules:
+        (mods / m).write_bytes(b"")
+    return etc
+
+
+def test_opus_is_offered_only_when_asterisk_has_codec_opus(tmp_path):
+    with_opus = _asterisk_root(tmp_path / "a", ["codec_opus_open_source.so", "codec_alaw.so"])
+    without = _asterisk_root(tmp_path / "b", ["codec_alaw.so"])
+    refused = _asterisk_root(tmp_path / "c", ["codec_opus.so"], noload=["codec_opus.so"])
+    assert deploy.asterisk_has_opus(with_opus) is True
+    assert deploy.asterisk_has_opus(without) is False
+    assert deploy.asterisk_has_opus(refused) is False
+    assert deploy.asterisk_has_opus(tmp_path / "nowhere" / "etc" / "asterisk") is False
+    account = SipAccount("alice", "alice-password-1")
+    for etc, allow in ((with_opus, "allow = g722,opus,alaw,ulaw"), (without, "allow = g722,alaw,ulaw")):
+        cfg = Config(asterisk_config_dir=etc, ari=AriSettings(password="ari-secret-0123456789abcdef"),
+                     ami=AmiSettings(secret="ami-secret-0123456789abcdef"))
+        deploy.generate(cfg, [], [account], [])
+        assert allow in (etc / "pjsip_vpbx.conf").read_text().splitlines()
+        assert deploy.check(cfg, [], [account], []) == ""

@@ -20,6 +20,7 @@ from vpbx.dialplan import (
     ForwardNode,
     Hangup,
     HangupNode,
+    Hold,
     IvrNode,
     LegAnswered,
     LegFailed,
@@ -35,11 +36,12 @@ from vpbx.dialplan import (
     Ring,
     StartTimer,
     TimerExpired,
+    Unhold,
     VoicemailNode,
     start,
     step,
 )
-from vpbx.dialplan.model import DISPOSITIONS, DTMF_DIGITS, LEG_FAIL_REASONS, PHASES, Action
+from vpbx.dialplan.model import CALLER, DISPOSITIONS, DTMF_DIGITS, LEG_FAIL_REASONS, PHASES, Action
 from vpbx.dialplan.simulate import run
 from vpbx.dialplan.testing import Ledger, sample_flows
 
@@ -117,6 +119,10 @@ def check(state: CallState, ledger: Ledger) -> None:
     assert ledger.playbacks == ({state.playback_id} if state.playback_id else set())
     assert ledger.legs == {leg.leg_id for leg in state.live_legs}
     assert state.phase in PHASES
+    if not state.finished:
+        assert ledger.moh == {state.bridged_leg if p == CALLER else CALLER for p in state.holding}
+    if state.phase != "bridged":
+        assert state.holding == ()
     if state.phase == "bridged":
         assert [leg.leg_id for leg in state.live_legs] == [state.bridged_leg]
     elif state.phase != "forwarding":
@@ -183,6 +189,8 @@ def events_for(state: CallState) -> list[Event]:
         events += [LegRinging(leg), LegAnswered(leg), LegHungUp(leg)]
         events += [LegFailed(leg, r) for r in (*LEG_FAIL_REASONS, "weird")]
     events += [CallerHungUp()]
+    for party in [CALLER, *legs]:
+        events += [Hold(party), Unhold(party)]
     for r in [*rec, "stale-rec"]:
         events += [RecordingFinished(r, 0.5), RecordingFinished(r, 30.0), RecordingFailed(r)]
     return events

@@ -88,6 +88,11 @@ def test_translate() -> None:
         dm.RecordingFinished("c-vm-1", 4.0)]
     assert tr({"type": "RecordingFailed", "recording": {"name": "c-vm-1"}}) == [dm.RecordingFailed("c-vm-1")]
     assert tr({"type": "ChannelVarset", "channel": {"id": "c"}}) == []
+    assert tr({"type": "ChannelHold", "channel": {"id": "c"}}) == [dm.Hold(dm.CALLER)]
+    assert tr({"type": "ChannelUnhold", "channel": {"id": "c"}}) == [dm.Unhold(dm.CALLER)]
+    assert tr({"type": "ChannelHold", "channel": {"id": "c-leg-1"}, "musicclass": "x"}) == [dm.Hold("c-leg-1")]
+    assert tr({"type": "ChannelUnhold", "channel": {"id": "c-leg-1"}}) == [dm.Unhold("c-leg-1")]
+    assert tr({"type": "ChannelHold", "channel": {"id": "someone-else"}}) == []
 
 
 def test_asterisk_time() -> None:

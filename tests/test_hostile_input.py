@@ -244,6 +244,12 @@ SLOTS: tuple[Slot, ...] = (
     Slot("sip add LOGIN", ("sip", "add", "{}", "--password", "secretpass1"), "carol"),
     Slot("sip add --password", ("sip", "add", "carol", "--password", "{}"), "secretpass1"),
     Slot("sip add --caller-id", ("sip", "add", "carol", "--password", "secretpass1", "--caller-id", "{}"), SPB),
+    Slot("sip add --codecs", ("sip", "add", "carol", "--password", "secretpass1", "--codecs", "{}"), "g722,alaw"),
+    Slot("sip add --dtmf", ("sip", "add", "carol", "--password", "secretpass1", "--dtmf", "{}"), "inband"),
+    Slot("sip set LOGIN", ("sip", "set", "{}", "--dtmf", "info"), "alice"),
+    Slot("sip set --codecs", ("sip", "set", "alice", "--codecs", "{}"), "opus,g722,ulaw"),
+    Slot("sip set --dtmf", ("sip", "set", "alice", "--dtmf", "{}"), "auto"),
+    Slot("sip set --caller-id", ("sip", "set", "alice", "--caller-id", "{}"), SPB),
     Slot("sip passwd LOGIN", ("sip", "passwd", "{}"), "alice"),
     Slot("sip remove LOGIN", ("sip", "remove", "{}"), "bob"),
     Slot("trunk add NAME", ("trunk", "add", "{}", "--server", "sip3.example.net", "--login", "l3", "--password",
@@ -320,7 +326,11 @@ def test_the_table_covers_every_writing_command() -> None:
     # backup/restore take only the operator's paths (FILE, --dir, --sounds-dir); hostile archives are tested in
     # tests/test_backup.py
     no_text |= {"backup", "restore"}
-    read_only |= {"asterisk check"}
+    read_only |= {"asterisk check", "security bans"}
+    # security unban takes one address, checked in full by vpbx.domain.security.address before anything is written;
+    # its base value needs a ban and a live Asterisk (exit 3 without AMI), so its hostile values are tried in
+    # tests/test_security.py (test_cli_unban_refuses_hostile_addresses) rather than as a slot here
+    no_text |= {"security unban"}
     covered = {" ".join(s.id.split()[:2]) for s in SLOTS} | {s.id.split()[0] for s in SLOTS}
 
     def walk(cmd: click.Command, path: tuple[str, ...]) -> list[str]:

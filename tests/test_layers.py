@@ -49,7 +49,8 @@ PURE_LAYERS = ("vpbx.domain", "vpbx.dialplan", "vpbx.billing")
 # (sqlite_utils, httpx, websockets, panoramisk, click, rich, soundfile, soxr, numpy, tomlkit).
 PURE_ALLOWED = frozenset({
     "__future__", "abc", "bisect", "calendar", "collections", "copy", "csv", "dataclasses", "datetime", "decimal",
-    "enum", "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers", "operator", "re",
+    "enum", "fractions", "functools", "hashlib", "heapq", "ipaddress", "itertools", "json", "math", "numbers",
+    "operator", "re",
     "string", "textwrap", "tomllib", "types", "typing", "typing_extensions", "unicodedata",
     "phonenumbers",
 })

@@ -10,21 +10,11 @@ import time
 
 import pytest
 from phone import Phone, carries, tone_levels
-from test_engine_asterisk import Engine, carrier, channels_left, prompts, wait_record  # noqa: F401 - fixtures by name
+from test_engine_asterisk import carrier, engine, prompts, wait_record  # noqa: F401 - fixtures by name
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(180)]
 
 ALICE_HZ, BOB_HZ = 700, 1100
-
-
-@pytest.fixture
-def engine(asterisk, carrier, prompts, tmp_path):  # noqa: F811 - the fixtures above are this one's inputs
-    eng = Engine(asterisk, tmp_path / "engine.log")
-    yield eng
-    eng.stop()
-    if channels_left(asterisk):
-        asterisk.cli("channel request hangup all")
-        time.sleep(0.5)
 
 
 def account(asterisk, login: str, caller_id: str | None = None) -> str:
@@ -32,7 +22,7 @@ def account(asterisk, login: str, caller_id: str | None = None) -> str:
     return json.loads(asterisk.vpbx("sip", "add", login, *extra, "--json").stdout)["password"]
 
 
-def test_call_through_a_number_carries_audio_both_ways(asterisk, engine, tmp_path):
+def test_call_through_a_number_carries_audio_both_ways(asterisk, engine, tmp_path):  # noqa: F811 - the imported fixture
     tag = str(os.getpid() % 100000)
     alice, bob = f"alice{tag}", f"bob{tag}"
     number = f"+38044{int(tag):07d}"

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from vpbx.dialplan.model import MOH_CLASS
 from vpbx.domain.errors import ConfigError, NotFoundError, ValidationError
 from vpbx.services.prompts import (
     BUILTIN_LANGUAGES,
@@ -251,3 +252,32 @@ def test_builtin_prompts_are_reproducible() -> None:
     proc = subprocess.run([sys.executable, str(REPO / "prompts" / "build.py"), "--check", "--sounds", str(sounds)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_music_on_hold_shipped_and_installed(tmp_path: Path) -> None:
+    """The default class's loop: 8 kHz 16-bit mono, a few seconds, loud enough, not one sine (a tone check must never
+    take it for a party's test tone), and installed where asterisk-conf/musiconhold.conf points."""
+    from vpbx.services.prompts import MOH_SOUNDS_SUBDIR, install_moh
+
+    src = REPO / "prompts" / "moh" / "default.wav"
+    info = sf.info(str(src))
+    assert (info.samplerate, info.channels, info.subtype) == (8000, 1, "PCM_16")
+    assert 4 <= info.duration <= 15 and src.stat().st_size < 300_000
+    data, rate = sf.read(str(src))
+    assert 0.05 < float(np.sqrt(np.mean(data ** 2))) < 0.3
+    spectrum = np.abs(np.fft.rfft(data)) ** 2
+    freqs = np.fft.rfftfreq(len(data), 1 / rate)
+    for hz in (700, 1100):                                   # the test phones' tones
+        assert spectrum[(freqs > hz - 25) & (freqs < hz + 25)].sum() / spectrum.sum() < 0.02
+    strongest = max(spectrum[(freqs > f - 25) & (freqs < f + 25)].sum() for f in range(100, 4000, 50))
+    assert strongest / spectrum.sum() < 0.5                  # no single tone carries most of it
+    installed = install_moh(tmp_path / "sounds", REPO / "prompts")
+    assert installed == [tmp_path / "sounds" / MOH_SOUNDS_SUBDIR / "default.wav"]
+    assert installed[0].read_bytes() == src.read_bytes()
+    from vpbx.asterisk.render.moh import render_moh
+
+    conf = render_moh()
+    assert f"\ndirectory = sounds/{MOH_SOUNDS_SUBDIR}\n" in conf and f"\n[{MOH_CLASS}]\nmode = files\n" in conf
+    assert "#tryinclude musiconhold_vpbx.conf" in (REPO / "asterisk-conf" / "musiconhold.conf").read_text()
+    with pytest.raises(NotFoundError, match=r"prompts/build\.py"):
+        install_moh(tmp_path / "sounds", tmp_path / "no-prompts")

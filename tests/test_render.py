@@ -28,6 +28,7 @@ from vpbx.asterisk.render import (
 )
 from vpbx.asterisk.render.pjsip import parse_sections
 from vpbx.config import AmiSettings, AriSettings, Config
+from vpbx.domain import rules
 from vpbx.domain import validation as validate
 from vpbx.domain.errors import ConflictError, ValidationError
 from vpbx.domain.records import Number, SipAccount, Trunk
@@ -101,10 +102,57 @@ def test_trunk_passwords_are_plain_for_outbound_auth():
         assert f"password = {t.password}" in text
 
 
-def test_transports_only_when_used():
-    udp_only = render_pjsip([], [TRUNKS[0]], CFG.domain)
-    assert "[transport-tcp]" not in udp_only and "[transport-tls]" not in udp_only
-    both = render_pjsip([], TRUNKS, CFG.domain, bind="127.0.0.1", port=5060)
+def _endpoint(text: str, login: str):
+    return next(sec for sec in parse_sections(text) if sec.name == login and sec.get("type") == "endpoint")
+
+
+def test_account_codecs_and_dtmf_mode():
+    accounts = [
+        SipAccount("plain", "plain-password-1"),
+        SipAccount("wide", "wide-password-1", codecs=("opus", "g722", "ulaw"), dtmf="info"),
+        SipAccount("old", "old-password-1", dtmf="inband"),
+        SipAccount("auto", "auto-password-1", codecs=("alaw",), dtmf="auto"),
+    ]
+    text = render_pjsip(accounts, TRUNKS[:1], "pbx.example.com", codecs=("g722", "opus", "alaw", "ulaw"), opus=True)
+    assert [_endpoint(text, a.login).get("allow") for a in accounts] == [
+        "g722,opus,alaw,ulaw", "opus,g722,ulaw", "alaw,ulaw", "alaw"]
+    assert [_endpoint(text, a.login).get("dtmf_mode") for a in accounts] == ["rfc4733", "info", "inband", "auto"]
+    for a in accounts:
+        assert _endpoint(text, a.login).get("disallow") == "all"
+    # without codec_opus in Asterisk opus is never offered: neither from the install's list nor an account's own
+    text = render_pjsip(accounts, TRUNKS[:1], "pbx.example.com", codecs=("g722", "opus", "alaw", "ulaw"), opus=False)
+    assert [_endpoint(text, a.login).get("allow") for a in accounts] == [
+        "g722,alaw,ulaw", "g722,ulaw", "alaw,ulaw", "alaw"]
+    # trunks keep G.711 and RFC 4733 whatever the accounts use
+    assert _endpoint(text, "carrier").get("allow") == "ulaw,alaw"
+    assert _endpoint(text, "carrier").get("dtmf_mode") == "rfc4733"
+
+
+@pytest.mark.parametrize("codecs", [(), ("g729",), ("G722",), ("alaw", "alaw"), ("alaw,ulaw",), ("ulaw ",)])
+def test_bad_codec_lists_refused(codecs):
+    with pytest.raises(ValidationError):
+        render_pjsip([], [], "pbx.example.com", codecs=codecs)
+    if codecs:
+        with pytest.raises(ValidationError, match="SIP account bad"):
+            render_pjsip([SipAccount("bad", "bad-password-1", codecs=codecs)], [], "pbx.example.com")
+
+
+@pytest.mark.parametrize("dtmf", ["", "rfc2833", "INBAND", "info\n", "auto;x"])
+def test_bad_dtmf_modes_refused(dtmf):
+    with pytest.raises(ValidationError, match="DTMF mode"):
+        render_pjsip([SipAccount("bad", "bad-password-1", dtmf=dtmf)], [], "pbx.example.com")
+
+
+def test_inband_needs_g711():
+    with pytest.raises(ValidationError, match="inband DTMF"):
+        render_pjsip([SipAccount("bad", "bad-password-1", codecs=("g722",), dtmf="inband")], [], "pbx.example.com")
+
+
+def test_transports_udp_tcp_always_tls_only_when_used():
+    # (vpbx.asterisk.render.transports; tests/test_transports.py has the [sip] settings)
+    udp_only = render_all(CFG, [], [], [TRUNKS[0]])["pjsip_vpbx.conf"]
+    assert "[transport-udp]" in udp_only and "[transport-tcp]" in udp_only and "[transport-tls]" not in udp_only
+    both = render_all(CFG, [], [], TRUNKS)["pjsip_vpbx.conf"]
     assert "[transport-tcp]" in both and "bind = 127.0.0.1:5060" in both
     assert "[transport-tls]" in both and "bind = 127.0.0.1:5061" in both
 
@@ -190,7 +238,8 @@ def test_ami_user_is_loopback_only_and_minimal():
     s = parse_sections(render_manager_users(CFG))[0]
     assert s.name == "vpbx" and s.get("secret") == CFG.ami.secret
     assert s.get("deny") == "0.0.0.0/0.0.0.0" and s.get("permit") == "127.0.0.1/255.255.255.255"
-    assert s.get("write") == "system" and s.get("read") == "system"     # Reload only: no originate, no command
+    assert s.get("write") == "system"     # Reload only: no originate, no command
+    assert s.get("read") == "system,security"     # + failed SIP logins (the brute-force watcher); no call events
 
 
 @pytest.mark.parametrize("bad", ["short", "has space in it 123456", "semi;colon-0123456789", ""])
@@ -291,8 +340,11 @@ hosts = hostnames | ipv4
 logins = _from_regex(validate.LOGIN_RE)
 e164 = st.from_regex(r"\A\+[1-9][0-9]{6,14}\Z")
 
+codec_lists = st.just(()) | st.lists(st.sampled_from(rules.CODECS), min_size=1, unique=True).map(tuple)
 accounts_st = st.builds(SipAccount, login=logins, password=account_passwords, domain=hostnames,
-                        caller_id=st.none() | e164, channels=st.integers(1, 1000))
+                        caller_id=st.none() | e164, channels=st.integers(1, 1000), codecs=codec_lists,
+                        dtmf=st.sampled_from(rules.DTMF_MODES)).filter(
+    lambda a: a.dtmf != "inband" or not a.codecs or bool(set(a.codecs) & set(rules.INBAND_CODECS)))
 trunks_st = st.builds(Trunk, name=logins, server=hosts, login=logins, password=trunk_passwords,
                       port=st.integers(1, 65535), transport=st.sampled_from(["udp", "tcp", "tls"]),
                       register=st.booleans())
@@ -313,7 +365,11 @@ def test_pjsip_round_trip(install):
     accounts, trunks, domain = install
     text = render_pjsip(accounts, trunks, domain)
     parsed_accounts, parsed_trunks = parse_pjsip(text)
-    assert parsed_accounts == [replace(a, password=password_digest(a.login, domain, a.password)) for a in accounts]
+    # an account's codecs read back as what its endpoint allows (its own list, else the install's; opus only where
+    # Asterisk has codec_opus, G.711 only for inband DTMF)
+    assert parsed_accounts == [replace(a, password=password_digest(a.login, domain, a.password),
+                                       codecs=rules.effective_codecs(a, rules.DEFAULT_CODECS, False))
+                               for a in accounts]
     assert parsed_trunks == trunks
 
 

@@ -75,6 +75,19 @@ def test_old_schema_is_upgraded_keeping_data(tmp_path: Path) -> None:
         assert (n.channels, n.direction, n.route, n.forward_to, n.fallback) == (6, "both", None, (), "hangup")
 
 
+def test_sip_accounts_from_before_codecs_get_the_defaults(tmp_path: Path) -> None:
+    db_path = tmp_path / "old.db"
+    db = sqlite_utils.Database(db_path)
+    migrations.apply(db, stop_before="m007_sip_codecs_and_dtmf")
+    db.execute("INSERT INTO sip_accounts (login, password, domain, channels, created_at) "
+               "VALUES ('alice', 'alice-password-1', 'vpbx.local', 2, '2024-01-01T00:00:00+00:00')")
+    db.conn.commit()
+    db.close()
+    with Store.open(db_path) as store:
+        a = store.sip_accounts.get("alice")
+        assert (a.codecs, a.dtmf, a.channels) == ((), "rfc4733", 2)
+
+
 def test_one_outbox_migration_keeps_every_voicemail_and_notice(tmp_path: Path) -> None:
     """A database made with the schema before m006 (two outboxes) upgrades to the one outbox: every row is kept, what
     `vpbx voicemail list` and `vpbx notices list` show is unchanged, notices keep their ids."""

@@ -3,7 +3,8 @@
 Rule: wiring only. This module opens the storage worker and the ARI connection, starts the engine (vpbx.engine) and
 the e-mail outbox sender, sets up the log (text or JSON lines on stderr), tells systemd when it is ready (READY=1 once
 ARI is connected and the Stasis app registered) and stopping (STOPPING=1), and stops everything cleanly on SIGTERM /
-SIGINT (calls in progress stay up in Asterisk: the next engine adopts them).
+SIGINT (calls in progress stay up in Asterisk: the next engine adopts them). It also runs the brute-force watcher
+(vpbx.asterisk.security) as a task of its own.
 Every call decision is the model's (vpbx.dialplan); how events and
 actions are carried is vpbx.engine's.
 """
@@ -17,6 +18,7 @@ import os
 import signal
 from datetime import UTC, datetime
 
+from vpbx.asterisk import security
 from vpbx.asterisk.ari import AriClient
 from vpbx.config import Config
 from vpbx.engine import Engine, StoreWorker
@@ -125,6 +127,8 @@ async def serve(cfg: Config) -> None:
             ready = Ready(cfg)
             engine = Engine(cfg, ari, store, wake_outbox=sender.wake, on_connected=ready.connected)
             sender_task = asyncio.create_task(sender.run())
+            # brute-force bans: their own AMI connection and database thread, so a slow AMI never delays a call
+            watcher_task = asyncio.create_task(security.watch(cfg))
             runner = asyncio.create_task(engine.run())
             stopper = asyncio.create_task(stop.wait())
             log.info("vpbx engine serving app %s at %s", cfg.ari.app, cfg.ari.url)
@@ -136,6 +140,9 @@ async def serve(cfg: Config) -> None:
             stopper.cancel()
             await engine.shutdown()
             sender.stop()
+            watcher_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(watcher_task, SENDER_STOP_TIMEOUT_S)
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(sender_task, SENDER_STOP_TIMEOUT_S)
     finally:

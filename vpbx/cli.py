@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Regenerate the config and reload Asterisk over AMI (live calls stay up)."),
     "restore": ("vpbx.commands.backup:restore",
                 "Restore an archive made by `vpbx backup` into a directory (checked first; all or nothing)."),
+    "security": ("vpbx.commands.security:security",
+                 "Brute-force protection: addresses banned after failed SIP logins."),
     "serve": ("vpbx.commands.engine:serve",
               "Run the ARI call engine: handle every call Asterisk hands to the vpbx Stasis app."),
     "service": ("vpbx.commands.service:service", "systemd units for the call engine and the daily billing job."),

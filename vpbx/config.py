@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vpbx.domain.errors import ConfigError
+from vpbx.domain.errors import ConfigError, ValidationError
+from vpbx.domain.rules import DEFAULT_CODECS, check_codecs
+from vpbx.domain.security import Policy, check_policy
 
 SYSTEM_CONFIG = Path("/etc/vpbx/vpbx.toml")
 LOCAL_CONFIG = Path("vpbx.toml")
@@ -62,6 +64,21 @@ BILLING_POLICIES = ("prorate", "anniversary")
 
 
 @dataclass(frozen=True)
+class SipSettings:
+    # audio codecs phones may use, preferred first (vpbx.domain.rules.CODECS); opus only where Asterisk has codec_opus
+    codecs: tuple[str, ...] = DEFAULT_CODECS
+    # The network side (vpbx.asterisk.render.transports; checked when rendered). The UDP/TCP listen address and port
+    # are Config.sip_bind / sip_port, written as [sip] bind / port (older configs: [asterisk] sip_bind / sip_port).
+    tls_port: int = 5061
+    tls_cert: str = ""              # PEM certificate (chain) and key: the TLS transport exists only with both
+    tls_key: str = ""
+    external_address: str = ""      # public IP or name of a server behind NAT (external signalling/media address)
+    local_net: tuple[str, ...] = ()  # CIDRs reached directly (no external address): the LAN(s) behind that NAT
+    rtp_start: int = 10000
+    rtp_end: int = 20000
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     db: Path = Path("vpbx.db")
@@ -69,13 +86,15 @@ class Config:
     language: str = "en"
     asterisk_config_dir: Path = Path("/etc/asterisk")
     asterisk_sounds_dir: Path = Path("/usr/share/asterisk/sounds")
-    sip_bind: str = "127.0.0.1"
-    sip_port: int = 5060
+    sip_bind: str = "127.0.0.1"     # [sip] bind: the UDP and TCP transports listen here (0.0.0.0: every address)
+    sip_port: int = 5060            # [sip] port
     default_trunk: str | None = None
     ari: AriSettings = field(default_factory=AriSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
+    sip: SipSettings = field(default_factory=SipSettings)
+    security: Policy = field(default_factory=Policy)   # [security]: brute-force bans (vpbx.domain.security)
 
 
 def render_config(cfg: Config) -> str:
@@ -103,8 +122,7 @@ def render_config(cfg: Config) -> str:
     doc.add(tomlkit.comment("vpbx configuration (written by `vpbx init`; secrets were generated for this install)"))
     doc.add("vpbx", table({"db": str(cfg.db), "domain": cfg.domain, "language": cfg.language,
                            "default_trunk": cfg.default_trunk or ""}))
-    doc.add("asterisk", table({"config_dir": str(cfg.asterisk_config_dir), "sounds_dir": str(cfg.asterisk_sounds_dir),
-                               "sip_bind": cfg.sip_bind, "sip_port": cfg.sip_port}))
+    doc.add("asterisk", table({"config_dir": str(cfg.asterisk_config_dir), "sounds_dir": str(cfg.asterisk_sounds_dir)}))
     doc.add("ari", table({"url": cfg.ari.url, "user": cfg.ari.user, "password": cfg.ari.password, "app": cfg.ari.app}))
     doc.add("ami", table({"host": cfg.ami.host, "port": cfg.ami.port, "user": cfg.ami.user, "secret": cfg.ami.secret}))
     security = commented(tomlkit.item(cfg.smtp.security), "none | starttls | tls")
@@ -115,7 +133,23 @@ def render_config(cfg: Config) -> str:
                        "prorate (first period to the month's end) | anniversary (full months)")
     doc.add("billing", table({"currency": cfg.billing.currency, "policy": policy,
                               "quarantine_days": cfg.billing.quarantine_days,
-                              "max_trial_hours": cfg.billing.max_trial_hours}, last=True))
+                              "max_trial_hours": cfg.billing.max_trial_hours}))
+    codecs = commented(tomlkit.item(list(cfg.sip.codecs)), "phones' codecs, preferred first; per account: vpbx sip set "
+                                                            "--codecs")
+    doc.add("security", _security_table(cfg.security, table, commented))
+    sip = cfg.sip
+    doc.add("sip", table({
+        "bind": commented(tomlkit.item(cfg.sip_bind), "UDP+TCP listen address; 0.0.0.0 for phones on the network"),
+        "port": cfg.sip_port,
+        "tls_port": sip.tls_port,
+        "tls_cert": commented(tomlkit.item(sip.tls_cert), "PEM files; the TLS transport exists only with both"),
+        "tls_key": sip.tls_key,
+        "external_address": commented(tomlkit.item(sip.external_address), "public IP or name when behind NAT"),
+        "local_net": commented(tomlkit.item(list(sip.local_net)), "your LAN(s), e.g. [\"192.168.0.0/16\"]"),
+        "rtp_start": sip.rtp_start,
+        "rtp_end": sip.rtp_end,
+        "codecs": codecs,
+    }, last=True))
     doc["vpbx"].trivia.indent = ""    # the header comment sits right above [vpbx], as it always did
     text = tomlkit.dumps(doc)
     try:
@@ -127,13 +161,16 @@ def render_config(cfg: Config) -> str:
 
 
 def new_config(directory: Path, asterisk_config_dir: Path | None = None, asterisk_sounds_dir: Path | None = None,
-               sip_port: int = 5060, ari_url: str = "http://127.0.0.1:8088", ami_port: int = 5038) -> Config:
+               sip_port: int = 5060, ari_url: str = "http://127.0.0.1:8088", ami_port: int = 5038,
+               sip_bind: str = "127.0.0.1", sip: SipSettings | None = None) -> Config:
     """A fresh config with newly generated ARI/AMI secrets."""
     return Config(
         db=directory / "vpbx.db",
         asterisk_config_dir=asterisk_config_dir or Path("/etc/asterisk"),
         asterisk_sounds_dir=asterisk_sounds_dir or Path("/usr/share/asterisk/sounds"),
+        sip_bind=sip_bind,
         sip_port=sip_port,
+        sip=sip or SipSettings(),
         ari=AriSettings(url=ari_url, password=secrets.token_urlsafe(24)),
         ami=AmiSettings(port=ami_port, secret=secrets.token_urlsafe(24)),
     )
@@ -231,7 +268,8 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
                               "at a file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML ({exc}); {fix}") from None
-    v, a, ari, ami, smtp, bill = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp", "billing"))
+    v, a, ari, ami, smtp, bill, sip = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp", "billing",
+                                                                  "sip"))
     base = path.parent if path is not None else Path(".")
     db = Path(db_override or os.environ.get("VPBX_DB") or v.get("db") or "vpbx.db")
     if not db.is_absolute():
@@ -244,13 +282,52 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
         default_trunk=v.get("default_trunk") or None,
         asterisk_config_dir=Path(a.get("config_dir", "/etc/asterisk")),
         asterisk_sounds_dir=Path(a.get("sounds_dir", "/usr/share/asterisk/sounds")),
-        sip_bind=a.get("sip_bind", "127.0.0.1"),
-        sip_port=int(a.get("sip_port", 5060)),
+        sip_bind=_setting(sip, a, "bind", "sip_bind", str, "127.0.0.1", path),
+        sip_port=_setting(sip, a, "port", "sip_port", int, 5060, path),
         ari=AriSettings(**{k: ari[k] for k in ("url", "user", "password", "app") if k in ari}),
         ami=AmiSettings(**{k: ami[k] for k in ("host", "port", "user", "secret") if k in ami}),
         smtp=SmtpSettings(**{k: smtp[k] for k in ("host", "port", "security", "user", "password", "sender")
                              if k in smtp}),
         billing=_billing(bill, path),
+        sip=_sip(sip, path),
+        security=_security(data.get("security", {}), path),
+    )
+
+
+def _setting(sip: dict[str, Any], old: dict[str, Any], key: str, old_key: str, kind: type, default: Any,
+             path: Path | None) -> Any:
+    """[sip] KEY, else (a config written before [sip] had it) [asterisk] OLD_KEY, else the default; of type `kind`."""
+    where, value = (f"[sip] {key}", sip[key]) if key in sip else (f"[asterisk] {old_key}", old.get(old_key, default))
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"config {path} {where} must be {'a whole number' if kind is int else 'a string'}; got "
+                          f"{value!r}")
+    return value
+
+
+def _sip(section: dict[str, Any], path: Path | None) -> SipSettings:
+    codecs: tuple[str, ...] = DEFAULT_CODECS
+    if "codecs" in section:
+        try:
+            if not isinstance(section["codecs"], list):
+                raise ValidationError("codecs must be a list")
+            codecs = check_codecs(tuple(section["codecs"]), "codecs")
+        except ValidationError as exc:
+            raise ConfigError(f"config {path} [sip]: {exc}; write e.g. codecs = {list(DEFAULT_CODECS)!r}"
+                              .replace("'", '"')) from None
+    local_net = section.get("local_net", [])
+    if not isinstance(local_net, list) or not all(isinstance(n, str) for n in local_net):
+        raise ConfigError(f'config {path} [sip] local_net must be a list of networks, e.g. ["192.168.0.0/16"]; got '
+                          f"{local_net!r}")
+    d = SipSettings()
+    return SipSettings(
+        codecs=codecs,
+        tls_port=_setting(section, {}, "tls_port", "", int, d.tls_port, path),
+        tls_cert=_setting(section, {}, "tls_cert", "", str, d.tls_cert, path),
+        tls_key=_setting(section, {}, "tls_key", "", str, d.tls_key, path),
+        external_address=_setting(section, {}, "external_address", "", str, d.external_address, path),
+        local_net=tuple(local_net),
+        rtp_start=_setting(section, {}, "rtp_start", "", int, d.rtp_start, path),
+        rtp_end=_setting(section, {}, "rtp_end", "", int, d.rtp_end, path),
     )
 
 
@@ -269,3 +346,96 @@ def _billing(section: dict[str, Any], path: Path | None) -> BillingSettings:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{where}: {key} must be a whole number >= 0; got {value!r}")
     return billing
+
+
+def _security_table(p: Policy, table: Any, commented: Any) -> Any:
+    import tomlkit
+
+    return table({
+        "max_failures": commented(tomlkit.item(p.max_failures), "failed logins from one address within find_time "
+                                                                "-> banned"),
+        "find_time": commented(tomlkit.item(p.find_time), "seconds"),
+        "ban_time": commented(tomlkit.item(p.ban_time), "seconds"),
+        "trusted": commented(tomlkit.item(list(p.trusted)), "CIDRs never banned, e.g. [\"192.168.0.0/16\"]; none by "
+                                                           "default, loopback included"),
+        "attack_addresses": commented(tomlkit.item(p.attack_addresses), "a login failed from this many addresses "
+                                                                        "within attack_window is under attack:"),
+        "attack_max_failures": commented(tomlkit.item(p.attack_max_failures), "then each address failing it is "
+                                                                              "banned after this many"),
+        "attack_window": commented(tomlkit.item(p.attack_window), "seconds"),
+    })
+
+
+def _security(section: dict[str, Any], path: Path | None) -> Policy:
+    from vpbx.domain.security import INT_SETTINGS
+
+    unknown = sorted(set(section) - {*INT_SETTINGS, "trusted"})
+    try:
+        if unknown:
+            raise ValidationError(f"unknown setting {unknown[0]!r}; the settings are {', '.join(INT_SETTINGS)}, "
+                                  "trusted")
+        return check_policy(**section)
+    except ValidationError as exc:
+        raise ConfigError(f"config {path} [security]: {exc}") from None
+
+
+# ---- [sip]: the network side --------------------------------------------------------------------------------------
+def check_sip(cfg: Config) -> None:
+    """The [sip] values that reach Asterisk's transports and rtp.conf, checked whole (pure; ValidationError naming
+    the key and the fix). Run by the renderer and by `vpbx init`."""
+    from vpbx.domain import validation as validate
+
+    sip = cfg.sip
+    with validate.about("vpbx config [sip] bind"):
+        validate.host(cfg.sip_bind)
+    with validate.about("vpbx config [sip] port"):
+        validate.port(cfg.sip_port)
+    with validate.about("vpbx config [sip] tls_port"):
+        validate.port(sip.tls_port)
+    if sip.tls_port == cfg.sip_port:
+        raise ValidationError(f"vpbx config [sip] tls_port {sip.tls_port} is the SIP port too (TCP and TLS cannot "
+                              f"share it); use e.g. {cfg.sip_port + 1}")
+    if sip.external_address:
+        with validate.about("vpbx config [sip] external_address"):
+            validate.host(sip.external_address)
+    for net in sip.local_net:
+        validate.cidr(net, "vpbx config [sip] local_net")
+    if bool(sip.tls_cert) != bool(sip.tls_key):
+        raise ValidationError("vpbx config [sip]: give both tls_cert and tls_key (PEM files), or neither (no TLS "
+                              "transport for phones)")
+    for key in ("tls_cert", "tls_key"):
+        value = getattr(sip, key)
+        if value:
+            validate.config_text(key, value, "vpbx config [sip]")
+            if not value.startswith("/"):
+                raise ValidationError(f"vpbx config [sip] {key} {validate.shown(value)} must be an absolute path")
+    for key in ("rtp_start", "rtp_end"):
+        value = getattr(sip, key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 65535:
+            raise ValidationError(f"vpbx config [sip] {key} {value!r} must be a port 1024-65535")
+    if sip.rtp_end - sip.rtp_start < 2:
+        raise ValidationError(f"vpbx config [sip] rtp_start {sip.rtp_start} must be below rtp_end {sip.rtp_end} "
+                              f"(RTP needs a range; e.g. 10000-20000)")
+
+
+def check_tls_files(cfg: Config) -> None:
+    """tls_cert and tls_key (when given) are readable files holding a PEM certificate and a PEM private key;
+    ConfigError naming the file and the fix."""
+    wanted = (("tls_cert", cfg.sip.tls_cert, "CERTIFICATE"), ("tls_key", cfg.sip.tls_key, "PRIVATE KEY"))
+    for key, value, pem in wanted:
+        if not value:
+            continue
+        where = f"vpbx config [sip] {key} {shown(value)}"
+        try:
+            head = Path(value).read_bytes()[:65536]
+        except IsADirectoryError:
+            raise ConfigError(f"{where} is a directory; give the PEM file") from None
+        except FileNotFoundError:
+            raise ConfigError(f"{where} does not exist; give the PEM file (or leave tls_cert and tls_key empty)"
+                              ) from None
+        except PermissionError:
+            raise ConfigError(f"{where} is not readable by this user; run as root, or make it readable") from None
+        except OSError as exc:
+            raise ConfigError(f"{where} cannot be read ({exc.strerror or exc})") from None
+        if f"-----BEGIN {pem}".encode() not in head and not (pem == "PRIVATE KEY" and b" PRIVATE KEY-----" in head):
+            raise ConfigError(f"{where} holds no PEM {pem.lower()} (-----BEGIN {pem}-----); give the right file")

@@ -10,6 +10,8 @@ import importlib.resources
 from pathlib import Path
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
+# the default music-on-hold class's files: <sounds dir>/<this>/ (asterisk-conf -> musiconhold_vpbx.conf points there)
+MOH_SOUNDS_SUBDIR = "vpbx-moh"
 _FOLDERS = {"vpbx.prompts": "prompts", "vpbx.asterisk_conf": "asterisk-conf"}
 
 

@@ -16,16 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from vpbx.asterisk.render import SECRET_FILES, render_all
-from vpbx.config import Config, atomic_write, owner_for
-from vpbx.domain.errors import AsteriskError
+from vpbx.asterisk.render.transports import transport_changes
+from vpbx.config import Config, atomic_write, check_tls_files, owner_for, shown
+from vpbx.domain.errors import AsteriskError, ConfigError
 from vpbx.domain.records import Number, SipAccount, Trunk
 from vpbx.services import prompts
 from vpbx.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-# What `vpbx reload` reloads, in order (AMI Reload `Module:` values).
-RELOAD_MODULES = ("res_pjsip.so", "pbx_config.so", "res_ari.so", "manager")
+# What `vpbx reload` reloads, in order (AMI Reload `Module:` values). res_musiconhold: a files-mode class whose
+# directory was empty when Asterisk started is only loaded once the files are there (`vpbx config generate` puts them).
+RELOAD_MODULES = ("res_pjsip.so", "pbx_config.so", "res_ari.so", "manager", "res_musiconhold.so",
+                  "res_rtp_asterisk.so")
 AMI_TIMEOUT = 5.0
 
 # panoramisk logs its reconnect attempts; our failures are reported by the exceptions below
@@ -34,12 +37,81 @@ _ami_log.addHandler(logging.NullHandler())
 _ami_log.propagate = False
 
 
+def asterisk_has_opus(config_dir: Path) -> bool:
+    """Asterisk can transcode opus: a codec_opus module is in its module dir (asterisk.conf `astmoddir`) and
+    modules.conf does not `noload` it. Asterisk knows the opus format without the module (it is a core codec), so an
+    `allow = opus` it cannot transcode would be negotiated and then no prompt could play: without the module vpbx
+    leaves opus out. A config dir `<root>/etc/asterisk` is read as a chroot at <root> (the sandbox); any other as /."""
+    config_dir = Path(config_dir)
+    moddir = "/usr/lib/asterisk/modules"
+    try:
+        conf = (config_dir / "asterisk.conf").read_text(errors="replace")
+    except OSError:
+        conf = ""
+    for line in conf.splitlines():
+        key, sep, value = line.split(";", 1)[0].partition("=")
+        if sep and key.strip() == "astmoddir":
+            moddir = value.lstrip(">").strip()
+    root = asterisk_root(config_dir)
+    found = sorted((root / moddir.lstrip("/")).glob("codec_opus*.so"))
+    if not found:
+        return False
+    try:
+        modules = (config_dir / "modules.conf").read_text(errors="replace")
+    except OSError:
+        return True
+    refused = {line.split(";", 1)[0].partition("=")[2].lstrip(">").strip() for line in modules.splitlines()
+               if line.split("=", 1)[0].strip() == "noload"}
+    return any(path.name not in refused for path in found)
+
+
+def asterisk_root(config_dir: Path) -> Path:
+    """The root Asterisk sees: a config dir `<root>/etc/asterisk` is read as a chroot at <root> (the sandbox)."""
+    config_dir = Path(config_dir)
+    return config_dir.parent.parent if config_dir.parts[-2:] == ("etc", "asterisk") else Path("/")
+
+
+def asterisk_path(config_dir: Path, path: str) -> str:
+    """A file of ours as the Asterisk of `config_dir` names it: the same path, or inside a chroot (the sandbox) the
+    path below its root. ConfigError when Asterisk cannot see the file (outside the chroot)."""
+    root = asterisk_root(config_dir)
+    if root == Path("/"):
+        return path
+    try:
+        return "/" + str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        raise ConfigError(f"{shown(path)} is outside {shown(root)}, the root Asterisk runs in (chroot); put the "
+                          f"file below it") from None
+
+
+def render_install(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccount],
+                   trunks: Sequence[Trunk], config_dir: Path | None = None) -> dict[str, str]:
+    """Every generated file, rendered for this Asterisk: opus only when it has codec_opus, the transports its own
+    config already has reused (vpbx.asterisk.system.reused_transports), TLS files checked and named as it sees them."""
+    from vpbx.asterisk import system
+
+    target = Path(config_dir) if config_dir is not None else Path(cfg.asterisk_config_dir)
+    check_tls_files(cfg)
+    tls_files = (asterisk_path(target, cfg.sip.tls_cert), asterisk_path(target, cfg.sip.tls_key)) \
+        if cfg.sip.tls_cert and cfg.sip.tls_key else None
+    return render_all(cfg, numbers, accounts, trunks, opus=asterisk_has_opus(target),
+                      reuse=set(system.reused_transports(cfg, target)), tls_files=tls_files)
+
+
+RESTART_HINT = "systemctl restart asterisk, or scripts/asterisk-sandbox restart"
+
+
 def generate(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccount], trunks: Sequence[Trunk],
              out_dir: Path | None = None) -> list[Path]:
     """Render every vpbx-owned file into out_dir (default: cfg.asterisk_config_dir). Files holding secrets get mode
     0640, the dialplan 0644. Everything is rendered before anything is written: a ValidationError writes nothing."""
-    files = render_all(cfg, numbers, accounts, trunks)
+    files = render_install(cfg, numbers, accounts, trunks)
     target = Path(out_dir) if out_dir is not None else Path(cfg.asterisk_config_dir)
+    live = target.resolve() == Path(cfg.asterisk_config_dir).resolve()
+    try:
+        old_pjsip: str | None = (target / "pjsip_vpbx.conf").read_text(errors="replace") if live else None
+    except OSError:
+        old_pjsip = None
     paths = []
     for name, text in files.items():
         path = target / name
@@ -47,6 +119,11 @@ def generate(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccou
         atomic_write(path, text, mode=0o640 if name in SECRET_FILES else 0o644, owner=owner_for(path, target))
         paths.append(path)
     log.info("wrote %s", ", ".join(str(p) for p in paths))
+    changed = transport_changes(old_pjsip, files["pjsip_vpbx.conf"])
+    if changed:
+        # Asterisk keeps a transport that exists as it is on reload (re-binding would cut the calls on it)
+        log.warning("SIP transports changed (%s): restart Asterisk to apply them (%s); a reload keeps the old ones",
+                    ", ".join(changed), RESTART_HINT)
     return paths
 
 
@@ -61,6 +138,7 @@ def generate_install(cfg: Config, store: Store, out_dir: Path | None = None) -> 
     paths = generate(cfg, *install_records(store), out_dir=out_dir)
     if out_dir is None:
         paths += prompts.install_builtins(cfg.asterisk_sounds_dir)
+        paths += prompts.install_moh(cfg.asterisk_sounds_dir)
     return paths
 
 
@@ -78,7 +156,7 @@ def reload_install(cfg: Config, store: Store) -> None:
 def check(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccount], trunks: Sequence[Trunk]) -> str:
     """Unified diff between the files in cfg.asterisk_config_dir and what the records render; '' when equal.
     Lines holding secrets are shown as changed without their values."""
-    files = render_all(cfg, numbers, accounts, trunks)
+    files = render_install(cfg, numbers, accounts, trunks)
     chunks: list[str] = []
     for name, text in files.items():
         path = Path(cfg.asterisk_config_dir) / name

@@ -20,14 +20,14 @@ import re
 import socket
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from vpbx import shipped
-from vpbx.asterisk.render import FILES, SECRET_FILES, render_all
+from vpbx.asterisk.render import FILES, SECRET_FILES
 from vpbx.config import Config, atomic_write, owner_for, shown
 from vpbx.domain import validation as validate
 from vpbx.domain.errors import AsteriskError, ConfigError, ValidationError
@@ -44,6 +44,8 @@ INCLUDES: dict[str, tuple[str, ...]] = {
     "extensions.conf": (EXTENSIONS_BASE, "extensions_vpbx.conf"),
     "ari.conf": ("ari_vpbx.conf",),
     "manager.conf": ("manager_vpbx.conf",),
+    "rtp.conf": ("rtp_vpbx.conf",),
+    "musiconhold.conf": ("musiconhold_vpbx.conf",),
 }
 # what makes a directory an Asterisk config dir (Asterisk cannot start without the first; Debian ships both)
 MARKER_FILES = ("asterisk.conf", "modules.conf")
@@ -302,17 +304,35 @@ def _objects(sections: list[Section]) -> list[Section]:
 def choose_transport(pjsip_lines: Sequence[str], cfg: Config) -> Transport:
     """The UDP transport vpbx's endpoints use. The admin's transport named transport-udp (the name the generated
     trunks dial through) or, failing that, the admin's UDP transport on vpbx's SIP port is reused - two transports
-    cannot share a port; otherwise vpbx provides transport-udp on [asterisk] sip_bind:sip_port."""
+    cannot share a port; otherwise vpbx provides transport-udp on [sip] bind:port (in the generated
+    pjsip_vpbx.conf, vpbx.asterisk.render.transports)."""
+    return _reused(pjsip_lines, cfg).get("udp") or Transport(UDP_TRANSPORT, True,
+                                                              _hostport(cfg.sip_bind, cfg.sip_port))
+
+
+def _reused(pjsip_lines: Sequence[str], cfg: Config) -> dict[str, Transport]:
     transports = [s for s in _objects(_sections(pjsip_lines)) if (s.get("type") or "").lower() == "transport"]
-    named = [s for s in transports if s.name == UDP_TRANSPORT]
-    on_port = [s for s in transports if (s.get("protocol") or "udp").lower() == "udp"
-               and _bind_port(s.get("bind") or "0.0.0.0") == cfg.sip_port]
-    for s in named + on_port:
-        if not _NAME_RE.fullmatch(s.name):
-            raise ConfigError(f"pjsip.conf: transport [{validate.plain(s.name)}] has a name vpbx cannot reference; "
-                              f"rename it (letters, digits, '_', '.', '-')")
-        return Transport(s.name, False, s.get("bind") or "0.0.0.0")
-    return Transport(UDP_TRANSPORT, True, _hostport(cfg.sip_bind, cfg.sip_port))
+    found: dict[str, Transport] = {}
+    for kind in ("udp", "tcp", "tls"):
+        port = cfg.sip.tls_port if kind == "tls" else cfg.sip_port
+        named = [s for s in transports if s.name == f"transport-{kind}"]
+        on_port = [s for s in transports if (s.get("protocol") or "udp").lower() == kind
+                   and _bind_port(s.get("bind") or "0.0.0.0") == port]
+        for s in named + on_port:
+            if not _NAME_RE.fullmatch(s.name):
+                raise ConfigError(f"pjsip.conf: transport [{validate.plain(s.name)}] has a name vpbx cannot "
+                                  f"reference; rename it (letters, digits, '_', '.', '-')")
+            found[kind] = Transport(s.name, False, s.get("bind") or "0.0.0.0")
+            break
+    return found
+
+
+def reused_transports(cfg: Config, config_dir: Path | str | None = None) -> dict[str, Transport]:
+    """kind (udp/tcp/tls) -> the Asterisk config's own transport vpbx uses instead of rendering one: a transport named
+    transport-KIND, or one of that protocol on vpbx's port for it ([sip] port; tls_port) - two transports cannot share
+    a port. Read from pjsip.conf and the files it includes, vpbx's own files left out; a missing pjsip.conf has none."""
+    target = Path(config_dir) if config_dir is not None else Path(cfg.asterisk_config_dir)
+    return _reused(_admin_lines(target, "pjsip.conf"), cfg)
 
 
 def _hostport(host: str, port: int) -> str:
@@ -321,16 +341,16 @@ def _hostport(host: str, port: int) -> str:
     except ValueError:
         literal = None
     if literal is None:
-        with validate.about("vpbx config [asterisk] sip_bind"):
+        with validate.about("vpbx config [sip] bind"):
             validate.host(host)
     validate.port(port)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def render_pjsip_base(cfg: Config, admin_pjsip: Sequence[str]) -> tuple[str, Transport, bool]:
-    """pjsip_vpbx_base.conf: vpbx's [global] (only when the admin has none: Asterisk allows one), the UDP transport
-    (only when the admin has none to reuse) and the outgoing-only endpoint vpbx-external. -> (text, transport,
-    whether vpbx's global is in it)."""
+    """pjsip_vpbx_base.conf: vpbx's [global] (only when the admin has none: Asterisk allows one) and the
+    outgoing-only endpoint vpbx-external on the UDP transport (the admin's, reused, or vpbx's transport-udp in the
+    generated pjsip_vpbx.conf). -> (text, transport, whether vpbx's global is in it)."""
     blocks = _shipped("pjsip.conf")
     transport = choose_transport(admin_pjsip, cfg)
     admin_global = any((s.get("type") or "").lower() == "global" for s in _objects(_sections(admin_pjsip)))
@@ -339,8 +359,6 @@ def render_pjsip_base(cfg: Config, admin_pjsip: Sequence[str]) -> tuple[str, Tra
     parts = [BASE_HEADER.format(src="pjsip.conf", name=PJSIP_BASE)]
     if not admin_global:
         parts += ["\n", *_set(_only(blocks["global"], lambda k: k != "user_agent"), "default_realm", realm)]
-    if transport.provided:
-        parts += ["\n", *_set(blocks[UDP_TRANSPORT], "bind", transport.bind)]
     parts += ["\n", *_set(blocks[EXTERNAL_ENDPOINT], "transport", transport.name)]
     return "".join(parts), transport, not admin_global
 
@@ -537,22 +555,26 @@ def plan(cfg: Config, config_dir: Path, generated: dict[str, str] | None = None)
             notes.append(f"SIP: trunks with --transport udp dial through a transport named {UDP_TRANSPORT}; rename "
                          f"[{transport.name}] to [{UDP_TRANSPORT}] before adding one")
         if _bind_port(transport.bind) != cfg.sip_port:
-            notes.append(f"SIP: [{transport.name}] binds {transport.bind}, but vpbx config [asterisk] sip_port is "
+            notes.append(f"SIP: [{transport.name}] binds {transport.bind}, but vpbx config [sip] port is "
                          f"{cfg.sip_port}; make them agree")
     else:
-        notes.append(f"SIP: vpbx provides [{UDP_TRANSPORT}] on {transport.bind} (udp) in {PJSIP_BASE}")
+        notes.append(f"SIP: vpbx provides [{UDP_TRANSPORT}] on {transport.bind} (udp) in pjsip_vpbx.conf (from "
+                     f"vpbx.toml [sip])")
     if not own_global:
         notes.append("SIP: the admin's pjsip.conf has its own type=global; vpbx adds none (it recommends "
                      "endpoint_identifier_order = username,ip there, so phones are never taken for a carrier)")
     add(PJSIP_BASE, base_text, [f"vpbx's static PJSIP objects ({EXTERNAL_ENDPOINT}"
-                                + (f", {transport.name}" if transport.provided else "")
                                 + (", global" if own_global else "") + ")"], True, 0o644)
     add(EXTENSIONS_BASE, render_extensions_base(), ["vpbx's static dialplan ([vpbx-unknown])"], True, 0o644)
     settings = required_settings(cfg)
-    for name in ("pjsip.conf", "extensions.conf", "ari.conf", "manager.conf", "http.conf"):
+    for name in dict.fromkeys([*INCLUDES, *settings]):     # every admin file vpbx adds an include or a setting to
         old = _read(config_dir / name)
         lines = _lines(_decode(old)) if old is not None else []
         changes: list[str] = []
+        if name == "rtp.conf" and not any(s.name.lower() == "general" and not s.template for s in _sections(lines)):
+            # rtp_vpbx.conf adds its port range to [general] ([general](+)), which must exist
+            lines = ["[general]\n", *lines]
+            changes.append("`[general]` at the top (rtp_vpbx.conf adds the RTP port range to it)")
         if name in settings:
             lines, done = _general_edit(lines, settings[name])
             changes += done
@@ -643,7 +665,9 @@ def install(cfg: Config, records: tuple[Sequence[Number], Sequence[SipAccount], 
     """`vpbx asterisk install`: plan (base files, includes, [general] settings, the generated *_vpbx.conf so Asterisk
     boots with vpbx's AMI/ARI users), then apply."""
     target = config_dir_of(cfg, config_dir)
-    generated = render_all(cfg, *records)
+    from vpbx.asterisk.deploy import render_install
+
+    generated = render_install(cfg, *records, config_dir=target)
     return apply(plan(cfg, target, generated))
 
 
@@ -692,6 +716,7 @@ def check_config(cfg: Config, config_dir: Path | str | None = None) -> list[Item
         else:
             items.append(Item(f"{name} (generated)", False, f"{shown(path)} is missing",
                               "run `vpbx reload` (or `vpbx config generate`)"))
+    items += _tls_items(cfg, target)
     http = next((s for s in _sections(_lines(_decode(_read(target / "http.conf") or b"")))
                  if s.name.lower() == "general"), None)
     if http is not None and _truthy(http.get("tlsenable") or "no") \
@@ -701,6 +726,23 @@ def check_config(cfg: Config, config_dir: Path | str | None = None) -> list[Item
                           f"is reachable from the network over HTTPS",
                           "set tlsbindaddr = 127.0.0.1:8089 in http.conf [general] (or tlsenable = no)"))
     return items
+
+
+def _tls_items(cfg: Config, config_dir: Path) -> list[Item]:
+    """[sip] tls_cert / tls_key (when given) are PEM files Asterisk's user can read (else its TLS transport fails)."""
+    from vpbx.config import check_tls_files
+
+    if not (cfg.sip.tls_cert and cfg.sip.tls_key):
+        return []
+    try:
+        check_tls_files(cfg)
+    except ConfigError as exc:
+        return [Item("SIP TLS certificate and key", False, str(exc), "fix [sip] tls_cert / tls_key in vpbx.toml")]
+    out = []
+    for key in ("tls_cert", "tls_key"):
+        item = _readable_item(config_dir, Path(getattr(cfg.sip, key)))
+        out.append(replace(item, what=f"[sip] {key} readable by Asterisk"))
+    return out
 
 
 def _readable_item(config_dir: Path, path: Path) -> Item:

@@ -20,25 +20,38 @@ from vpbx.commands.output import Ctx, pass_ctx
               help="Where Asterisk reads its config (default /etc/asterisk).")
 @click.option("--sounds-dir", type=click.Path(file_okay=False),
               help="Asterisk sounds dir (default /usr/share/asterisk/sounds).")
-@click.option("--sip-port", type=int, default=5060, show_default=True, help="UDP port Asterisk's SIP listens on.")
+@click.option("--sip-bind", default="127.0.0.1", show_default=True,
+              help="Address SIP (UDP and TCP) listens on; 0.0.0.0 for phones on your network.")
+@click.option("--sip-port", type=int, default=5060, show_default=True, help="Port SIP (UDP and TCP) listens on.")
+@click.option("--tls-port", type=int, default=5061, show_default=True, help="Port of the SIP TLS transport.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate (chain): enables SIP over TLS.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
+@click.option("--external-address", default="",
+              help="Public IP or name of this server when it is behind NAT (goes into SIP and SDP).")
+@click.option("--local-net", multiple=True, help="A network reached without NAT, e.g. 192.168.0.0/16 (repeat).")
+@click.option("--rtp-start", type=int, default=10000, show_default=True, help="First RTP (media) port, UDP.")
+@click.option("--rtp-end", type=int, default=20000, show_default=True, help="Last RTP (media) port, UDP.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Write the config here (default DIR/vpbx.toml, or the global --config / VPBX_CONFIG); "
                    "production: /etc/vpbx/vpbx.toml with --dir /var/lib/vpbx.")
 @click.option("--force", is_flag=True, help="Replace an existing config (new secrets).")
 @pass_ctx
-def init(c: Ctx, directory: str, asterisk_config_dir: str | None, sounds_dir: str | None, sip_port: int,
-         config_file: str | None, force: bool) -> None:
+def init(c: Ctx, directory: str, asterisk_config_dir: str | None, sounds_dir: str | None, sip_bind: str,
+         sip_port: int, tls_port: int, tls_cert: str | None, tls_key: str | None, external_address: str,
+         local_net: tuple[str, ...], rtp_start: int, rtp_end: int, config_file: str | None, force: bool) -> None:
     """Write a config file with freshly generated ARI/AMI secrets (mode 0600).
 
     The production layout: `vpbx init --config /etc/vpbx/vpbx.toml --dir /var/lib/vpbx`, then `vpbx service install`
     (which hands the database directory to the service user and makes the config readable to its group, 0640).
     """
-    from vpbx.config import find_config_path, shown
+    from vpbx.config import SipSettings, find_config_path, shown
     from vpbx.services import install
 
+    sip = SipSettings(tls_port=tls_port, tls_cert=tls_cert or "", tls_key=tls_key or "",
+                      external_address=external_address, local_net=local_net, rtp_start=rtp_start, rtp_end=rtp_end)
     cfg, path = install.init(directory, config_path=config_file or c.config_path, db_path=c.db_path,
                              asterisk_config_dir=asterisk_config_dir, sounds_dir=sounds_dir, sip_port=sip_port,
-                             force=force)
+                             sip_bind=sip_bind, sip=sip, force=force)
     mode = path.stat().st_mode & 0o777
     click.echo(f"Wrote {shown(path)} (mode {mode:04o}) with new ARI/AMI secrets; database {shown(cfg.db)}")
     found = find_config_path(c.config_path)

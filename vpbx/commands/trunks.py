@@ -24,15 +24,17 @@ def trunk() -> None:
 @click.option("--password", required=True)
 @click.option("--transport", type=click.Choice(["udp", "tcp", "tls"]), default="udp", show_default=True)
 @click.option("--register/--no-register", default=True, show_default=True, help="Register to the provider.")
+@click.option("--srtp/--no-srtp", default=False, show_default=True,
+              help="Require SRTP (SDES) with the provider (use with --transport tls).")
 @json_option
 @pass_ctx
 def trunk_add(c: Ctx, name: str, server: str, port: int, login: str, password: str, transport: str, register: bool,
-              as_json: bool) -> None:
+              srtp: bool, as_json: bool) -> None:
     """Add a provider's SIP trunk."""
     from vpbx.services import trunks
 
     record = trunks.add(c.store, name, server=server, port=port, login=login, password=password, transport=transport,
-                        register=register)
+                        register=register, srtp=srtp)
     emit(without_password(record), as_json, TRUNK_COLUMNS)
 
 

@@ -32,6 +32,7 @@ from vpbx.dialplan.model import (
     Hangup,
     HangupLeg,
     HangupNode,
+    Hold,
     IvrNode,
     Leg,
     LegAnswered,
@@ -47,18 +48,22 @@ from vpbx.dialplan.model import (
     RecordingFailed,
     RecordingFinished,
     Ring,
+    StartMoh,
     StartTimer,
+    StopMoh,
     StopPlayback,
     Target,
     TimerExpired,
+    Unhold,
     VoicemailNode,
 )
 from vpbx.dialplan.simulate import simulate
 
 __all__ = [
-    "EVENT_TYPES", "Action", "Answer", "Bridge", "CallState", "CallerHungUp", "CancelTimer", "DeliverVoicemail", "Dial",
-    "DiscardRecording", "Dtmf", "Event", "Flow", "ForwardNode", "Hangup", "HangupLeg", "HangupNode", "IvrNode", "Leg",
-    "LegAnswered", "LegFailed", "LegHungUp", "LegRinging", "Node", "Play", "PlayAndHangupNode", "PlayNode",
-    "PlaybackFinished", "Record", "RecordingFailed", "RecordingFinished", "Ring", "StartTimer", "StopPlayback",
-    "Target", "TimerExpired", "VoicemailNode", "adopt", "compile_flow", "reject_unknown", "simulate", "start", "step",
+    "EVENT_TYPES", "Action", "Answer", "Bridge", "CallState", "CallerHungUp", "CancelTimer", "DeliverVoicemail",
+    "Dial", "DiscardRecording", "Dtmf", "Event", "Flow", "ForwardNode", "Hangup", "HangupLeg", "HangupNode", "Hold",
+    "IvrNode", "Leg", "LegAnswered", "LegFailed", "LegHungUp", "LegRinging", "Node", "Play", "PlayAndHangupNode",
+    "PlayNode", "PlaybackFinished", "Record", "RecordingFailed", "RecordingFinished", "Ring", "StartMoh", "StartTimer",
+    "StopMoh", "StopPlayback", "Target", "TimerExpired", "Unhold", "VoicemailNode", "adopt", "compile_flow",
+    "reject_unknown", "simulate", "start", "step",
 ]

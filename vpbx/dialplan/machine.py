@@ -18,6 +18,11 @@ Ringback. While legs ring, a caller not yet answered gets Ring (the network play
 forwarded from an IVR) gets StartRingback, in-band ringing the machine stops (StopRingback) before it bridges,
 plays, records or hangs up, and when the call finishes.
 
+Hold. While bridged, a party that puts the call on hold (Hold: the caller or the bridged leg) makes the other party
+hear music (StartMoh); Unhold stops it (StopMoh). Each party hears music exactly while the other holds; a repeated
+Hold or Unhold, one from a leg that is not the bridged one, or one outside the bridged phase is ignored. When the
+call ends its channels are hung up, which ends any music: no StopMoh is sent then.
+
 Once `finished` is True the machine emits nothing further. A caller hanging up mid-recording does not finish the
 call: the phase becomes `vm_orphaned` and the call finishes on RecordingFinished (delivered if long enough) or
 RecordingFailed.
@@ -28,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from vpbx.dialplan.model import (
+    CALLER,
     CAUSE_BUSY,
     CAUSE_NORMAL,
     CAUSE_OUT_OF_ORDER,
@@ -53,6 +59,7 @@ from vpbx.dialplan.model import (
     Hangup,
     HangupLeg,
     HangupNode,
+    Hold,
     IvrNode,
     Leg,
     LegAnswered,
@@ -68,12 +75,15 @@ from vpbx.dialplan.model import (
     RecordingFailed,
     RecordingFinished,
     Ring,
+    StartMoh,
     StartRingback,
     StartTimer,
+    StopMoh,
     StopPlayback,
     StopRingback,
     Target,
     TimerExpired,
+    Unhold,
     VoicemailNode,
     prompt_media,
 )
@@ -265,7 +275,7 @@ def _finish(state: CallState, actions: Actions, cause: int | None) -> CallState:
     if cause is not None:
         actions.append(Hangup(cause))
     return replace(
-        state, phase="finished", finished=True, ended_at=state.clock, recording=None, digits="",
+        state, phase="finished", finished=True, ended_at=state.clock, recording=None, digits="", holding=(),
         disposition=state.disposition or "missed",
     )
 
@@ -516,6 +526,36 @@ def _after_recording(state: CallState, actions: Actions) -> CallState:
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Hold
+
+
+def _other_party(state: CallState, party: str) -> str | None:
+    """The bridged party facing `party`, or None when `party` is not one of the two."""
+    assert state.bridged_leg is not None
+    if party == CALLER:
+        return state.bridged_leg
+    return CALLER if party == state.bridged_leg else None
+
+
+def _on_hold(state: CallState, event: Event, actions: Actions) -> CallState | None:
+    assert isinstance(event, Hold)
+    other = _other_party(state, event.party)
+    if other is None or event.party in state.holding:
+        return None
+    actions.append(StartMoh(other))
+    return replace(state, holding=(*state.holding, event.party))
+
+
+def _on_unhold(state: CallState, event: Event, actions: Actions) -> CallState | None:
+    assert isinstance(event, Unhold)
+    other = _other_party(state, event.party)
+    if other is None or event.party not in state.holding:
+        return None
+    actions.append(StopMoh(other))
+    return replace(state, holding=tuple(p for p in state.holding if p != event.party))
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Caller hang-up
 
 
@@ -556,4 +596,6 @@ _TABLE: dict[tuple[str, type], Handler] = {
     ("vm_orphaned", RecordingFinished): _rec_finished,
     ("vm_recording", RecordingFailed): _rec_failed,
     ("vm_orphaned", RecordingFailed): _rec_failed,
+    ("bridged", Hold): _on_hold,
+    ("bridged", Unhold): _on_unhold,
 }

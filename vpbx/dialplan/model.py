@@ -34,6 +34,11 @@ LEG_FAIL_REASONS = ("busy", "noanswer", "unavailable", "congestion")
 HANGUP_LEG_REASONS = ("answered_elsewhere", "normal", "timeout")
 DISPOSITIONS = ("answered", "missed", "busy", "failed", "voicemail", "rejected")
 
+# Hold: the party a Hold/Unhold event or a StartMoh/StopMoh action names is CALLER or a leg id (leg ids are
+# f"{prefix}-leg-{n}", never "caller"); the class is vpbx's own (generated musiconhold_vpbx.conf).
+CALLER = "caller"
+MOH_CLASS = "vpbx"   # musiconhold_vpbx.conf; a class of its own, so a system Asterisk's [default] stays the admin's
+
 # Voicemail shorter than this is discarded, not delivered.
 VOICEMAIL_MIN_SECONDS = 1.0
 # Extension IVRs: seconds of silence between digits that end the number typed.
@@ -236,13 +241,27 @@ class RecordingFailed:
     name: str
 
 
+@dataclass(frozen=True)
+class Hold:
+    """`party` (CALLER or a leg id) put the call on hold (a SIP re-INVITE sendonly/inactive: ARI ChannelHold)."""
+
+    party: str
+
+
+@dataclass(frozen=True)
+class Unhold:
+    """`party` took the call off hold (ARI ChannelUnhold)."""
+
+    party: str
+
+
 Event = (
     PlaybackFinished | Dtmf | TimerExpired | LegRinging | LegAnswered | LegFailed | LegHungUp | CallerHungUp
-    | RecordingFinished | RecordingFailed
+    | RecordingFinished | RecordingFailed | Hold | Unhold
 )
 EVENT_TYPES: tuple[type, ...] = (
     PlaybackFinished, Dtmf, TimerExpired, LegRinging, LegAnswered, LegFailed, LegHungUp, CallerHungUp,
-    RecordingFinished, RecordingFailed,
+    RecordingFinished, RecordingFailed, Hold, Unhold,
 )
 
 
@@ -360,9 +379,24 @@ class StopRingback:
     playback_id: str
 
 
+@dataclass(frozen=True)
+class StartMoh:
+    """Play music on hold (class `moh_class`) to `party` (CALLER or a leg id): the other party put the call on hold."""
+
+    party: str
+    moh_class: str = MOH_CLASS
+
+
+@dataclass(frozen=True)
+class StopMoh:
+    """Stop the music on hold `party` hears: the other party resumed the call."""
+
+    party: str
+
+
 Action = (
     Answer | Ring | Play | StopPlayback | StartTimer | CancelTimer | Dial | HangupLeg | Bridge | Record
-    | DeliverVoicemail | DiscardRecording | Hangup | StartRingback | StopRingback
+    | DeliverVoicemail | DiscardRecording | Hangup | StartRingback | StopRingback | StartMoh | StopMoh
 )
 
 
@@ -437,6 +471,8 @@ class CallState:
     recording: str | None = None
     legs: tuple[Leg, ...] = ()
     bridged_leg: str | None = None
+    holding: tuple[str, ...] = ()     # bridged parties (CALLER, the bridged leg) that have the call on hold: the other
+                                      # party of each hears music on hold
     next_target: int = 0              # sequential forward: index of the next target to dial
     failures: int = 0                 # IVR: wrong keys + timeouts so far in this menu
     digits: str = ""                  # extension IVR: keys typed so far

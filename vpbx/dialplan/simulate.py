@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from vpbx.dialplan.machine import start, step
 from vpbx.dialplan.model import (
+    CALLER,
     Action,
     Answer,
     Bridge,
@@ -29,6 +30,7 @@ from vpbx.dialplan.model import (
     Flow,
     Hangup,
     HangupLeg,
+    Hold,
     IvrNode,
     LegAnswered,
     LegFailed,
@@ -40,11 +42,14 @@ from vpbx.dialplan.model import (
     RecordingFailed,
     RecordingFinished,
     Ring,
+    StartMoh,
     StartRingback,
     StartTimer,
+    StopMoh,
     StopPlayback,
     StopRingback,
     TimerExpired,
+    Unhold,
 )
 
 MAX_STEPS = 1000
@@ -179,6 +184,10 @@ def _leg_dest(state: CallState, leg_id: str) -> str:
     return f"{leg_id} ({leg.target.dest})" if leg is not None else leg_id
 
 
+def _party(state: CallState, party: str) -> str:
+    return "caller" if party == CALLER else _leg_dest(state, party)
+
+
 def describe_event(event: Event, state: CallState) -> str:
     """One event in words; `state` (the state the event was fed to) names legs by destination."""
     if isinstance(event, PlaybackFinished):
@@ -201,6 +210,10 @@ def describe_event(event: Event, state: CallState) -> str:
         return f"recording {event.name} finished ({event.duration_s:g}s)"
     if isinstance(event, RecordingFailed):
         return f"recording {event.name} failed"
+    if isinstance(event, Hold):
+        return f"{_party(state, event.party)} puts the call on hold"
+    if isinstance(event, Unhold):
+        return f"{_party(state, event.party)} resumes the call"
     return repr(event)  # pragma: no cover
 
 
@@ -237,4 +250,8 @@ def describe_action(action: Action) -> str:
         return f"discard recording {action.name}"
     if isinstance(action, Hangup):
         return f"hang up caller (cause {action.cause})"
+    if isinstance(action, StartMoh):
+        return f"music on hold ({action.moh_class}) to {action.party}"
+    if isinstance(action, StopMoh):
+        return f"stop music on hold to {action.party}"
     return repr(action)  # pragma: no cover

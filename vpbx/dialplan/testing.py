@@ -2,7 +2,8 @@
 
 Rule: pure, like the rest of the package. The Ledger sees only actions and events (never CallState), so it checks the
 machine from the outside: every leg dialled is eventually hung up or gone, every timer started is cancelled or expired,
-every playback started is stopped or finished.
+every playback started is stopped or finished, music on hold plays to a party at most once and stops (or the
+party's channel goes).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from vpbx.dialplan.compile import compile_flow
 from vpbx.dialplan.machine import step
 from vpbx.dialplan.model import (
+    CALLER,
     Action,
     Bridge,
     CallerHungUp,
@@ -30,7 +32,9 @@ from vpbx.dialplan.model import (
     Record,
     RecordingFailed,
     RecordingFinished,
+    StartMoh,
     StartTimer,
+    StopMoh,
     StopPlayback,
     TimerExpired,
 )
@@ -56,6 +60,7 @@ class Ledger:
     delivered: list[str] = field(default_factory=list)
     discarded: list[str] = field(default_factory=list)
     used_ids: set[str] = field(default_factory=set)
+    moh: set[str] = field(default_factory=set)            # parties hearing music on hold (CALLER or leg ids)
 
     def _new_id(self, ident: str) -> None:
         if ident in self.used_ids:
@@ -73,6 +78,17 @@ class Ledger:
             if action.leg_id not in self.dialled:
                 raise LedgerError(f"hang-up of leg {action.leg_id} never dialled")
             self.legs.discard(action.leg_id)
+            self.moh.discard(action.leg_id)
+        elif isinstance(action, StartMoh):
+            if action.party in self.moh:
+                raise LedgerError(f"music on hold started twice for {action.party}")
+            if action.party != CALLER and (action.party != self.bridged or action.party not in self.legs):
+                raise LedgerError(f"music on hold for {action.party}, which is not the bridged leg")
+            self.moh.add(action.party)
+        elif isinstance(action, StopMoh):
+            if action.party not in self.moh:
+                raise LedgerError(f"stop of music on hold that {action.party} does not hear")
+            self.moh.discard(action.party)
         elif isinstance(action, StartTimer):
             self._new_id(action.timer_id)
             if self.timers:
@@ -104,10 +120,12 @@ class Ledger:
             self.bridged = action.leg_id
         elif isinstance(action, Hangup):
             self.caller_hangup = action.cause
+            self.moh.clear()           # the call is over: every channel goes
 
     def event(self, event: Event) -> None:
         if isinstance(event, (LegFailed, LegHungUp)):
             self.legs.discard(event.leg_id)
+            self.moh.discard(event.leg_id)
         elif isinstance(event, TimerExpired):
             self.timers.discard(event.timer_id)
         elif isinstance(event, PlaybackFinished):
@@ -116,10 +134,11 @@ class Ledger:
             self.recordings.discard(event.name)
         elif isinstance(event, CallerHungUp):
             self.caller_gone = True
+            self.moh.discard(CALLER)
 
     def idle(self) -> bool:
         """Nothing left live: what must hold once the call is finished."""
-        return not self.legs and not self.timers and not self.playbacks
+        return not self.legs and not self.timers and not self.playbacks and not self.moh
 
 
 def drive(state: CallState, events: list[Event], ledger: Ledger | None = None) -> tuple[CallState, list[Action]]:

@@ -10,4 +10,5 @@ library and `phonenumbers`); every other package may import it.
     validation.py    full-match checks of every text that can reach a config file, dialplan, file name or e-mail;
                      the DTMF key set
     timestamps.py    the one ISO-8601 UTC format (utc_now_iso, to_iso, iso_from_epoch, from_iso)
+    security.py      brute-force protection: the ban policy, failures, bans, the Tracker that decides
 """

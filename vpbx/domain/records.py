@@ -56,6 +56,10 @@ class SipAccount:
     domain: str = "vpbx.local"
     caller_id: str | None = None     # a Number of this install
     channels: int = 2
+    codecs: tuple[str, ...] = ()     # preference order; () = the install's [sip] codecs
+    dtmf: str = "rfc4733"            # auto | rfc4733 | info | inband (pjsip dtmf_mode)
+    transport: str = "udp"           # udp | tcp | tls: how Asterisk reaches the phone (tls needs [sip] tls_cert/key)
+    srtp: bool = False               # SRTP (SDES) required: a plain-RTP offer is refused
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class Trunk:
     port: int = 5060
     transport: str = "udp"           # udp | tcp | tls
     register: bool = True
+    srtp: bool = False               # SRTP (SDES) with the carrier, required
 
 
 @dataclass(frozen=True)

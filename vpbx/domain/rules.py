@@ -17,12 +17,17 @@ Numbers
     check_number(n)                      every field of a Number that reaches the dialplan
     check_language(code)                 en, ru, en_US: the sounds dir of a channel's prompts
 Phones and trunks (every field that reaches pjsip_vpbx.conf)
-    check_sip_account(a)                 login, password, domain, caller ID, channels (1..MAX_SIP_CHANNELS)
+    check_sip_account(a)                 login, password, domain, caller ID, channels (1..MAX_SIP_CHANNELS), codecs,
+                                         DTMF mode
+    check_codecs(codecs, obj)            a codec list: known names (CODECS), no repeats, at least one
+    check_dtmf_mode(mode, obj)           auto | rfc4733 | info | inband
+    effective_codecs(a, install, opus)   the codecs an account's endpoint allows, in preference order
     check_trunk(t)                       name, server, port, login, password (plain text Asterisk sends), transport
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from vpbx.domain import validation as validate
 from vpbx.domain.errors import ValidationError
@@ -38,6 +43,17 @@ INBOUND_ONLY_TYPES = frozenset({"tollfree"})
 LANGUAGE_RE = re.compile(r"\A[a-z]{2,3}(?:_[A-Za-z]{2,4})?\Z")
 MIN_SIP_CHANNELS = 1
 MAX_SIP_CHANNELS = 1000
+# Audio codecs a SIP account may allow (Asterisk's format names): only those Asterisk 22 (Debian) can transcode to and
+# from the 8 kHz prompts, so every prompt plays whatever the phone picks (no g729: Debian ships no G.729 codec, only
+# pass-through). opus needs codec_opus loaded: effective_codecs drops it otherwise.
+CODECS = ("g722", "opus", "alaw", "ulaw", "gsm", "g726")
+DEFAULT_CODECS = ("g722", "opus", "alaw", "ulaw")
+CODEC_RE = re.compile(r"\A[a-z0-9]{2,12}\Z")
+# pjsip dtmf_mode values: auto = RFC 4733 when the phone offers it, else inband
+DTMF_MODES = ("rfc4733", "auto", "info", "inband")
+DEFAULT_DTMF = "rfc4733"
+# inband DTMF is detected by Asterisk's DSP on G.711 audio only: an inband account is offered these
+INBAND_CODECS = ("alaw", "ulaw")
 TRANSPORTS = ("udp", "tcp", "tls")
 
 
@@ -110,7 +126,57 @@ def check_sip_account(a: SipAccount) -> SipAccount:
             raise ValidationError(f"caller ID {shown(a.caller_id)} is not an E.164 number like {E164_EXAMPLE}")
         if not _whole(a.channels, MIN_SIP_CHANNELS, MAX_SIP_CHANNELS):
             raise ValidationError(f"channels must be {MIN_SIP_CHANNELS}-{MAX_SIP_CHANNELS}, not {shown(a.channels)}")
+    if a.codecs:
+        check_codecs(a.codecs, f"SIP account {a.login}")
+    check_dtmf_mode(a.dtmf, f"SIP account {a.login}")
+    with validate.about(f"SIP account {a.login}"):
+        if a.transport not in TRANSPORTS:
+            raise ValidationError(f"transport {shown(a.transport)} is not one of {', '.join(TRANSPORTS)}")
+        if not isinstance(a.srtp, bool):
+            raise ValidationError("srtp must be true or false")
+    if a.dtmf == "inband" and a.codecs and not set(a.codecs) & set(INBAND_CODECS):
+        raise ValidationError(f"SIP account {a.login}: inband DTMF is detected on alaw/ulaw audio only; add alaw or "
+                              f"ulaw to --codecs, or use --dtmf rfc4733")
     return a
+
+
+def check_tls_transport(accounts: Sequence[SipAccount], tls_configured: bool) -> None:
+    """A SIP account with transport tls needs vpbx's TLS transport for phones: [sip] tls_cert and tls_key."""
+    for a in accounts:
+        if a.transport == "tls" and not tls_configured:
+            raise ValidationError(f"SIP account {a.login} uses transport tls, but vpbx.toml [sip] has no tls_cert / "
+                                  f"tls_key (no TLS transport for phones); set both, or `vpbx sip set {a.login} "
+                                  f"--transport udp`")
+
+
+def check_codecs(codecs: tuple[str, ...] | list[str], obj: str) -> tuple[str, ...]:
+    """A codec list in preference order: every name in CODECS (lower case, whole name), none twice, at least one."""
+    if isinstance(codecs, str) or not codecs:
+        raise ValidationError(f"{plain(obj)}: codecs must list at least one of {', '.join(CODECS)}")
+    seen: list[str] = []
+    for codec in codecs:
+        if not isinstance(codec, str) or not CODEC_RE.match(codec) or codec not in CODECS:
+            raise ValidationError(f"{plain(obj)}: codec {shown(codec)} is unknown; use some of {', '.join(CODECS)} "
+                                  f"(comma-separated, preferred first)")
+        if codec in seen:
+            raise ValidationError(f"{plain(obj)}: codec {codec} is listed twice; list each codec once")
+        seen.append(codec)
+    return tuple(seen)
+
+
+def check_dtmf_mode(mode: str, obj: str) -> str:
+    if not isinstance(mode, str) or mode not in DTMF_MODES:
+        raise ValidationError(f"{plain(obj)}: DTMF mode {shown(mode)} is unknown; use one of {', '.join(DTMF_MODES)}")
+    return mode
+
+
+def effective_codecs(a: SipAccount, install: tuple[str, ...], opus: bool) -> tuple[str, ...]:
+    """The codecs account `a`'s endpoint allows, preferred first: its own list, else the install's; opus dropped when
+    Asterisk cannot transcode it (`opus` False); an inband-DTMF account keeps only alaw/ulaw (the DSP needs G.711)."""
+    codecs = tuple(c for c in (a.codecs or install) if opus or c != "opus")
+    if a.dtmf == "inband":
+        codecs = tuple(c for c in codecs if c in INBAND_CODECS) or INBAND_CODECS
+    return codecs or ("alaw", "ulaw")
 
 
 def trunk_password(value: str, obj: str) -> str:
@@ -136,4 +202,6 @@ def check_trunk(t: Trunk) -> Trunk:
             raise ValidationError(f"transport {shown(t.transport)} is not one of {', '.join(TRANSPORTS)}")
         if not isinstance(t.register, bool):
             raise ValidationError("register must be true or false")
+        if not isinstance(t.srtp, bool):
+            raise ValidationError("srtp must be true or false")
     return t

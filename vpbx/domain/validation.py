@@ -120,6 +120,26 @@ def port(value: int) -> int:
     return int(value)
 
 
+CIDR_RE = re.compile(rf"\A({_OCTET}(?:\.{_OCTET}){{3}})/(3[0-2]|[12]?[0-9])\Z")
+
+
+def cidr(value: str, field: str = "local_net") -> str:
+    """An IPv4 network `a.b.c.d/n` (e.g. 192.168.0.0/16) whose host bits are zero, matched whole."""
+    m = CIDR_RE.match(value) if isinstance(value, str) else None
+    if m is None:
+        raise ValidationError(f"{field} {shown(value)} is not an IPv4 network; give e.g. 192.168.0.0/16")
+    address = 0
+    for octet in m.group(1).split("."):
+        address = address << 8 | int(octet)
+    bits = int(m.group(2))
+    mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
+    if address & ~mask & 0xFFFFFFFF:
+        net = address & mask
+        fixed = ".".join(str(net >> s & 0xFF) for s in (24, 16, 8, 0))
+        raise ValidationError(f"{field} {shown(value)} has host bits set; give the network, {fixed}/{bits}")
+    return value
+
+
 def password(value: str, field: str = "password") -> str:
     _text(field, value, field, PASSWORD_MAX)
     if len(value) < PASSWORD_MIN or " " in value:

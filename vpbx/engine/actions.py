@@ -37,7 +37,7 @@ RINGBACK_MEDIA = "tone:ring"
 # how long a created leg may take to enter the Stasis app before it is dialled anyway
 LEG_START_TIMEOUT_S = 2.0
 # a request for these failing with 404 does not mean the caller left (the playback or leg was already gone)
-QUIET_WHEN_GONE: tuple[type, ...] = (dm.StopPlayback, dm.HangupLeg, dm.StartRingback, dm.StopRingback)
+QUIET_WHEN_GONE: tuple[type, ...] = (dm.StopPlayback, dm.HangupLeg, dm.StartRingback, dm.StopRingback, dm.StopMoh)
 # the event the model waits for after an action, fed back when Asterisk refuses the action
 FAILURE_EVENTS: dict[type, Callable[[Any], dm.Event]] = {
     dm.Dial: lambda a: dm.LegFailed(a.leg_id, "unavailable"),
@@ -87,7 +87,7 @@ class ActionRunner:
                 await HANDLERS[type(action)](self, call, action)
             except AriNotFound:
                 # The channel went away under us: that is a hang-up, not a crash.
-                leg = getattr(action, "leg_id", None)
+                leg = getattr(action, "leg_id", None) or getattr(action, "party", None)
                 if leg and leg in call.legs:
                     call.queue.put_nowait(dm.LegHungUp(leg))
                 elif not call.caller_gone and not isinstance(action, QUIET_WHEN_GONE):
@@ -123,6 +123,15 @@ class ActionRunner:
     async def stop_ringback(self, call: Call, action: dm.StopRingback) -> None:
         with contextlib.suppress(AriError):
             await self.ari.stop_playback(action.playback_id)
+
+    def _party_channel(self, call: Call, party: str) -> str:
+        return call.call_id if party == dm.CALLER else party
+
+    async def start_moh(self, call: Call, action: dm.StartMoh) -> None:
+        await self.ari.start_moh(self._party_channel(call, action.party), action.moh_class)
+
+    async def stop_moh(self, call: Call, action: dm.StopMoh) -> None:
+        await self.ari.stop_moh(self._party_channel(call, action.party))
 
     async def start_timer(self, call: Call, action: dm.StartTimer) -> None:
         loop = asyncio.get_running_loop()
@@ -213,4 +222,6 @@ HANDLERS: dict[type, Handler] = {
     dm.DeliverVoicemail: ActionRunner.deliver_voicemail,
     dm.DiscardRecording: ActionRunner.discard_recording,
     dm.Hangup: ActionRunner.hangup,
+    dm.StartMoh: ActionRunner.start_moh,
+    dm.StopMoh: ActionRunner.stop_moh,
 }

@@ -25,6 +25,8 @@ DIAL_FAILURES = {"BUSY": "busy", "NOANSWER": "noanswer", "CHANUNAVAIL": "unavail
                  "DONTCALL": "unavailable", "TORTURE": "unavailable", "INVALIDARGS": "unavailable"}
 # events that mean a channel is gone (or going)
 CHANNEL_GONE = ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest")
+# a phone's re-INVITE sendonly/inactive (hold) and back to sendrecv: model events naming the party
+HOLD_EVENTS: dict[str, type[dm.Hold] | type[dm.Unhold]] = {"ChannelHold": dm.Hold, "ChannelUnhold": dm.Unhold}
 # the first Stasis() argument of a leg the engine created (`appArgs=leg,CALLID`)
 LEG_ARG = "leg"
 
@@ -71,6 +73,8 @@ def translate(event: dict[str, Any], call_id: str, legs: Collection[str]) -> lis
         return [] if etype == "ChannelHangupRequest" else [dm.LegHungUp(channel_id)]
     if etype == "ChannelDtmfReceived" and channel_id == call_id:
         return [dm.Dtmf(str(event.get("digit", "")))]
+    if etype in HOLD_EVENTS and (channel_id == call_id or channel_id in legs):
+        return [HOLD_EVENTS[etype](dm.CALLER if channel_id == call_id else channel_id)]
     if etype in ("PlaybackFinished", "PlaybackFailed"):
         playback = event.get("playback") or {}
         call_log.info(json.dumps({"call_id": call_id, "ari_event": etype, "playback_id": playback.get("id"),

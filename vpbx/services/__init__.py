@@ -20,4 +20,5 @@ decisions and storage/ for state, and returns records or plain data. It never pr
     prompts.py       audio prompts converted and installed into Asterisk's sounds dir
     outbox.py        the one outbox of every e-mail (voicemail, notices): lease, backoff, delivery
     install.py       a new install: config file and database
+    security.py      brute-force bans: list, lift (the watcher in `vpbx serve` makes them)
 """

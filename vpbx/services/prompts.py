@@ -38,6 +38,12 @@ BUILTIN_PROMPTS = {
     "all-busy": "all circuits are busy",
 }
 BUILTIN_LANGUAGES = ("en", "ru")
+# Music on hold: prompts/moh/default.wav (synthesised by prompts/build.py) is installed as <sounds_dir>/vpbx-moh/,
+# the directory of the default class in the generated musiconhold_vpbx.conf (`directory = sounds/vpbx-moh`, relative
+# to Asterisk's data dir, whose sounds/ is the sounds dir).
+MOH_DIR = "moh"
+MOH_FILE = "default.wav"
+MOH_SOUNDS_SUBDIR = shipped.MOH_SOUNDS_SUBDIR
 
 
 def convert(src: Path) -> bytes:
@@ -177,3 +183,14 @@ def install_builtins(sounds_dir: Path, source_dir: Path | None = None) -> list[P
                 raise NotFoundError(f"built-in prompt {src} is missing; regenerate it with `python prompts/build.py`")
             installed.append(install(sounds_dir, language, name, src.read_bytes()))
     return installed
+
+
+def install_moh(sounds_dir: Path, source_dir: Path | None = None) -> list[Path]:
+    """Copy the shipped music on hold into `<sounds_dir>/vpbx-moh/` (the default class's directory)."""
+    source_dir = shipped.prompts_dir() if source_dir is None else source_dir
+    src = Path(source_dir) / MOH_DIR / MOH_FILE
+    if not src.is_file():
+        raise NotFoundError(f"built-in music on hold {src} is missing; regenerate it with `python prompts/build.py`")
+    path = Path(sounds_dir) / MOH_SOUNDS_SUBDIR / MOH_FILE
+    atomic_write(path, src.read_bytes(), mode=0o644)
+    return [path]

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 
 def add(store: Store, name: str, *, server: str, login: str, password: str, port: int = 5060,
-        transport: str = "udp", register: bool = True) -> Trunk:
+        transport: str = "udp", register: bool = True, srtp: bool = False) -> Trunk:
     trunk = rules.check_trunk(Trunk(name=name, server=server, port=port, login=login, password=password,
-                                    transport=transport, register=register))
+                                    transport=transport, register=register, srtp=srtp))
     return store.trunks.add(trunk)
 
 

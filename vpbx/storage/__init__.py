@@ -14,6 +14,7 @@ migration. Each module's docstring states its own rule.
     outbox.py    store.outbox         the one e-mail outbox (voicemail and notices): queue, claim, mark
     ledger.py    store.accounts, store.rates   accounts and their ledger; tariff source and toll-free rates
     shop.py      store.shop           end users' documents, the waitlist, billing runs
+    security.py  store.bans           brute-force bans of addresses (vpbx.domain.security)
 """
 from __future__ import annotations
 

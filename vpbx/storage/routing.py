@@ -14,7 +14,7 @@ from dataclasses import replace
 from vpbx.domain.destinations import Destination, try_parse
 from vpbx.domain.errors import ConflictError, NotFoundError
 from vpbx.domain.records import Group, Ivr, SipAccount, Trunk
-from vpbx.storage.rows import RESERVED_ENDPOINTS, Repo
+from vpbx.storage.rows import RESERVED_ENDPOINTS, Repo, to_row
 
 
 def destination_users(conn: sqlite3.Connection, target: Destination, *, numbers: bool = True) -> list[str]:
@@ -69,6 +69,19 @@ class SipAccountRepo(Repo):
             account = self.get(login)
             self._table("sip_accounts").update(login, {"password": password})
         return replace(account, password=password)
+
+    def update(self, account: SipAccount) -> SipAccount:
+        """Store `account`'s caller ID, codecs, DTMF mode, transport and SRTP (one transaction; the login must
+        exist)."""
+        with self.write():
+            self.get(account.login)
+            if account.caller_id and not self._exists("numbers", "number", account.caller_id):
+                raise NotFoundError(f"caller ID {account.caller_id} is not a number of this install; "
+                                    f"add it with `vpbx number add {account.caller_id}`")
+            row = to_row(account)
+            self._table("sip_accounts").update(account.login, {k: row[k] for k in ("caller_id", "codecs", "dtmf",
+                                                                              "transport", "srtp")})
+        return account
 
     def used_by(self, login: str) -> list[str]:
         """Numbers, ring groups and IVR menus that route to this SIP account."""

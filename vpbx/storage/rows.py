@@ -27,8 +27,8 @@ RESERVED_ENDPOINTS = frozenset({"vpbx-external", "anonymous"})
 
 R = TypeVar("R")
 
-_JSON_TUPLES = {"forward_to", "vm_emails", "members"}
-_BOOLEANS = {"register", "extensions", "requires_documents"}
+_JSON_TUPLES = {"forward_to", "vm_emails", "members", "codecs"}
+_BOOLEANS = {"register", "extensions", "requires_documents", "srtp"}
 
 
 def now_iso() -> str:

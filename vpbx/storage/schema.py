@@ -135,3 +135,29 @@ def m006_one_outbox(db: sqlite_utils.Database) -> None:
                   FROM voicemails ORDER BY created_at, rowid""")
     db.execute("DROP TABLE voicemails")
     db.execute("DROP TABLE mail_outbox")
+
+
+@migrations()
+def m007_sip_codecs_and_dtmf(db: sqlite_utils.Database) -> None:
+    # per-account codec preference (JSON list; [] = the install's [sip] codecs) and pjsip dtmf_mode
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN codecs TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN dtmf TEXT NOT NULL DEFAULT 'rfc4733'")
+
+
+@migrations()
+def m008_security_bans(db: sqlite_utils.Database) -> None:
+    """Brute-force bans (vpbx.domain.security): one row per ban, kept after it ends (lifted_at, lifted_by)."""
+    db.execute("""CREATE TABLE security_bans (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, address TEXT NOT NULL,
+        logins TEXT NOT NULL,               -- JSON list of the logins it failed
+        failures INTEGER NOT NULL, reason TEXT NOT NULL, banned_at TEXT NOT NULL, until TEXT NOT NULL,
+        lifted_at TEXT, lifted_by TEXT)""")
+    db.execute("CREATE UNIQUE INDEX security_bans_one_open ON security_bans(address) WHERE lifted_at IS NULL")
+
+
+@migrations()
+def m009_sip_transport_and_srtp(db: sqlite_utils.Database) -> None:
+    # how Asterisk reaches a phone (udp | tcp | tls) and SRTP required (0/1) for accounts; SRTP for trunks
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN transport TEXT NOT NULL DEFAULT 'udp'")
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN srtp INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE trunks ADD COLUMN srtp INTEGER NOT NULL DEFAULT 0")

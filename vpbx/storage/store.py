@@ -25,6 +25,7 @@ from vpbx.storage.numbers import NumberRepo
 from vpbx.storage.outbox import OutboxRepo
 from vpbx.storage.routing import GroupRepo, IvrRepo, SipAccountRepo, TrunkRepo
 from vpbx.storage.schema import migrations
+from vpbx.storage.security import BanRepo
 from vpbx.storage.shop import ShopRepo
 
 __all__ = ["BUSY_TIMEOUT_S", "CODE_SCHEMA", "MIGRATION_NAMES", "Store", "migrations"]
@@ -52,6 +53,7 @@ class Store:
         self.accounts = AccountRepo(self)
         self.rates = RateRepo(self)
         self.shop = ShopRepo(self)
+        self.bans = BanRepo(self)
 
     @classmethod
     def open(cls, path: Path | str, shown_as: Path | None = None) -> Store:

@@ -233,6 +233,13 @@ class AriClient:
     async def ring_stop(self, channel_id: str) -> None:
         await self._request("DELETE", f"/channels/{_seg(channel_id)}/ring")
 
+    async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
+        """POST /channels/{id}/moh: music on hold to the channel (a `play` on it suspends the music)."""
+        await self._request("POST", f"/channels/{_seg(channel_id)}/moh", params={"mohClass": moh_class})
+
+    async def stop_moh(self, channel_id: str) -> None:
+        await self._request("DELETE", f"/channels/{_seg(channel_id)}/moh")
+
     async def progress(self, channel_id: str) -> None:
         """POST /channels/{id}/progress (183 Session Progress); Asterisk 22.6+ / 20.16+ only."""
         await self._request("POST", f"/channels/{_seg(channel_id)}/progress")

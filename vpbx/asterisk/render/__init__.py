@@ -5,15 +5,19 @@
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from vpbx.asterisk.render.extensions import render_extensions
 from vpbx.asterisk.render.manager_ari import render_ari_users, render_manager_users
+from vpbx.asterisk.render.moh import render_moh
 from vpbx.asterisk.render.pjsip import account_endpoint, parse_pjsip, password_digest, render_pjsip, trunk_endpoint
+from vpbx.asterisk.render.transports import render_rtp, render_transports
 from vpbx.config import Config
+from vpbx.domain import rules
 from vpbx.domain.records import Number, SipAccount, Trunk
 
-FILES = ("pjsip_vpbx.conf", "extensions_vpbx.conf", "ari_vpbx.conf", "manager_vpbx.conf")
+FILES = ("pjsip_vpbx.conf", "extensions_vpbx.conf", "ari_vpbx.conf", "manager_vpbx.conf", "rtp_vpbx.conf",
+         "musiconhold_vpbx.conf")
 SECRET_FILES = frozenset({"pjsip_vpbx.conf", "ari_vpbx.conf", "manager_vpbx.conf"})
 
 __all__ = [
@@ -32,11 +36,21 @@ __all__ = [
 
 
 def render_all(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccount],
-               trunks: Sequence[Trunk]) -> dict[str, str]:
-    """filename -> text for every file vpbx generates into Asterisk's config dir."""
+               trunks: Sequence[Trunk], opus: bool = False, reuse: Collection[str] = (),
+               tls_files: tuple[str, str] | None = None) -> dict[str, str]:
+    """filename -> text for every file vpbx generates into Asterisk's config dir. `opus`: Asterisk has codec_opus
+    (vpbx.asterisk.deploy.asterisk_has_opus); without it opus is never offered to a phone. `reuse`: transport kinds
+    the Asterisk config already has (vpbx.asterisk.system.reused_transports); `tls_files`: [sip] tls_cert / tls_key
+    as Asterisk sees them (vpbx.asterisk.deploy.asterisk_path)."""
+    rules.check_tls_transport(accounts, bool(cfg.sip.tls_cert and cfg.sip.tls_key))
+    transports = render_transports(cfg, tls_client=any(t.transport == "tls" for t in trunks), reuse=reuse,
+                                   tls_files=tls_files)
     return {
-        "pjsip_vpbx.conf": render_pjsip(accounts, trunks, cfg.domain, bind=cfg.sip_bind, port=cfg.sip_port),
+        "pjsip_vpbx.conf": render_pjsip(accounts, trunks, cfg.domain, codecs=cfg.sip.codecs, opus=opus,
+                                        transports=transports),
         "extensions_vpbx.conf": render_extensions(numbers, accounts, app=cfg.ari.app),
         "ari_vpbx.conf": render_ari_users(cfg),
         "manager_vpbx.conf": render_manager_users(cfg),
+        "rtp_vpbx.conf": render_rtp(cfg),
+        "musiconhold_vpbx.conf": render_moh(),
     }
