@@ -11,6 +11,7 @@ ensure_system_packages() {
     command -v sipp >/dev/null || missing+=(sip-tester)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
     command -v nft >/dev/null || missing+=(nftables)          # the tests' NAT router namespace
+    command -v openssl >/dev/null || missing+=(openssl)       # the tests' TLS certificates
     if ((${#missing[@]})); then
         log "installing ${missing[*]} (apt)"
         apt-get update -q >/dev/null
