@@ -236,7 +236,7 @@ class Tracker:
             return None
         ban = Ban(address=addr, logins=tuple(state.logins), failures=len(state.times), banned_at=now,
                   until=now + timedelta(seconds=p.ban_time),
-                  reason=REASON_ATTACK if attack and limit < p.max_failures else REASON_FAILURES)
+                  reason=REASON_ATTACK if attack and len(state.times) < p.max_failures else REASON_FAILURES)
         self._bans[addr] = ban
         del self._addresses[addr]
         return ban
