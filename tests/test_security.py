@@ -151,7 +151,8 @@ def reference(policy: Policy, failures: list[Failure]) -> list[tuple[str, dateti
         attack = len(attackers) >= policy.attack_addresses
         limit = policy.attack_max_failures if attack else policy.max_failures
         if len(mine) >= limit:
-            out.append((f.address, now, REASON_ATTACK if attack and limit < policy.max_failures else REASON_FAILURES))
+            reason = REASON_ATTACK if attack and len(mine) < policy.max_failures else REASON_FAILURES
+            out.append((f.address, now, reason))
             last_ban[f.address] = (now, now + timedelta(seconds=policy.ban_time))
     return out
 
