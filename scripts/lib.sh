@@ -12,6 +12,7 @@ ensure_system_packages() {
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
     command -v nft >/dev/null || missing+=(nftables)          # the tests' NAT router namespace
     command -v openssl >/dev/null || missing+=(openssl)       # the tests' TLS certificates
+    command -v systemd-analyze >/dev/null || missing+=(systemd)   # the tests verify the shipped units
     if ((${#missing[@]})); then
         log "installing ${missing[*]} (apt)"
         apt-get update -q >/dev/null
