@@ -131,7 +131,7 @@ def test_expired_trial_is_refused(asterisk, sipp, engine, priced):  # noqa: F811
 
 
 def test_tollfree_call_is_rated_and_charged(asterisk, sipp, engine, priced):  # noqa: F811
-    account = _account(asterisk, "5000")
+    account = _account(asterisk, "20000")
     number = f"+7800555{(os.getpid() % 100):02d}{next(_seq):02d}"
     asterisk.vpbx("number", "add", number)
     asterisk.vpbx("number", "assign", number, "--account", account, "--end-user", "Ivan Petrov")
