@@ -15,8 +15,12 @@ from vpbx.dialplan.outbound import (
     Internal,
     Outbound,
     Refused,
+    Usage,
+    admit,
+    allowed_destinations,
     decide,
     dialled_number,
+    max_outbound_calls,
     may_call_out,
 )
 from vpbx.domain.records import Number, SipAccount
@@ -33,8 +37,8 @@ def own(number: str = KYIV, direction: str = "both", trunk: str | None = "carrie
                   forward_to=("sip:alice",), **changes)  # type: ignore[arg-type]
 
 
-def alice(caller_id: str | None = KYIV) -> SipAccount:
-    return SipAccount("alice", "secret-password-1", caller_id=caller_id)
+def alice(caller_id: str | None = KYIV, **guards: object) -> SipAccount:
+    return SipAccount("alice", "secret-password-1", caller_id=caller_id, **guards)  # type: ignore[arg-type]
 
 
 def test_dialled_number_adds_the_plus() -> None:
@@ -57,7 +61,7 @@ def test_same_country_shows_the_caller_id() -> None:
 
 
 def test_another_country_withholds_the_caller_id() -> None:
-    decision = decide(None, BERLIN, alice(), own(), None)
+    decision = decide(None, BERLIN, alice(allow_countries=("UA", "DE")), own(), None)
     assert isinstance(decision, Outbound)
     assert decision.shown is False and decision.caller == ANONYMOUS
     assert decision.caller_id == KYIV            # the carrier is still told who calls
@@ -130,3 +134,116 @@ def test_trunk_for_tel_targets() -> None:
     assert trunk_for(own(trunk=None), "default") == "default"
     assert trunk_for(own(trunk=None), None) is None
     assert trunk_for(None, "default") == "default"
+
+
+# ---- toll-fraud guards -------------------------------------------------------------------------------------------
+JAMAICA = "+18765551234"         # +1 like the US, another country: the classic one-ring scam destination
+NEW_YORK = "+12125551234"
+WARSAW = "+48221234567"
+SATELLITE = "+881612345678"      # Iridium: no country at all
+KAZAKH = "+77271234567"          # +7 like Russia
+MOSCOW = "+74951234567"
+
+
+def _dest_rule(decision: object) -> str | None:
+    return decision.rule if isinstance(decision, Refused) else None
+
+
+@pytest.mark.parametrize("dest,allowed", [(UA_MOBILE, True), (KYIV, True), (BERLIN, False), (WARSAW, False),
+                                          (SATELLITE, False), (JAMAICA, False)])
+def test_by_default_only_the_caller_id_country(dest: str, allowed: bool) -> None:
+    decision = decide(None, dest, alice(), own(), "t")
+    assert isinstance(decision, Outbound) is allowed, decision
+    if not allowed:
+        assert _dest_rule(decision) == "destination"
+        assert isinstance(decision, Refused) and "alice" in decision.reason and dest in decision.reason
+        assert "vpbx sip set alice --allow-" in decision.reason        # the fix is named
+
+
+@pytest.mark.parametrize("caller_id,dest,allowed", [
+    (NEW_YORK, JAMAICA, False), (NEW_YORK, "+12025550123", True),   # one country code, two countries
+    (MOSCOW, KAZAKH, False), (MOSCOW, "+78125551234", True),
+])
+def test_a_shared_country_code_is_not_one_country(caller_id: str, dest: str, allowed: bool) -> None:
+    decision = decide(None, dest, alice(caller_id), own(caller_id), "t")
+    assert isinstance(decision, Outbound) is allowed, decision
+
+
+@pytest.mark.parametrize("countries,prefixes,dest,allowed", [
+    (("UA", "PL"), (), WARSAW, True),
+    (("UA", "PL"), (), BERLIN, False),
+    (("PL",), (), UA_MOBILE, False),          # a list replaces the default: the home country is not added
+    ((), ("+4930",), BERLIN, True),
+    ((), ("+4930",), UA_MOBILE, False),       # prefixes alone: only those
+    ((), ("+4989",), BERLIN, False),
+    (("UA",), ("+881",), SATELLITE, True),    # a number of no country only through a prefix
+    (("UA",), (), SATELLITE, False),
+    (("*",), (), SATELLITE, True),
+    (("*",), (), JAMAICA, True),
+])
+def test_allowed_countries_and_prefixes(countries: tuple[str, ...], prefixes: tuple[str, ...], dest: str,
+                                        allowed: bool) -> None:
+    account = alice(allow_countries=countries, allow_prefixes=prefixes)
+    decision = decide(None, dest, account, own(), "t")
+    assert isinstance(decision, Outbound) is allowed, decision
+    assert (_dest_rule(decision) == "destination") is (not allowed)
+
+
+def test_allowed_destinations_as_they_apply() -> None:
+    assert allowed_destinations(alice(), KYIV) == (("UA",), ())
+    assert allowed_destinations(alice(allow_prefixes=("+4930",)), KYIV) == ((), ("+4930",))
+    assert allowed_destinations(alice(), "+80012345678") == ((), ())     # a caller ID of no country allows nothing
+
+
+def test_the_guards_never_touch_internal_calls() -> None:
+    mine = Number(BERLIN)
+    account = alice(allow_countries=("PL",), max_outbound_calls=0, daily_minutes=1)
+    assert decide(mine, BERLIN, account, own(), "t") == Internal(mine)
+
+
+def _out(account: SipAccount) -> Outbound:
+    decision = decide(None, UA_MOBILE, account, own(), "t")
+    assert isinstance(decision, Outbound)
+    assert decision.login == account.login
+    return decision
+
+
+@pytest.mark.parametrize("channels,cap,active,admitted", [
+    (2, None, 0, True), (2, None, 1, True), (2, None, 2, False),   # default: the account's channels
+    (5, 1, 0, True), (5, 1, 1, False),
+    (2, 0, 0, False),                                             # 0: no outbound calls at all
+    (1, 3, 2, True), (1, 3, 3, False),
+])
+def test_concurrent_outbound_calls(channels: int, cap: int | None, active: int, admitted: bool) -> None:
+    account = alice(channels=channels, max_outbound_calls=cap)
+    assert max_outbound_calls(account) == (channels if cap is None else cap)
+    result = admit(_out(account), account, Usage(active_calls=active))
+    assert isinstance(result, Outbound) is admitted, result
+    if not admitted:
+        assert isinstance(result, Refused) and result.rule == "concurrent" and "--max-outbound-calls" in result.reason
+
+
+@pytest.mark.parametrize("minutes,used,left", [
+    (None, 10 ** 6, None),        # no cap: no limit
+    (300, 0, 18000), (300, 17999, 1), (300, 18000, 0), (300, 20000, 0),
+    (1, 59, 1),
+])
+def test_daily_minutes(minutes: int | None, used: int, left: int | None) -> None:
+    account = alice(daily_minutes=minutes)
+    result = admit(_out(account), account, Usage(seconds_today=used))
+    if left == 0:
+        assert isinstance(result, Refused) and result.rule == "daily" and "--daily-minutes" in result.reason
+    else:
+        assert isinstance(result, Outbound) and result.limit_s == left
+
+
+def test_the_daily_limit_reaches_the_outbound_leg() -> None:
+    from vpbx.engine.actions import presentation
+
+    account = alice(daily_minutes=2)
+    limited = admit(_out(account), account, Usage(seconds_today=30))
+    assert isinstance(limited, Outbound)
+    variables = presentation(limited) or {}
+    assert variables["TIMEOUT(absolute)"] == "90"
+    free = admit(_out(alice()), alice(), Usage())
+    assert isinstance(free, Outbound) and "TIMEOUT(absolute)" not in (presentation(free) or {})

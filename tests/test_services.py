@@ -191,6 +191,77 @@ def test_sip_accounts_get_a_generated_password_and_only_own_caller_ids(world) ->
     refused(db, ValidationError, "password", sip_accounts.add, store, cfg, "bob", password="semi;colon1")
 
 
+@pytest.mark.parametrize("option,value,match", [
+    ("allow_countries", "ZZ", "allowed country 'ZZ'"),
+    ("allow_countries", "UA,,PL", "allowed country ''"),
+    ("allow_countries", "UA,UA", "an allowed country is listed twice"),
+    ("allow_countries", "all,UA", "allowed country 'ALL'"),
+    ("allow_countries", "001", "allowed country '001'"),
+    ("allow_countries", "U\u0410", "allowed country"),          # a Cyrillic A
+    ("allow_prefixes", "4930", "allowed prefix '4930'"),
+    ("allow_prefixes", "+0", "allowed prefix"),
+    ("allow_prefixes", "+4930\n", "allowed prefix"),
+    ("allow_prefixes", "+1234567890123456", "allowed prefix"),
+    ("max_outbound_calls", "-1", "max outbound calls '-1'"),
+    ("max_outbound_calls", "1001", "max outbound calls must be 0-1000"),
+    ("max_outbound_calls", "\u0662", "not a whole number"),         # an Arabic-Indic two
+    ("daily_minutes", "0", "daily minutes must be"),
+    ("daily_minutes", "1e3", "not a whole number"),
+])
+def test_toll_fraud_guards_are_checked_before_anything_is_written(world, option: str, value: str, match: str) -> None:
+    store, cfg, db = world
+    numbers.add(store, numbers.build(KYIV))
+    sip_accounts.add(store, cfg, "alice", caller_id=KYIV)
+    refused(db, ValidationError, f"SIP account alice: .*{re.escape(match)}", sip_accounts.update, store, cfg, "alice",
+            **{option: value})
+    refused(db, ValidationError, "SIP account bob", sip_accounts.add, store, cfg, "bob", **{option: value})
+
+
+def test_toll_fraud_guards_set_show_and_reset(world) -> None:
+    store, cfg, _db = world
+    numbers.add(store, numbers.build(KYIV))
+    sip_accounts.add(store, cfg, "alice", caller_id=KYIV)
+    shown = sip_accounts.show(store, "alice")["outbound"]
+    assert (shown["allowed"], shown["max_calls"], shown["daily_minutes"]) == ("UA", 2, None)
+    a = sip_accounts.update(store, cfg, "alice", allow_countries="ua,pl", max_outbound_calls="3", daily_minutes="300")
+    assert (a.allow_countries, a.max_outbound_calls, a.daily_minutes) == (("UA", "PL"), 3, 300)
+    assert store.sip_accounts.get("alice") == a
+    a = sip_accounts.update(store, cfg, "alice", allow_prefixes="+881,+4930")
+    assert sip_accounts.show(store, "alice")["outbound"]["allowed"] == "UA,PL,+881,+4930"
+    a = sip_accounts.update(store, cfg, "alice", allow_countries="all", max_outbound_calls="none",
+                            daily_minutes="none")
+    assert (a.allow_countries, a.max_outbound_calls, a.daily_minutes) == (("*",), None, None)
+    assert sip_accounts.show(store, "alice")["outbound"]["allowed"] == "all"
+    a = sip_accounts.update(store, cfg, "alice", allow_countries="default", allow_prefixes="none")
+    assert (a.allow_countries, a.allow_prefixes) == ((), ())
+    assert "password" not in sip_accounts.show(store, "alice")
+
+
+def test_todays_outbound_use_counts_calls_minutes_and_refusals(world) -> None:
+    from datetime import timedelta
+
+    from vpbx.domain.timestamps import local_day_start, to_iso, utc_now
+
+    store, cfg, _db = world
+    numbers.add(store, numbers.build(KYIV))
+    sip_accounts.add(store, cfg, "alice", caller_id=KYIV)
+    today = local_day_start(utc_now())
+    yesterday = to_iso(utc_now() - timedelta(days=2))
+    store.calls.add("c1", KYIV, KYIV, "outbound", started_at=today, sip_account="alice")
+    store.calls.finish("c1", ended_at=today, billsec=90)
+    store.calls.add("c2", KYIV, KYIV, "outbound", started_at=yesterday, sip_account="alice")   # another day
+    store.calls.finish("c2", ended_at=yesterday, billsec=600)
+    store.calls.add("c3", KYIV, KYIV, "outbound", sip_account="alice")                          # in progress
+    store.calls.add("c4", KYIV, "bob", "inbound")                                                # not alice's
+    store.calls.add_refusal("alice", "+4930123456", "destination", "not allowed")
+    store.calls.add_refusal("alice", "+380671234567", "concurrent", "too many")
+    store.calls.add_refusal("alice", "+380671234567", "concurrent", "too many")
+    assert store.calls.outbound_seconds("alice", today) == 90
+    out = sip_accounts.show(store, "alice")["outbound"]
+    assert (out["today_calls"], out["today_minutes"], out["in_progress"]) == (2, 1.5, 1)
+    assert out["refused_today"] == {"refused_concurrent": 2, "refused_destination": 1}
+
+
 def test_trunks_are_checked_by_the_renderers_rule(world) -> None:
     store, _cfg, db = world
     trunks.add(store, "t1", server="sip.example.net", login="u1", password="pass with spaces", transport="tls")

@@ -14,6 +14,12 @@ CODECS_HELP = ("Codecs the phone may use, preferred first, comma-separated, from
 TRANSPORT_HELP = ("How Asterisk reaches the phone: udp, tcp or tls (tls needs [sip] tls_cert and tls_key; the phone "
                   "registers to port [sip] tls_port with ;transport=tls).")
 SRTP_HELP = "Require SRTP (SDES keys; use with --transport tls): a call offering plain RTP is refused (488)."
+COUNTRIES_HELP = ("Toll-fraud guard: the countries outbound calls may reach, ISO codes comma-separated (UA,PL); `all`: "
+                  "anywhere; `default`: the caller-ID number's own country (the default, unless prefixes are set).")
+PREFIXES_HELP = ("Toll-fraud guard: number prefixes outbound calls may reach besides the countries (+38044,+4930); "
+                 "`none` removes them. With prefixes and no countries set, only the prefixes.")
+MAX_CALLS_HELP = "Toll-fraud guard: outbound calls at once (0: none); `none`: as many as --channels (the default)."
+DAILY_HELP = "Toll-fraud guard: outbound minutes per day (server's local day); `none`: no cap (the default)."
 DTMF_HELP = ("How the phone sends keys: rfc4733 (RTP events), info (SIP INFO), inband (tones in G.711 audio), auto "
              "(rfc4733 when the phone offers it, else inband).")
 
@@ -33,16 +39,23 @@ def sip() -> None:
 @click.option("--transport", type=click.Choice(["udp", "tcp", "tls"]), default="udp", show_default=True,
               help=TRANSPORT_HELP)
 @click.option("--srtp/--no-srtp", default=False, show_default=True, help=SRTP_HELP)
+@click.option("--allow-countries", help=COUNTRIES_HELP)
+@click.option("--allow-prefixes", help=PREFIXES_HELP)
+@click.option("--max-outbound-calls", help=MAX_CALLS_HELP)
+@click.option("--daily-minutes", help=DAILY_HELP)
 @json_option
 @pass_ctx
 def sip_add(c: Ctx, login: str, password: str | None, caller_id: str | None, channels: int, codecs: str | None,
-            dtmf: str | None, transport: str, srtp: bool, as_json: bool) -> None:
+            dtmf: str | None, transport: str, srtp: bool, allow_countries: str | None, allow_prefixes: str | None,
+            max_outbound_calls: str | None, daily_minutes: str | None, as_json: bool) -> None:
     """Add a SIP account; the password is shown once."""
     from vpbx.domain.records import to_dict
     from vpbx.services import sip_accounts
 
     account = sip_accounts.add(c.store, c.cfg, login, password=password, caller_id=caller_id, channels=channels,
-                               codecs=codecs, dtmf=dtmf, transport=transport, srtp=srtp)
+                               codecs=codecs, dtmf=dtmf, transport=transport, srtp=srtp,
+                               allow_countries=allow_countries, allow_prefixes=allow_prefixes,
+                               max_outbound_calls=max_outbound_calls, daily_minutes=daily_minutes)
     emit(to_dict(account), as_json, (*SIP_COLUMNS, "password"))
     if not as_json:
         click.echo("Save the password now: it is not shown again (`vpbx sip passwd` makes a new one).")
@@ -61,8 +74,17 @@ def sip_list(c: Ctx, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def sip_show(c: Ctx, login: str, as_json: bool) -> None:
-    """Show one SIP account."""
-    emit(without_password(c.store.sip_accounts.get(login)), as_json)
+    """Show one SIP account, its toll-fraud guards and today's outbound use."""
+    from vpbx.services import sip_accounts
+
+    data = sip_accounts.show(c.store, login)
+    if as_json:
+        emit(data, True)
+        return
+    use = data.pop("outbound")
+    refused = use.pop("refused_today")
+    use["refused_today"] = ", ".join(f"{n} ({rule.removeprefix('refused_')})" for rule, n in refused.items()) or "0"
+    emit({**data, **{f"outbound_{k}": v for k, v in use.items()}}, False)
 
 
 @sip.command("set")
@@ -72,15 +94,24 @@ def sip_show(c: Ctx, login: str, as_json: bool) -> None:
 @click.option("--caller-id", help="A number of this install presented on outbound calls; \"\" removes it.")
 @click.option("--transport", type=click.Choice(["udp", "tcp", "tls"]), help=TRANSPORT_HELP)
 @click.option("--srtp/--no-srtp", default=None, help=SRTP_HELP)
+@click.option("--channels", type=int, help="Simultaneous calls.")
+@click.option("--allow-countries", help=COUNTRIES_HELP)
+@click.option("--allow-prefixes", help=PREFIXES_HELP)
+@click.option("--max-outbound-calls", help=MAX_CALLS_HELP)
+@click.option("--daily-minutes", help=DAILY_HELP)
 @json_option
 @pass_ctx
 def sip_set(c: Ctx, login: str, codecs: str | None, dtmf: str | None, caller_id: str | None, transport: str | None,
-            srtp: bool | None, as_json: bool) -> None:
-    """Change a SIP account's codecs, DTMF mode or caller ID (`vpbx reload` applies it)."""
+            srtp: bool | None, channels: int | None, allow_countries: str | None, allow_prefixes: str | None,
+            max_outbound_calls: str | None, daily_minutes: str | None, as_json: bool) -> None:
+    """Change a SIP account: codecs, DTMF mode, caller ID, transport, SRTP, channels (`vpbx reload` applies those)
+    and its toll-fraud guards (the engine applies them to the next call)."""
     from vpbx.services import sip_accounts
 
     account = sip_accounts.update(c.store, c.cfg, login, codecs=codecs, dtmf=dtmf, caller_id=caller_id,
-                                  transport=transport, srtp=srtp)
+                                  transport=transport, srtp=srtp, channels=channels, allow_countries=allow_countries,
+                                  allow_prefixes=allow_prefixes, max_outbound_calls=max_outbound_calls,
+                                  daily_minutes=daily_minutes)
     emit(without_password(account), as_json)
 
 

@@ -35,6 +35,7 @@ from dataclasses import replace
 from vpbx.dialplan.model import (
     CALLER,
     CAUSE_BUSY,
+    CAUSE_CALL_REJECTED,
     CAUSE_NORMAL,
     CAUSE_OUT_OF_ORDER,
     CAUSE_UNALLOCATED,
@@ -141,6 +142,12 @@ def adopt(
 def reject_unknown() -> list[Action]:
     """Actions for a call to a number vpbx does not serve (no Flow): hang up with cause 1 (unallocated number)."""
     return [Hangup(cause=CAUSE_UNALLOCATED)]
+
+
+def reject_forbidden() -> list[Action]:
+    """Actions for an outbound call a toll-fraud guard refuses (vpbx.dialplan.outbound): hang up with cause 21 (call
+    rejected; the phone is told 403 Forbidden), before anything is dialled."""
+    return [Hangup(cause=CAUSE_CALL_REJECTED)]
 
 
 def reject_broken() -> list[Action]:

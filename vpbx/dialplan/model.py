@@ -28,6 +28,7 @@ CAUSE_UNALLOCATED = 1
 CAUSE_NORMAL = 16
 CAUSE_BUSY = 17
 CAUSE_OUT_OF_ORDER = 27    # destination out of order: the number's flow does not load
+CAUSE_CALL_REJECTED = 21      # SIP 403 Forbidden: the caller may not make this call (a toll-fraud guard)
 
 FORWARD_MODES = ("simultaneous", "sequential")
 LEG_FAIL_REASONS = ("busy", "noanswer", "unavailable", "congestion")

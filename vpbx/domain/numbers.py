@@ -129,6 +129,26 @@ def parse(number: str) -> NumberInfo:
     )
 
 
+def country_of(number: str) -> str | None:
+    """The ISO 3166 alpha-2 country an E.164 number belongs to (+7 495... -> RU, +7 727... -> KZ, +1 876... -> JM);
+    None for no country: unknown, and the non-geographic codes (+800 freephone, +881/+882 satellite and
+    international networks, which phonenumbers names 001)."""
+    import phonenumbers
+
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region in phonenumbers.SUPPORTED_REGIONS else None
+
+
+def is_country(code: str) -> bool:
+    """`code` is an ISO 3166 alpha-2 country phone numbers are allotted for (UA, PL, US; not 001 or lowercase)."""
+    import phonenumbers
+
+    return isinstance(code, str) and code in phonenumbers.SUPPORTED_REGIONS
+
+
 def same_country(a: str, b: str) -> bool:
     import phonenumbers
 

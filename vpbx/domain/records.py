@@ -60,6 +60,11 @@ class SipAccount:
     dtmf: str = "rfc4733"            # auto | rfc4733 | info | inband (pjsip dtmf_mode)
     transport: str = "udp"           # udp | tcp | tls: how Asterisk reaches the phone (tls needs [sip] tls_cert/key)
     srtp: bool = False               # SRTP (SDES) required: a plain-RTP offer is refused
+    # toll-fraud guards on the account's outbound calls (vpbx.dialplan.outbound.guard):
+    allow_countries: tuple[str, ...] = ()   # ISO 3166 alpha-2 destination countries; ("*",) any; () see below
+    allow_prefixes: tuple[str, ...] = ()    # +E.164 destination prefixes; both () = the caller-ID number's country
+    max_outbound_calls: int | None = None   # concurrent outbound calls; None = `channels`
+    daily_minutes: int | None = None        # outbound minutes per day (server's local day); None = no cap
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,11 @@ Phones and trunks (every field that reaches pjsip_vpbx.conf)
     check_dtmf_mode(mode, obj)           auto | rfc4733 | info | inband
     effective_codecs(a, install, opus)   the codecs an account's endpoint allows, in preference order
     check_trunk(t)                       name, server, port, login, password (plain text Asterisk sends), transport
+Toll-fraud guards of a SIP account (judged by vpbx.dialplan.outbound)
+    check_outbound_guards(a)             allow_countries (ISO codes or "*" alone), allow_prefixes (+digits),
+                                         max_outbound_calls (0..MAX_SIP_CHANNELS), daily_minutes (1..MAX_DAILY_MINUTES)
+    parse_countries(text, obj)           `UA,PL` / `all` / `default` -> the stored tuple
+    parse_prefixes(text, obj)            `+38044,+4930` / `none` -> the stored tuple
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from collections.abc import Sequence
 
 from vpbx.domain import validation as validate
 from vpbx.domain.errors import ValidationError
-from vpbx.domain.numbers import E164_EXAMPLE, is_e164
+from vpbx.domain.numbers import E164_EXAMPLE, is_country, is_e164
 from vpbx.domain.records import Number, SipAccount, Trunk
 from vpbx.domain.validation import plain, shown
 
@@ -55,6 +60,11 @@ DEFAULT_DTMF = "rfc4733"
 # inband DTMF is detected by Asterisk's DSP on G.711 audio only: an inband account is offered these
 INBAND_CODECS = ("alaw", "ulaw")
 TRANSPORTS = ("udp", "tcp", "tls")
+# toll-fraud guards: "*" alone in allow_countries lets the account call anywhere (an admin's explicit choice)
+ANY_COUNTRY = "*"
+PREFIX_RE = re.compile(r"\A\+[1-9][0-9]{0,14}\Z")
+MAX_DAILY_MINUTES = 24 * 60 * MAX_SIP_CHANNELS
+MAX_ALLOWED = 300            # entries in allow_countries / allow_prefixes
 
 
 def inbound_only(number_type: str) -> bool:
@@ -137,7 +147,66 @@ def check_sip_account(a: SipAccount) -> SipAccount:
     if a.dtmf == "inband" and a.codecs and not set(a.codecs) & set(INBAND_CODECS):
         raise ValidationError(f"SIP account {a.login}: inband DTMF is detected on alaw/ulaw audio only; add alaw or "
                               f"ulaw to --codecs, or use --dtmf rfc4733")
+    check_outbound_guards(a)
     return a
+
+
+def check_outbound_guards(a: SipAccount) -> SipAccount:
+    """The toll-fraud guard fields of `a` (see vpbx.dialplan.outbound.guard for what they mean)."""
+    with validate.about(f"SIP account {a.login}"):
+        countries, prefixes = a.allow_countries, a.allow_prefixes
+        if not isinstance(countries, tuple) or not isinstance(prefixes, tuple):
+            raise ValidationError("allowed countries and prefixes must be lists")
+        if len(countries) > MAX_ALLOWED or len(prefixes) > MAX_ALLOWED:
+            raise ValidationError(f"at most {MAX_ALLOWED} allowed countries and {MAX_ALLOWED} prefixes")
+        if ANY_COUNTRY in countries and countries != (ANY_COUNTRY,):
+            raise ValidationError("allowed countries: `all` stands alone; give it or a list of country codes")
+        for code in countries:
+            if code != ANY_COUNTRY and not is_country(code):
+                raise ValidationError(f"allowed country {shown(code)} is not an ISO 3166 country code with phone "
+                                      f"numbers, like UA, PL or US")
+        for prefix in prefixes:
+            if not isinstance(prefix, str) or PREFIX_RE.fullmatch(prefix) is None:
+                raise ValidationError(f"allowed prefix {shown(prefix)} is not + and 1-15 digits, like +38044")
+        for seq, what in ((countries, "country"), (prefixes, "prefix")):
+            if len(set(seq)) != len(seq):
+                raise ValidationError(f"an allowed {what} is listed twice: {shown(','.join(seq))}")
+        if a.max_outbound_calls is not None and not _whole(a.max_outbound_calls, 0, MAX_SIP_CHANNELS):
+            raise ValidationError(f"max outbound calls must be 0-{MAX_SIP_CHANNELS} (0: no outbound calls), not "
+                                  f"{shown(a.max_outbound_calls)}")
+        if a.daily_minutes is not None and not _whole(a.daily_minutes, 1, MAX_DAILY_MINUTES):
+            raise ValidationError(f"daily minutes must be 1-{MAX_DAILY_MINUTES}, not {shown(a.daily_minutes)} "
+                                  "(`none` removes the cap)")
+    return a
+
+
+def parse_countries(text: str, obj: str) -> tuple[str, ...]:
+    """`--allow-countries`: `UA,PL` (or `ua,pl`) -> ("UA", "PL"); `all` -> ("*",) any destination; `default` -> ()
+    (the caller-ID number's country)."""
+    if text == "default":
+        return ()
+    if text == "all":
+        return (ANY_COUNTRY,)
+    codes = tuple(c.upper() if c.isascii() and c.isalpha() else c for c in text.split(","))
+    with validate.about(obj):
+        for code in codes:
+            if not is_country(code):
+                raise ValidationError(f"allowed country {shown(code)} is not an ISO 3166 country code with phone "
+                                      "numbers, like UA, PL or US (comma-separated; or `all`, or `default`)")
+    return codes
+
+
+def parse_prefixes(text: str, obj: str) -> tuple[str, ...]:
+    """`--allow-prefixes`: `+38044,+4930` -> ("+38044", "+4930"); `none` -> ()."""
+    if text == "none":
+        return ()
+    prefixes = tuple(text.split(","))
+    with validate.about(obj):
+        for prefix in prefixes:
+            if PREFIX_RE.fullmatch(prefix) is None:
+                raise ValidationError(f"allowed prefix {shown(prefix)} is not + and 1-15 digits, like +38044 "
+                                      "(comma-separated; `none` removes them)")
+    return prefixes
 
 
 def check_tls_transport(accounts: Sequence[SipAccount], tls_configured: bool) -> None:

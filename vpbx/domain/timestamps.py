@@ -41,3 +41,10 @@ def from_iso(text: str) -> datetime:
     ValueError if `text` is not ISO-8601.
     """
     return to_utc(datetime.fromisoformat(text))
+
+
+def local_day_start(now: datetime) -> str:
+    """The ISO-8601 UTC instant the server's local day containing `now` began (a daily cap counts from there; a naive
+    `now` is taken to be UTC, then seen in the server's time zone)."""
+    local = to_utc(now).astimezone()
+    return to_iso(local.replace(hour=0, minute=0, second=0, microsecond=0))

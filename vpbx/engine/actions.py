@@ -59,12 +59,18 @@ def endpoint_for(target: dm.Target, trunk: str | None) -> str | None:
 
 def presentation(outbound: Outbound | None) -> dict[str, str] | None:
     """Channel variables for an outbound leg: what the far end is told comes from the leg's connected line (set here,
-    not copied from the caller). The `i` option only stores it for the INVITE: without it each write queues a
-    connected-line update that chan_pjsip sends to the carrier as a re-INVITE right after the answer."""
+    not copied from the caller), and the longest the call may last. The `i` option only stores the connected line for
+    the INVITE: without it each write queues a connected-line update that chan_pjsip sends to the carrier as a
+    re-INVITE right after the answer."""
     if outbound is None:
         return None
-    return {"CONNECTEDLINE(num,i)": outbound.caller_id,
-            "CONNECTEDLINE(pres,i)": "allowed" if outbound.shown else "prohib"}
+    variables = {"CONNECTEDLINE(num,i)": outbound.caller_id,
+                 "CONNECTEDLINE(pres,i)": "allowed" if outbound.shown else "prohib"}
+    if outbound.limit_s is not None:
+        # the daily cap (vpbx.dialplan.outbound.admit): Asterisk itself hangs the leg up when the time is used, from
+        # the dial on, so the limit holds while the engine is down too
+        variables["TIMEOUT(absolute)"] = str(max(1, outbound.limit_s))
+    return variables
 
 
 Handler = Callable[["ActionRunner", "Call", Any], Awaitable[None]]

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +25,10 @@ from vpbx.asterisk.ari import AriClient, AriError
 from vpbx.config import Config
 from vpbx.dialplan import machine
 from vpbx.dialplan import model as dm
-from vpbx.dialplan.outbound import Internal, Outbound, Refused, decide, dialled_number
+from vpbx.dialplan.outbound import Internal, Outbound, Refused, Usage, admit, decide, dialled_number
 from vpbx.domain.errors import NotFoundError, VpbxError
-from vpbx.domain.records import Number
+from vpbx.domain.records import Number, SipAccount
+from vpbx.domain.timestamps import local_day_start, utc_now
 from vpbx.engine.events import CallStart, asterisk_time, translate
 from vpbx.engine.store_worker import StoreWorker
 from vpbx.services.flows import load_flow
@@ -74,6 +75,7 @@ class Calls:
         self.by_id: dict[str, Call] = {}
         self.owner: dict[str, Call] = {}
         self.active: dict[str, int] = {}
+        self.outbound_active: dict[str, int] = {}     # outbound calls in progress per SIP account (the guards')
         self._leg_started: dict[str, asyncio.Future[None]] = {}
 
     def add(self, call: Call) -> None:
@@ -113,6 +115,16 @@ class Calls:
     def count_out(self, number: str) -> None:
         self.active[number] = max(0, self.active.get(number, 1) - 1)
 
+    def count_outbound_in(self, login: str) -> None:
+        self.outbound_active[login] = self.outbound_active.get(login, 0) + 1
+
+    def count_outbound_out(self, login: str) -> None:
+        left = self.outbound_active.get(login, 1) - 1
+        if left > 0:
+            self.outbound_active[login] = left
+        else:
+            self.outbound_active.pop(login, None)
+
 
 @dataclass(frozen=True)
 class Resolved:
@@ -123,7 +135,9 @@ class Resolved:
     outbound: Outbound | None = None
     flow: dm.Flow | None = None
     flow_error: str | None = None     # the number's flow does not load (why)
-    refused: str | None = None        # an outbound call the rules refuse (why)
+    refused: Refused | None = None    # an outbound call the rules refuse (why, which rule)
+    account: SipAccount | None = None  # the SIP account placing an outbound call
+    seconds_today: int = 0            # ... and its outbound calls' billed seconds today (the daily cap's)
 
 
 def resolve(store: Store, start: CallStart, default_trunk: str | None) -> Resolved:
@@ -140,9 +154,17 @@ def resolve(store: Store, start: CallStart, default_trunk: str | None) -> Resolv
         own = store.numbers.find(account.caller_id) if account is not None and account.caller_id else None
         decision = decide(number, dest, account, own, default_trunk)
         if isinstance(decision, Refused):
-            return Resolved(None, start.login, refused=decision.reason)
+            return Resolved(None, start.login, refused=decision, account=account)
         if isinstance(decision, Outbound):
             number, caller, outbound = decision.number, decision.caller, decision
+            assert account is not None
+            used = store.calls.outbound_seconds(account.login, local_day_start(utc_now())) \
+                if account.daily_minutes is not None else 0
+            try:
+                flow = load_flow(store, number)
+            except VpbxError as exc:
+                return Resolved(number, caller, outbound, flow_error=str(exc))
+            return Resolved(number, caller, outbound, flow, account=account, seconds_today=used)
         else:
             assert isinstance(decision, Internal)
             number = decision.number
@@ -176,9 +198,20 @@ class CallTasks:
         adopted = adopt_at is not None or restarts > 0
         try:
             resolved = await self.store.read(lambda st: resolve(st, start, self.cfg.default_trunk))
+            if resolved.outbound is not None and resolved.account is not None and resolved.flow is not None:
+                # the usage guards are judged here, on the loop, where the count of calls in progress is exact
+                # (an adopted call went out before the restart: it is counted, not judged again)
+                usage = Usage(self.calls.outbound_active.get(resolved.account.login, 0), resolved.seconds_today)
+                admitted = resolved.outbound if adopted else admit(resolved.outbound, resolved.account, usage)
+                if isinstance(admitted, Refused):
+                    resolved = Resolved(None, start.login, refused=admitted, account=resolved.account)
+                else:
+                    resolved = replace(resolved, outbound=admitted)
+                    self.calls.count_outbound_in(admitted.login)
             call.number, call.caller, call.outbound = resolved.number, resolved.caller, resolved.outbound
             if resolved.refused is not None:
-                log.info("outbound call %s to %s refused: %s", call.call_id, start.exten, resolved.refused)
+                await self._refuse(call, start, resolved.refused)
+                return
             if resolved.number is None or resolved.flow is None:
                 if resolved.flow_error is not None:
                     log.error("call %s to %s refused: flow does not load (%s)", call.call_id,
@@ -197,6 +230,22 @@ class CallTasks:
         finally:
             await self.cleanup(call)
 
+    async def _refuse(self, call: Call, start: CallStart, refused: Refused) -> None:
+        """An outbound call the rules refuse: logged, counted for the account (`vpbx sip show`), rejected before
+        anything is dialled (403 for a toll-fraud guard, 404 when there is no way out)."""
+        dest = dialled_number(start.exten) if start.exten else ""
+        if refused.rule == "route":
+            log.info("outbound call %s to %s refused: %s", call.call_id, dest, refused.reason)
+        else:
+            log.warning("outbound call %s to %s refused by the %s guard: %s", call.call_id, dest, refused.rule,
+                        refused.reason)
+        if start.login:
+            login, rule, reason = start.login, refused.rule, refused.reason
+            self.store.write(lambda st: st.calls.add_refusal(login, dest, rule, reason),
+                             f"call {call.call_id}: outbound refusal")
+        await self.actions.execute(call, machine.reject_unknown() if refused.rule == "route"
+                                   else machine.reject_forbidden())
+
     async def _run_flow(self, call: Call, number: Number, flow: dm.Flow, adopted: bool, adopt_at: str | None,
                         restarts: int) -> None:
         call_id = call.call_id
@@ -209,7 +258,7 @@ class CallTasks:
             state, actions = machine.start(flow, call_id, call.caller, self.calls.active.get(number.number, 0),
                                            now=now)
             record = _add_record(call_id, number.number, call.caller, "outbound" if call.outbound else "inbound",
-                                 iso(now))
+                                 iso(now), call.outbound.login if call.outbound else None)
         self.calls.count_in(number.number)
         call.state = state
         try:
@@ -272,6 +321,8 @@ class CallTasks:
             self.write_record(call)
             if call.number is not None and call.state is not None:
                 self.calls.count_out(call.number.number)
+            if call.outbound is not None:
+                self.calls.count_outbound_out(call.outbound.login)
             self.calls.drop(call)
 
     def write_record(self, call: Call) -> None:
@@ -309,10 +360,10 @@ class CallTasks:
         self.store.write(finish, f"call {call_id}: call record")
 
 
-def _add_record(call_id: str, number: str, caller: str, direction: str, started_at: str | None
-                ) -> Callable[[Store], None]:
+def _add_record(call_id: str, number: str, caller: str, direction: str, started_at: str | None,
+                sip_account: str | None = None) -> Callable[[Store], None]:
     def add(st: Store) -> None:
-        st.calls.add(call_id, number, caller, direction=direction, started_at=started_at)
+        st.calls.add(call_id, number, caller, direction=direction, started_at=started_at, sip_account=sip_account)
 
     return add
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from vpbx.dialplan import outbound
 from vpbx.domain import rules
 from vpbx.domain import validation as validate
 from vpbx.domain.errors import ValidationError
-from vpbx.domain.records import SipAccount
+from vpbx.domain.records import SipAccount, to_dict
+from vpbx.domain.timestamps import local_day_start, utc_now
 
 if TYPE_CHECKING:
     from vpbx.config import Config
@@ -33,6 +35,16 @@ def parse_codecs(text: str, login: str) -> tuple[str, ...]:
     return rules.check_codecs(tuple(text.split(",")), f"SIP account {login}")   # whole names: nothing is stripped
 
 
+def parse_limit(text: str, what: str, login: str) -> int | None:
+    """`--max-outbound-calls 2` / `--daily-minutes 300` -> 2 / 300; `none` -> None (the default: no cap of its own)."""
+    if text == "none":
+        return None
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise ValidationError(f"SIP account {login}: {what} {validate.shown(text)} is not a whole number; give one, "
+                              "or `none`")
+    return int(text)
+
+
 def _check(account: SipAccount, cfg: Config) -> SipAccount:
     rules.check_sip_account(account)
     rules.check_tls_transport([account], bool(cfg.sip.tls_cert and cfg.sip.tls_key))
@@ -44,25 +56,36 @@ def _check(account: SipAccount, cfg: Config) -> SipAccount:
 
 def add(store: Store, cfg: Config, login: str, *, password: str | None = None, caller_id: str | None = None,
         channels: int = DEFAULT_CHANNELS, codecs: str | None = None, dtmf: str | None = None,
-        transport: str = "udp", srtp: bool = False) -> SipAccount:
+        transport: str = "udp", srtp: bool = False, allow_countries: str | None = None,
+        allow_prefixes: str | None = None, max_outbound_calls: str | None = None,
+        daily_minutes: str | None = None) -> SipAccount:
     """Add a SIP account in the install's domain; without `password` a strong one is generated (returned once).
-    `codecs`: comma-separated, preferred first (None or "default": the install's [sip] codecs)."""
+    `codecs`: comma-separated, preferred first (None or "default": the install's [sip] codecs); the toll-fraud
+    guards as `update` takes them (None: the defaults)."""
     validate.login(login)
     if password is not None:
         with validate.about(f"SIP account {login}"):
             validate.password(password)
-    account = _check(SipAccount(login=login, password=password or generate_password(), domain=cfg.domain,
-                                caller_id=caller_id, channels=channels,
-                                codecs=() if codecs is None else parse_codecs(codecs, login),
-                                dtmf=rules.DEFAULT_DTMF if dtmf is None else dtmf, transport=transport,
-                                srtp=srtp), cfg)
+    obj = f"SIP account {login}"
+    account = _check(SipAccount(
+        login=login, password=password or generate_password(), domain=cfg.domain, caller_id=caller_id,
+        channels=channels, codecs=() if codecs is None else parse_codecs(codecs, login),
+        dtmf=rules.DEFAULT_DTMF if dtmf is None else dtmf, transport=transport, srtp=srtp,
+        allow_countries=() if allow_countries is None else rules.parse_countries(allow_countries, obj),
+        allow_prefixes=() if allow_prefixes is None else rules.parse_prefixes(allow_prefixes, obj),
+        max_outbound_calls=None if max_outbound_calls is None else parse_limit(max_outbound_calls,
+                                                                               "max outbound calls", login),
+        daily_minutes=None if daily_minutes is None else parse_limit(daily_minutes, "daily minutes", login)), cfg)
     return store.sip_accounts.add(account)
 
 
 def update(store: Store, cfg: Config, login: str, *, codecs: str | None = None, dtmf: str | None = None,
-           caller_id: str | None = None, transport: str | None = None, srtp: bool | None = None) -> SipAccount:
-    """`vpbx sip set`: change the given fields (None: keep); `caller_id` "" removes the caller ID. Everything is
-    checked before the one write: refused input changes nothing."""
+           caller_id: str | None = None, transport: str | None = None, srtp: bool | None = None,
+           channels: int | None = None, allow_countries: str | None = None, allow_prefixes: str | None = None,
+           max_outbound_calls: str | None = None, daily_minutes: str | None = None) -> SipAccount:
+    """`vpbx sip set`: change the given fields (None: keep); `caller_id` "" removes the caller ID. The toll-fraud
+    guards come as the command line gives them (`UA,PL` / `all` / `default`; `+38044` / `none`; a number / `none`).
+    Everything is checked before the one write: refused input changes nothing."""
     validate.login(login)
     account = store.sip_accounts.get(login)
     changes: dict[str, object] = {}
@@ -76,10 +99,41 @@ def update(store: Store, cfg: Config, login: str, *, codecs: str | None = None, 
         changes["transport"] = transport
     if srtp is not None:
         changes["srtp"] = srtp
+    if channels is not None:
+        changes["channels"] = channels
+    if allow_countries is not None:
+        changes["allow_countries"] = rules.parse_countries(allow_countries, f"SIP account {login}")
+    if allow_prefixes is not None:
+        changes["allow_prefixes"] = rules.parse_prefixes(allow_prefixes, f"SIP account {login}")
+    if max_outbound_calls is not None:
+        changes["max_outbound_calls"] = parse_limit(max_outbound_calls, "max outbound calls", login)
+    if daily_minutes is not None:
+        changes["daily_minutes"] = parse_limit(daily_minutes, "daily minutes", login)
     if not changes:
         raise ValidationError(f"SIP account {login}: nothing to change; give --codecs, --dtmf, --caller-id, "
-                              f"--transport or --srtp/--no-srtp")
+                              f"--transport, --srtp/--no-srtp, --channels, --allow-countries, --allow-prefixes, "
+                              f"--max-outbound-calls or --daily-minutes")
     return store.sip_accounts.update(_check(replace(account, **changes), cfg))  # type: ignore[arg-type]
+
+
+def show(store: Store, login: str) -> dict[str, Any]:
+    """`vpbx sip show`: the account (no password), the destinations its guards allow as they apply now, and today's
+    outbound use (calls, minutes, in progress, refused per guard; the server's local day)."""
+    account = store.sip_accounts.get(login)
+    data = to_dict(account)
+    data.pop("password")
+    countries, prefixes = outbound.allowed_destinations(account, account.caller_id or "")
+    use = store.calls.outbound_use(login, local_day_start(utc_now()))
+    data["outbound"] = {
+        "allowed": "all" if rules.ANY_COUNTRY in countries else ",".join((*countries, *prefixes)) or "none",
+        "max_calls": outbound.max_outbound_calls(account),
+        "daily_minutes": account.daily_minutes,
+        "today_calls": use.pop("calls"),
+        "today_minutes": round(use.pop("seconds") / 60, 1),
+        "in_progress": use.pop("in_progress"),
+        "refused_today": use,
+    }
+    return data
 
 
 def new_password(store: Store, login: str) -> SipAccount:

@@ -20,11 +20,13 @@ class CallRepo(Repo):
                                "node", "restarts", "account", "cost"})
 
     def add(self, call_id: str, number: str, caller: str, direction: str = "inbound",
-            started_at: str | None = None) -> None:
-        """The call has arrived (a second add of one call_id keeps the first: an adopted call is not re-added)."""
+            started_at: str | None = None, sip_account: str | None = None) -> None:
+        """The call has arrived (a second add of one call_id keeps the first: an adopted call is not re-added).
+        `sip_account`: the account that placed an outbound call."""
         with self.write():
-            self.conn.execute("INSERT OR IGNORE INTO calls (call_id, number, caller, direction, started_at) "
-                              "VALUES (?, ?, ?, ?, ?)", [call_id, number, caller, direction, started_at or now_iso()])
+            self.conn.execute("INSERT OR IGNORE INTO calls (call_id, number, caller, direction, started_at, "
+                              "sip_account) VALUES (?, ?, ?, ?, ?, ?)",
+                              [call_id, number, caller, direction, started_at or now_iso(), sip_account])
 
     def finish(self, call_id: str, **facts: Any) -> None:
         """The call has ended: write its closing facts (`ended_at` required; answered_at, disposition, billsec...)."""
@@ -97,3 +99,27 @@ class CallRepo(Repo):
             "SELECT count(*), coalesce(sum(billsec), 0), coalesce(sum(cost), 0) FROM calls "
             "WHERE account = ? AND started_at >= ? AND started_at < ?", [account, since, before]).fetchone()
         return {"calls": int(row[0]), "seconds": int(row[1]), "cost": int(row[2])}
+
+    # ---- outbound calls of a SIP account (the toll-fraud guards, vpbx.dialplan.outbound) ----
+    def outbound_seconds(self, sip_account: str, since: str) -> int:
+        """Billed seconds of `sip_account`'s outbound calls that started at or after `since` (ISO UTC)."""
+        return int(self._scalar("SELECT coalesce(sum(billsec), 0) FROM calls WHERE sip_account = ? AND "
+                                "direction = 'outbound' AND started_at >= ?", [sip_account, since]))
+
+    def outbound_use(self, sip_account: str, since: str) -> dict[str, int]:
+        """`vpbx sip show`: the account's outbound calls since `since`: calls, billed seconds, in progress, and the
+        calls refused per rule (`refused_<rule>`)."""
+        calls, seconds, running = self.conn.execute(
+            "SELECT count(*), coalesce(sum(billsec), 0), coalesce(sum(ended_at IS NULL), 0) FROM calls "
+            "WHERE sip_account = ? AND direction = 'outbound' AND started_at >= ?", [sip_account, since]).fetchone()
+        use = {"calls": int(calls), "seconds": int(seconds), "in_progress": int(running)}
+        for rule, count in self.conn.execute("SELECT rule, count(*) FROM outbound_refusals WHERE sip_account = ? "
+                                             "AND at >= ? GROUP BY rule ORDER BY rule", [sip_account, since]):
+            use[f"refused_{rule}"] = int(count)
+        return use
+
+    def add_refusal(self, sip_account: str, dest: str, rule: str, reason: str, at: str | None = None) -> None:
+        """An outbound call `sip_account` placed was refused by `rule`."""
+        with self.write():
+            self.conn.execute("INSERT INTO outbound_refusals (sip_account, dest, rule, reason, at) "
+                              "VALUES (?, ?, ?, ?, ?)", [sip_account, dest, rule, reason, at or now_iso()])

@@ -40,6 +40,10 @@ def destination_users(conn: sqlite3.Connection, target: Destination, *, numbers:
 class SipAccountRepo(Repo):
     """SIP accounts (phones)."""
 
+    # what `update` writes (the login is the key; the password changes only through set_password)
+    _CHANGEABLE = ("caller_id", "channels", "codecs", "dtmf", "transport", "srtp", "allow_countries", "allow_prefixes",
+                   "max_outbound_calls", "daily_minutes")
+
     def add(self, account: SipAccount) -> SipAccount:
         with self.write():
             if self._exists("sip_accounts", "login", account.login):
@@ -71,16 +75,15 @@ class SipAccountRepo(Repo):
         return replace(account, password=password)
 
     def update(self, account: SipAccount) -> SipAccount:
-        """Store `account`'s caller ID, codecs, DTMF mode, transport and SRTP (one transaction; the login must
-        exist)."""
+        """Store `account`'s caller ID, codecs, DTMF mode, transport, SRTP and toll-fraud guards (one transaction;
+        the login must exist)."""
         with self.write():
             self.get(account.login)
             if account.caller_id and not self._exists("numbers", "number", account.caller_id):
                 raise NotFoundError(f"caller ID {account.caller_id} is not a number of this install; "
                                     f"add it with `vpbx number add {account.caller_id}`")
             row = to_row(account)
-            self._table("sip_accounts").update(account.login, {k: row[k] for k in ("caller_id", "codecs", "dtmf",
-                                                                              "transport", "srtp")})
+            self._table("sip_accounts").update(account.login, {k: row[k] for k in self._CHANGEABLE})
         return account
 
     def used_by(self, login: str) -> list[str]:

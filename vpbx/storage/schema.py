@@ -161,3 +161,20 @@ def m009_sip_transport_and_srtp(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE sip_accounts ADD COLUMN transport TEXT NOT NULL DEFAULT 'udp'")
     db.execute("ALTER TABLE sip_accounts ADD COLUMN srtp INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE trunks ADD COLUMN srtp INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m010_toll_fraud_guards(db: sqlite_utils.Database) -> None:
+    """Per-account toll-fraud guards (vpbx.dialplan.outbound), the SIP account that placed an outbound call, and the
+    outbound calls the guards refused (counted per account and day by `vpbx sip show`)."""
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN allow_countries TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN allow_prefixes TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN max_outbound_calls INTEGER")
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN daily_minutes INTEGER")
+    db.execute("ALTER TABLE calls ADD COLUMN sip_account TEXT")
+    db.execute("CREATE INDEX calls_by_sip_account ON calls(sip_account, started_at)")
+    db.execute("""CREATE TABLE outbound_refusals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, sip_account TEXT NOT NULL, dest TEXT NOT NULL,
+        rule TEXT NOT NULL,                 -- route | destination | concurrent | daily (vpbx.dialplan.outbound)
+        reason TEXT NOT NULL, at TEXT NOT NULL)""")
+    db.execute("CREATE INDEX outbound_refusals_by_account ON outbound_refusals(sip_account, at)")
