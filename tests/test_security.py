@@ -8,6 +8,7 @@ timing.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -279,7 +280,8 @@ def test_accounts_refuse_a_second_contact_and_include_the_bans() -> None:
     aor = next(s for s in parse_sections(text) if s.get("type") == "aor")
     assert (aor.get("max_contacts"), aor.get("remove_existing"), aor.get("remove_unavailable")) == ("1", "no", "yes")
     assert int(aor.get("qualify_frequency") or 0) > 0, "remove_unavailable needs qualify to tell a dead contact"
-    assert text.rstrip().endswith("#tryinclude pjsip_bans_vpbx.conf")
+    # from vpbx's own directory in Asterisk's config dir: the only place there the engine's unit may write
+    assert text.rstrip().endswith("#tryinclude vpbx-bans/pjsip_bans_vpbx.conf")
 
 
 # ---- storage ---------------------------------------------------------------------------------------------------
@@ -370,8 +372,52 @@ def test_cli_lists_bans_and_unban_says_what_is_wrong(tmp_path: Path) -> None:
     assert res.exit_code == 3, res.output
     assert res.stderr.startswith("Error: the ban of 192.0.2.1 is lifted in the database")
     assert "unreachable" in res.stderr
-    assert parse_bans((tmp_path / "etc" / "pjsip_bans_vpbx.conf").read_text()) == []
+    assert parse_bans((tmp_path / "etc" / "vpbx-bans" / "pjsip_bans_vpbx.conf").read_text()) == []
+    assert not (tmp_path / "etc" / "pjsip_bans_vpbx.conf").exists(), "never the old place, straight in the dir"
     assert json.loads(_cli(tmp_path, "security", "bans", "--json").stdout) == []
+
+
+def test_unban_says_when_the_bans_file_cannot_be_written(tmp_path: Path) -> None:
+    from vpbx.domain.timestamps import utc_now
+
+    now = utc_now()
+    store = Store.open(tmp_path / "vpbx.db")
+    store.bans.add(Ban("192.0.2.1", ("101",), 5, now, now + timedelta(hours=1)))
+    store.close()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "vpbx-bans").write_text("")        # a file where vpbx's bans directory belongs
+    res = _cli(tmp_path, "security", "unban", "192.0.2.1")
+    assert res.exit_code == 1 and res.stdout == "" and res.stderr.count("\n") == 1, res.output
+    assert res.stderr.startswith("Error: the ban of 192.0.2.1 is lifted in the database, but Asterisk still refuses "
+                                 f"it: cannot write the brute-force bans {tmp_path / 'etc' / 'vpbx-bans'}/"), res.stderr
+    assert "run `vpbx service install` as root" in res.stderr
+    assert json.loads(_cli(tmp_path, "security", "bans", "--json").stdout) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_the_bans_file_belongs_to_the_bans_dirs_owner(tmp_path: Path) -> None:
+    """Root (`vpbx security unban`) writing into the directory `vpbx service install` gave the service user: a new
+    file is the service user's, a replaced one keeps its owner - the watcher can always replace it."""
+    import grp
+    import pwd
+    from dataclasses import replace
+
+    from vpbx.asterisk.security import bans_path, write_bans
+    from vpbx.config import Config
+
+    cfg = replace(Config(), asterisk_config_dir=tmp_path / "etc")
+    nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    directory = tmp_path / "etc" / "vpbx-bans"
+    directory.mkdir(parents=True)
+    os.chown(directory, nobody, nogroup)
+    path = write_bans(cfg, [Ban("192.0.2.1", ("101",), 5, at(0), at(3600))])
+    assert path == bans_path(cfg) == directory / "pjsip_bans_vpbx.conf"
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (nobody, nogroup, 0o644)
+    os.chown(path, 0, 0)
+    write_bans(cfg, [])
+    assert (path.stat().st_uid, path.stat().st_gid) == (0, 0) and parse_bans(path.read_text()) == []
+    assert sorted(p.name for p in directory.iterdir()) == ["pjsip_bans_vpbx.conf"], "no temp file left"
 
 
 HOSTILE_ADDRESSES = ["192.0.2.1\n", "192.0.2.1\r\ndeny = 0.0.0.0/0", "192.0.2.1;x", "192.0.2.1 ", " 192.0.2.1",
@@ -618,7 +664,7 @@ def guarded(asterisk, tmp_path):
         eng.stop()
         for ban in _bans(asterisk):
             asterisk.vpbx("security", "unban", ban["address"], check=False)
-        left = (asterisk.etc / "pjsip_bans_vpbx.conf")
+        left = asterisk.etc / "vpbx-bans" / "pjsip_bans_vpbx.conf"
         assert not left.exists() or parse_bans(left.read_text()) == [], left.read_text()
 
 

@@ -3,17 +3,24 @@
 The units are written only into temporary directories here: never /etc/systemd/system, never /etc/vpbx.
 `systemd-analyze verify` checks what they say (it needs ExecStart's binary to exist: the units point at this venv's
 `vpbx`). The Asterisk test runs the real `vpbx serve` with a NOTIFY_SOCKET the test binds.
+
+The unit's sandbox (ProtectSystem=strict + ReadWritePaths=/StateDirectory=) is rebuilt in a private mount namespace
+(`unshare --mount`, root; CI always runs it) from the rendered unit, and the watcher's real write path runs in it.
 """
 from __future__ import annotations
 
+import grp
+import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,11 +41,29 @@ def invoke(*args: str, env: dict[str, str | None] | None = None) -> object:
     return CliRunner().invoke(main, list(args), env={"VPBX_CONFIG": None, "VPBX_DB": None, **(env or {})})
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 @pytest.fixture
-def install(tmp_path: Path) -> Path:
-    """A config under tmp/etc and its database under tmp/lib (the production layout, moved into tmp)."""
+def asterisk_etc(tmp_path: Path) -> Path:
+    """Asterisk's config dir (tmp/etc-asterisk): an asterisk.conf of Asterisk's group - nogroup stands in for
+    Debian's `asterisk`."""
+    etc = tmp_path / "etc-asterisk"
+    etc.mkdir()
+    (etc / "asterisk.conf").write_text("[options]\n")
+    if os.geteuid() == 0:
+        os.chown(etc / "asterisk.conf", 0, grp.getgrnam("nogroup").gr_gid)
+    return etc
+
+
+@pytest.fixture
+def install(tmp_path: Path, asterisk_etc: Path) -> Path:
+    """A config under tmp/etc, its database under tmp/lib and its Asterisk in tmp/etc-asterisk (the production
+    layout, moved into tmp)."""
     config = tmp_path / "etc" / "vpbx.toml"
-    ok(invoke("init", "--config", str(config), "--dir", str(tmp_path / "lib")))
+    ok(invoke("init", "--config", str(config), "--dir", str(tmp_path / "lib"), "--asterisk-config-dir",
+              str(asterisk_etc)))
     return config
 
 
@@ -77,6 +102,40 @@ def test_other_layouts_name_their_paths_escaped_for_systemd() -> None:
     assert "ProtectHome=yes" not in service          # the database lives under /home
 
 
+def test_the_engine_may_write_the_bans_dir_the_billing_job_may_not() -> None:
+    paths = UnitPaths(command=(str(VPBX),), config=Path("/etc/vpbx/vpbx.toml"), db=Path("/var/lib/vpbx/vpbx.db"),
+                      bans_dir=Path("/etc/asterisk/vpbx-bans"))
+    units = systemd.render_units(paths)
+    service = units["vpbx.service"].splitlines()
+    # "-": a missing directory must not keep the engine (the calls) from starting
+    assert [line for line in service if line.startswith(("ReadWritePaths=", "StateDirectory="))] == [
+        "StateDirectory=vpbx", "ReadWritePaths=-/etc/asterisk/vpbx-bans"]
+    assert "ProtectSystem=strict" in service and "ProtectHome=yes" in service
+    billing = units["vpbx-billing.service"].splitlines()
+    assert not any(line.startswith("ReadWritePaths=") for line in billing), "the billing job writes no bans"
+    # quoted and escaped like every other path; under /home, ProtectHome would hide it
+    odd = systemd.render_units(UnitPaths(command=(str(VPBX),), config=Path("/etc/vpbx/vpbx.toml"),
+                                         db=Path("/srv/vpbx/vpbx.db"), bans_dir=Path("/home/pbx/ast 100%/vpbx-bans")))
+    lines = odd["vpbx.service"].splitlines()
+    assert 'ReadWritePaths="-/home/pbx/ast 100%%/vpbx-bans"' in lines and "ReadWritePaths=/srv/vpbx" in lines
+    assert "ProtectHome=yes" not in lines
+    assert rw_paths(odd["vpbx.service"]) == ["/srv/vpbx", "-/home/pbx/ast 100%/vpbx-bans"]
+
+
+def rw_paths(unit: str) -> list[str]:
+    """What the unit may write, as systemd reads it: ReadWritePaths= words (unquoted, `%%` -> `%`, a leading `-`
+    kept) and StateDirectory= names under /var/lib."""
+    out: list[str] = []
+    for line in unit.splitlines():
+        key, _, value = line.partition("=")
+        words = [w.replace("%%", "%") for w in shlex.split(value)]
+        if key == "ReadWritePaths":
+            out += words
+        elif key == "StateDirectory":
+            out += [f"/var/lib/{w}" for w in words]
+    return out
+
+
 def verify(*paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", *map(str, paths)], capture_output=True, text=True,
                           timeout=60, cwd=paths[0].parent)
@@ -87,10 +146,12 @@ def complaints(proc: subprocess.CompletedProcess[str], names: tuple[str, ...]) -
 
 
 @pytest.mark.skipif(not Path(SYSTEMD_ANALYZE).exists(), reason="systemd-analyze is not installed")
-@pytest.mark.parametrize("db", ["/var/lib/vpbx/vpbx.db", "/srv/vpbx data/vpbx.db"])
-def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path, db: str) -> None:
+@pytest.mark.parametrize("db, bans", [("/var/lib/vpbx/vpbx.db", "/etc/asterisk/vpbx-bans"),
+                                      ("/srv/vpbx data/vpbx.db", "/srv/ast etc/vpbx-bans")])
+def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path, db: str, bans: str) -> None:
     assert VPBX.exists(), "the venv has no vpbx console script (pip install -e .)"
-    units = systemd.render_units(UnitPaths(command=(str(VPBX),), config=tmp_path / "vpbx.toml", db=Path(db)))
+    units = systemd.render_units(UnitPaths(command=(str(VPBX),), config=tmp_path / "vpbx.toml", db=Path(db),
+                                           bans_dir=Path(bans)))
     for name, text in units.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     proc = verify(*(tmp_path / name for name in UNITS))
@@ -116,6 +177,8 @@ def test_install_writes_the_three_units_for_this_install_and_is_idempotent(insta
     assert f"ExecStart={VPBX} serve --log-format text" in service
     assert f"Environment=VPBX_CONFIG={install}" in service
     assert f"ReadWritePaths={tmp_path / 'lib'}" in service
+    assert f"ReadWritePaths=-{tmp_path / 'etc-asterisk' / 'vpbx-bans'}" in service, "the watcher writes the bans"
+    assert not (tmp_path / "etc-asterisk" / "vpbx-bans").exists(), "not systemd's directory: files only"
     assert f"ExecStart={VPBX} billing run" in unit_lines(units / "vpbx-billing.service")
     assert f"Environment=VPBX_CONFIG={install}" in unit_lines(units / "vpbx-billing.service")
     # not systemd's directory: no user, no systemctl; the commands are printed instead
@@ -227,6 +290,194 @@ def test_install_into_systemds_directory_hands_over_the_files_and_runs_systemctl
     assert ran == [["systemctl", "disable", "--now", "vpbx.service", "vpbx-billing.timer"],
                    ["systemctl", "daemon-reload"]]
     assert list(units.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hands files to another user: needs root")
+def test_install_gives_the_bans_dir_to_the_service_user_and_asterisks_group(
+        install: Path, tmp_path: Path, asterisk_etc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vpbx.domain.errors import ConfigError
+
+    units = tmp_path / "systemd-system"
+    monkeypatch.setattr(systemd, "SYSTEMD_UNIT_DIRS", (units,))
+    monkeypatch.setattr(systemd, "systemd_running", lambda: False)
+    nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    bans = asterisk_etc / "vpbx-bans"
+    paths = UnitPaths(command=(str(VPBX),), config=install, db=tmp_path / "lib" / "vpbx.db", user="nobody",
+                      bans_dir=bans)
+
+    def installed() -> systemd.Report:
+        return systemd.install(paths, units, run=lambda argv: None, systemd=False)
+
+    def owner() -> tuple[int, int, int]:
+        st = os.lstat(bans)
+        return st.st_uid, st.st_gid, st.st_mode & 0o7777
+
+    report = installed()
+    # the service user writes (rwx), Asterisk reads through its group (r-x), nobody else sees the bans
+    assert owner() == (nobody, nogroup, 0o750)
+    assert f"created {bans} (nobody:nogroup, mode 0750; the brute-force bans)" in report.done
+    assert f"ReadWritePaths=-{bans}" in unit_lines(units / "vpbx.service")
+    assert not [d for d in installed().done if "vpbx-bans" in d], "a second run changes nothing"
+    os.chown(bans, 0, 0)
+    os.chmod(bans, 0o777)
+    assert f"{bans}: owned by nobody:nogroup, mode 0750" in installed().done and owner() == (nobody, nogroup, 0o750)
+    # uninstall leaves it: it holds the bans Asterisk enforces
+    (bans / "pjsip_bans_vpbx.conf").write_text("; bans\n")
+    systemd.uninstall(units, run=lambda argv: None, systemd=False)
+    assert (bans / "pjsip_bans_vpbx.conf").read_text() == "; bans\n" and owner() == (nobody, nogroup, 0o750)
+    # Asterisk's config of root's group tells nothing about Asterisk's user: readable by all then
+    os.chown(asterisk_etc / "asterisk.conf", 0, 0)
+    installed()
+    assert owner() == (nobody, 0, 0o755)
+    # a symlink where the directory belongs is refused (one error line), never followed
+    shutil.rmtree(bans)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    bans.symlink_to(elsewhere)
+    with pytest.raises(ConfigError, match=r"is not a directory .*remove it and run `vpbx service install` again"):
+        installed()
+    assert os.stat(elsewhere).st_uid == 0 and os.stat(elsewhere).st_mode & 0o777 == 0o755
+    result = invoke("--config", str(install), "service", "install", "--unit-dir", str(units), "--user", "nobody")
+    assert result.exit_code == 1 and result.stderr.startswith(f"Error: {bans} is not a directory"), result.stderr
+    assert result.stderr.count("\n") == 1
+    # no Asterisk config dir yet: nothing is created, the admin is told what to run
+    bans.unlink()
+    gone = replace(paths, bans_dir=tmp_path / "no-asterisk" / "vpbx-bans")
+    report = systemd.install(gone, units, run=lambda argv: None, systemd=False)
+    assert not (tmp_path / "no-asterisk").exists()
+    assert any("does not exist: install Asterisk, run `vpbx asterisk install`" in t for t in report.todo), report.todo
+
+
+# ---- the unit's sandbox, rebuilt: the watcher's write must work under ProtectSystem=strict ------------------------
+# Run by `unshare --mount --propagation private` (a mount namespace of its own: nothing here reaches the machine's
+# mounts, and the namespace ends with its last process). It does what ProtectSystem=strict + ReadWritePaths= do -
+# every mount read-only except the API file systems (/proc, /sys, /dev), then each writable path bind-mounted onto
+# itself read-write ("-": skipped when missing) - and runs each writer in it. The writers run as root: a read-only
+# mount stops even root, so what they can write is what the mounts allow (the service user's permission bits on the
+# bans directory are test_install_gives_the_bans_dir_to_the_service_user_and_asterisks_group's).
+PROTECT_SYSTEM = r"""
+import json, os, re, subprocess, sys
+
+spec = json.loads(sys.argv[1])
+API = ("/proc", "/sys", "/dev")
+
+
+def mount(*args):
+    proc = subprocess.run(["mount", *args], capture_output=True, text=True)
+    return proc.returncode, proc.stderr.strip()
+
+
+def unescape(path):
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
+
+
+points = [unescape(line.split()[4]) for line in open("/proc/self/mountinfo")]
+failed = []
+for point in dict.fromkeys(points):
+    if not any(point == api or point.startswith(api + "/") for api in API):
+        rc, err = mount("-o", "remount,bind,ro", point)
+        if rc:
+            failed.append(f"{point}: {err}")
+writable = []
+for word in spec["rw"]:
+    optional, path = word.startswith("-"), word[1:] if word.startswith("-") else word
+    if optional and not os.path.exists(path):
+        continue
+    for args in (("--bind", path, path), ("-o", "remount,bind,rw", path)):
+        rc, err = mount(*args)
+        if rc:
+            sys.exit(f"mount {' '.join(args)} failed: {err}")
+    writable.append(path)
+results = {}
+for name, code in spec["writers"].items():
+    proc = subprocess.run([sys.executable, "-c", code, *spec["args"]], capture_output=True, text=True, timeout=60)
+    results[name] = {"rc": proc.returncode, "out": proc.stdout, "err": proc.stderr}
+print(json.dumps({"not_read_only": failed, "writable": writable, "results": results}))
+"""
+# the watcher's own write path (vpbx.asterisk.security.write_bans, what Watcher.apply_now runs) ...
+NEW_WRITER = """
+import sys
+from datetime import UTC, datetime, timedelta
+from vpbx.asterisk.security import write_bans
+from vpbx.config import load_config
+from vpbx.domain.security import Ban
+now = datetime.now(UTC)
+print(write_bans(load_config(sys.argv[1]), [Ban("192.0.2.7", ("101",), 5, now, now + timedelta(hours=1))]))
+"""
+# ... and the same write at the old place, straight into Asterisk's config dir (what the watcher did before)
+OLD_WRITER = """
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from vpbx.asterisk.render.security import OLD_BANS_FILE, render_bans
+from vpbx.config import atomic_write, load_config, owner_for
+from vpbx.domain.security import Ban
+now = datetime.now(UTC)
+etc = Path(load_config(sys.argv[1]).asterisk_config_dir)
+path = etc / OLD_BANS_FILE
+try:
+    atomic_write(path, render_bans([Ban("192.0.2.7", ("101",), 5, now, now + timedelta(hours=1))]), mode=0o644,
+                 owner=owner_for(path, etc))
+except OSError as exc:
+    sys.exit(f"errno {exc.errno}: {exc}")
+print(path)
+"""
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """This namespace's mount points under root (other tests may mount elsewhere meanwhile)."""
+    with open("/proc/self/mountinfo") as fh:
+        points = [line.split()[4] for line in fh]
+    return sorted(p for p in points if p == str(root) or p.startswith(f"{root}/"))
+
+
+def test_the_watcher_writes_its_bans_under_the_units_sandbox_and_could_not_at_the_old_place(
+        install: Path, tmp_path: Path, asterisk_etc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vpbx.asterisk.render.security import parse_bans
+
+    if os.geteuid() != 0:
+        if _in_ci():
+            pytest.fail("rebuilding the unit's sandbox needs root (a mount namespace); CI runs as root",
+                        pytrace=False)
+        pytest.skip("rebuilding the unit's sandbox needs root (a mount namespace)")
+    tools = {name: shutil.which(name) for name in ("unshare", "mount")}
+    assert all(tools.values()), f"util-linux tools missing: {tools}"
+    # the real `vpbx service install` into a (stand-in) systemd unit directory: it renders the unit and makes the
+    # bans directory (for root here: the writers run as root)
+    units = tmp_path / "systemd-system"
+    monkeypatch.setattr(systemd, "SYSTEMD_UNIT_DIRS", (units,))
+    monkeypatch.setattr(systemd, "systemd_running", lambda: False)
+    ok(invoke("--config", str(install), "service", "install", "--unit-dir", str(units), "--user", "root"))
+    writable = rw_paths((units / "vpbx.service").read_text(encoding="utf-8"))
+    bans_dir = asterisk_etc / "vpbx-bans"
+    assert writable == [str(tmp_path / "lib"), f"-{bans_dir}"]
+    assert bans_dir.is_dir()
+    new, old = bans_dir / "pjsip_bans_vpbx.conf", asterisk_etc / "pjsip_bans_vpbx.conf"
+    script = tmp_path / "protect_system.py"
+    script.write_text(PROTECT_SYSTEM, encoding="utf-8")
+    spec = {"rw": writable, "writers": {"new": NEW_WRITER, "old": OLD_WRITER}, "args": [str(install)]}
+    proc = subprocess.Popen([str(tools["unshare"]), "--mount", "--propagation", "private", "--", sys.executable,
+                             str(script), json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1"))
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:          # a hung namespace: end every process in it (its own session)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert _mounts_under(tmp_path) == [], "the namespace's bind mounts stayed in it"
+    assert proc.returncode == 0, (out, err)
+    report = json.loads(out)
+    assert report["writable"] == [str(tmp_path / "lib"), str(bans_dir)], report
+    results = report["results"]
+    assert results["new"]["rc"] == 0, (results["new"], report["not_read_only"])
+    assert results["new"]["out"].strip() == str(new)
+    assert parse_bans(new.read_text()) == ["192.0.2.7"], "the ACL is there for Asterisk"
+    # the old place, under the very same sandbox: read-only, so the bans never reached Asterisk
+    assert results["old"]["rc"] != 0 and "errno 30:" in results["old"]["err"], (results["old"],
+                                                                               report["not_read_only"])
+    assert not old.exists()
 
 
 def test_a_missing_user_is_created_as_a_system_user(tmp_path: Path) -> None:

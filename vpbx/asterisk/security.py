@@ -11,8 +11,10 @@ Rule: decisions are vpbx.domain.security's (a Tracker); this module carries even
     state    bans are stored (store.bans) on a thread of their own (one connection, jobs in order), never on the
              loop. The database is the truth: the ACL file is always rendered from the bans in force there, so
              the watcher and `vpbx security unban` (another process) write the same thing.
-    enforce  pjsip_bans_vpbx.conf (one `type = acl`, vpbx.asterisk.render.security) written atomically into Asterisk's
-             config dir, then AMI `Reload res_pjsip.so` (live calls stay up: a pjsip reload never touches channels).
+    enforce  vpbx-bans/pjsip_bans_vpbx.conf (one `type = acl`, vpbx.asterisk.render.security) written atomically
+             into vpbx's own directory in Asterisk's config dir (the only place there the engine's unit may write,
+             vpbx.services.systemd), then AMI `Reload res_pjsip.so` (live calls stay up: a pjsip reload never
+             touches channels).
              Bans decided while a reload runs are applied together by the next; an unchanged set is not applied again.
     time     every TICK_S the watcher closes the bans whose time is up and notices bans lifted by `vpbx security
              unban` (it forgets their failures); after a restart it takes the stored bans back, so bans survive
@@ -30,9 +32,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vpbx.asterisk.render.security import BANS_FILE, render_bans
-from vpbx.config import Config, atomic_write, owner_for
-from vpbx.domain.errors import AsteriskError
+from vpbx.asterisk.render.security import BANS_DIR, BANS_NAME, render_bans
+from vpbx.config import Config, atomic_write, owner_for, shown
+from vpbx.domain.errors import AsteriskError, ConfigError
 from vpbx.domain.security import Ban, Failure, Tracker, remote_address
 from vpbx.domain.timestamps import to_iso, utc_now
 from vpbx.storage.store import Store
@@ -60,14 +62,27 @@ _ami_log.addHandler(logging.NullHandler())
 _ami_log.propagate = False
 
 
+def bans_dir(cfg: Config) -> Path:
+    """vpbx's directory in Asterisk's config dir: the bans file's, and the only one there the engine writes."""
+    return Path(cfg.asterisk_config_dir) / BANS_DIR
+
+
 def bans_path(cfg: Config) -> Path:
-    return Path(cfg.asterisk_config_dir) / BANS_FILE
+    return bans_dir(cfg) / BANS_NAME
 
 
 def write_bans(cfg: Config, bans: list[Ban]) -> Path:
-    """Write the ACL of `bans` into Asterisk's config dir (atomically, with the owner of the file it replaces)."""
+    """Write the ACL of `bans` into vpbx's bans directory (atomically; a file replaced keeps its owner, a new one gets
+    the directory's). The directory is made when missing (a checkout, the sandbox); under the unit `vpbx service
+    install` made it. ConfigError naming the file and the fix when it cannot be written."""
     path = bans_path(cfg)
-    atomic_write(path, render_bans(bans), mode=0o644, owner=owner_for(path, Path(cfg.asterisk_config_dir)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, render_bans(bans), mode=0o644, owner=owner_for(path, path.parent))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the brute-force bans {shown(path)} ({exc.strerror or exc}); run `vpbx "
+                          f"service install` as root (it gives {shown(path.parent)} to the service user), or run "
+                          f"this as root") from None
     return path
 
 

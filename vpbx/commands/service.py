@@ -26,6 +26,7 @@ def service() -> None:
 
 
 def _paths(c: Ctx, user: str) -> UnitPaths:
+    from vpbx.asterisk.security import bans_dir
     from vpbx.config import find_config_path
     from vpbx.domain.errors import ConfigError
     from vpbx.services.systemd import UnitPaths, check_user, vpbx_command
@@ -37,7 +38,7 @@ def _paths(c: Ctx, user: str) -> UnitPaths:
     config = Path(found).absolute()
     cfg = c.cfg
     return UnitPaths(command=vpbx_command(), config=config, db=Path(cfg.db).absolute(),
-                     db_override=c.db_path is not None, user=check_user(user))
+                     db_override=c.db_path is not None, user=check_user(user), bans_dir=bans_dir(cfg).absolute())
 
 
 def _say(report: Report) -> None:
@@ -67,7 +68,8 @@ def _say(report: Report) -> None:
 @pass_ctx
 def install(c: Ctx, user: str, unit_dir: str, enable: bool, dry_run: bool) -> None:
     """Write vpbx.service, vpbx-billing.service and vpbx-billing.timer for this install's config and vpbx, create the
-    service user, reload systemd and start them (run it again after moving anything; unchanged units are kept)."""
+    service user and the brute-force bans directory in Asterisk's config dir, reload systemd and start them (run it
+    again after moving anything; unchanged units are kept)."""
     from vpbx.services import systemd
 
     paths = _paths(c, user)
@@ -82,7 +84,8 @@ def install(c: Ctx, user: str, unit_dir: str, enable: bool, dry_run: bool) -> No
 @service.command("uninstall")
 @unit_dir_option
 def uninstall(unit_dir: str) -> None:
-    """Stop and disable the units and remove their files; the service user, the config and the database stay."""
+    """Stop and disable the units and remove their files; the service user, the config, the database and the bans
+    directory stay."""
     from vpbx.services import systemd
 
     _say(systemd.uninstall(Path(unit_dir)))

@@ -12,9 +12,17 @@ files, the service user, ownership, systemctl) only when the units go into a dir
 
 The e-mail outbox (voicemail, notices) is delivered by `vpbx serve` itself; the billing job retries notices too, so
 there is no mail unit.
+
+The units run with ProtectSystem=strict: the engine may write its database directory and, in Asterisk's config dir,
+only vpbx's bans directory (`bans_dir`, e.g. /etc/asterisk/vpbx-bans, where the brute-force watcher keeps the pjsip
+ACL). install makes that directory: owner the service user (it writes the file), group Asterisk's (the group of the
+config dir's asterisk.conf, Debian: asterisk), mode 0750 - Asterisk reads it through its group, other users see
+nothing; 0755 when that group is root's (Asterisk's user cannot be told then). uninstall leaves it: it holds the bans
+in force, which Asterisk keeps enforcing.
 """
 from __future__ import annotations
 
+import errno
 import grp
 import logging
 import os
@@ -22,6 +30,7 @@ import pwd
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -83,6 +92,7 @@ class UnitPaths:
     db: Path
     db_override: bool = False      # the database was given by --db / VPBX_DB: the units pass VPBX_DB too
     user: str = "vpbx"
+    bans_dir: Path | None = None   # vpbx's directory in Asterisk's config dir (vpbx.asterisk.security.bans_dir)
 
 
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -127,9 +137,11 @@ def _state_directory(db_dir: Path) -> str | None:
     return db_dir.name if db_dir.parent == STATE_ROOT and db_dir.name else None
 
 
-def _service_section(paths: UnitPaths, args: Sequence[str]) -> list[str]:
+def _service_section(paths: UnitPaths, args: Sequence[str], bans: bool = False) -> list[str]:
+    """`bans`: the unit runs the brute-force watcher (`vpbx serve`), which writes the bans directory too."""
     db_dir = paths.db.parent
     state = _state_directory(db_dir)
+    bans_dir = paths.bans_dir if bans else None
     command = " ".join(_word(_check("executable", part)) for part in (*paths.command, *args))
     lines = [
         f"User={paths.user}",
@@ -141,12 +153,19 @@ def _service_section(paths: UnitPaths, args: Sequence[str]) -> list[str]:
     lines += [
         f"ExecStart={command}",
         "UMask=0027",
-        # hardening: the service writes only its database directory (call records, voicemail spool, documents);
-        # it reads the config and talks to Asterisk (ARI, AMI) and the mail server over the network
+        # hardening: the service writes only its database directory (call records, voicemail spool, documents)
+        # and, for `vpbx serve`, the bans directory in Asterisk's config dir; it reads the config and talks to
+        # Asterisk (ARI, AMI) and the mail server over the network
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         f"StateDirectory={state}" if state else
         f"ReadWritePaths={_word(_check('database', str(db_dir)), command=False)}",
+    ]
+    if bans_dir is not None:
+        # "-": a missing directory (Asterisk removed, the directory deleted) must not keep the engine from starting;
+        # the watcher then logs that the bans are not applied
+        lines.append(f"ReadWritePaths={_word('-' + _check('Asterisk config dir', str(bans_dir)), command=False)}")
+    lines += [
         "PrivateTmp=yes",
         "PrivateDevices=yes",
         "ProtectKernelTunables=yes",
@@ -164,7 +183,8 @@ def _service_section(paths: UnitPaths, args: Sequence[str]) -> list[str]:
         "CapabilityBoundingSet=",
     ]
     homes = (Path("/home"), Path("/root"), Path("/run/user"))
-    if not any(p.is_relative_to(h) for p in (paths.config, db_dir, Path(paths.command[0])) for h in homes):
+    used = (paths.config, db_dir, Path(paths.command[0]), *([bans_dir] if bans_dir is not None else []))
+    if not any(p.is_relative_to(h) for p in used for h in homes):
         lines.append("ProtectHome=yes")
     return lines
 
@@ -181,7 +201,7 @@ def render_units(paths: UnitPaths) -> dict[str, str]:
         "[Service]",
         "Type=notify",
         "NotifyAccess=main",
-        *_service_section(paths, ("serve", "--log-format", "text")),
+        *_service_section(paths, ("serve", "--log-format", "text"), bans=True),
         "Restart=on-failure",
         "RestartSec=5s",
         # READY=1 comes once ARI answers; when Asterisk is down the start times out and is retried (Restart=)
@@ -342,13 +362,79 @@ def _own(paths: UnitPaths, report: Report) -> None:
                           f"({exc.strerror or exc}); run `vpbx service install` as root") from None
 
 
+def asterisk_group(config_dir: Path) -> int:
+    """Asterisk's group: the group of the config dir's asterisk.conf (else of the dir) - the reference `vpbx asterisk
+    check` reads Asterisk's user from too."""
+    for ref in (config_dir / "asterisk.conf", config_dir):
+        try:
+            return ref.stat().st_gid
+        except OSError:
+            continue
+    return 0
+
+
+def bans_dir_mode(gid: int) -> int:
+    """0750 for a real Asterisk group (it reads through the group, nobody else); 0755 when the group is root's."""
+    return 0o750 if gid != 0 else 0o755
+
+
+def _bans_dir(paths: UnitPaths, report: Report) -> None:
+    """Make vpbx's bans directory in Asterisk's config dir: the service user's (it writes the ACL there), Asterisk's
+    group (it reads it). Asterisk's config dir itself is never created: without it, the admin is told what to run."""
+    directory = paths.bans_dir
+    if directory is None:
+        return
+    config_dir = directory.parent
+    if not config_dir.is_dir():
+        report.todo.append(f"Asterisk's config dir {shown(config_dir)} does not exist: install Asterisk, run `vpbx "
+                           f"asterisk install`, then `vpbx service install` again (it makes {shown(directory)}, "
+                           f"where the engine writes the brute-force bans)")
+        return
+    entry = pwd.getpwnam(paths.user)
+    gid = asterisk_group(config_dir)
+    mode = bans_dir_mode(gid)
+    try:
+        try:
+            os.mkdir(directory, 0o700)
+            created = True
+        except FileExistsError:
+            created = False
+        try:   # the directory itself, never where a symlink put there points
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+            raise ConfigError(f"{shown(directory)} is not a directory (vpbx keeps the brute-force bans there); "
+                              f"remove it and run `vpbx service install` again") from None
+        try:
+            st = os.fstat(fd)
+            if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (entry.pw_uid, gid, mode):
+                os.fchown(fd, entry.pw_uid, gid)
+                os.fchmod(fd, mode)
+                owned = f"{paths.user}:{_group_name(gid)}, mode {mode:04o}"
+                report.done.append(f"created {shown(directory)} ({owned}; the brute-force bans)" if created else
+                                   f"{shown(directory)}: owned by {owned}")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ConfigError(f"cannot hand {shown(directory)} to user {paths.user} ({exc.strerror or exc}); run "
+                          f"`vpbx service install` as root") from None
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
 def install(paths: UnitPaths, unit_dir: Path = DEFAULT_UNIT_DIR, enable: bool = True, run: Run | None = None,
             systemd: bool | None = None) -> Report:
     """Write the units (only those that changed). Into a systemd unit directory (as root): create the service user
-    when missing, hand it the database directory and the config (group-readable), reload systemd and, with `enable`,
-    enable and start vpbx.service and the billing timer; a changed vpbx.service is restarted if it runs (the calls
-stay up in Asterisk and the new engine adopts them). Anywhere else,
-    or when systemd is not running, the systemctl commands are left in `todo`."""
+    when missing, hand it the database directory, the config (group-readable) and the bans directory in Asterisk's
+    config dir (`_bans_dir`), reload systemd and, with `enable`, enable and start vpbx.service and the billing timer;
+    a changed vpbx.service is restarted if it runs (the calls stay up in Asterisk and the new engine adopts them).
+    Anywhere else, or when systemd is not running, the systemctl commands are left in `todo`."""
     run = run or run_command
     units = render_units(paths)
     report = Report(unit_dir=unit_dir)
@@ -362,6 +448,7 @@ stay up in Asterisk and the new engine adopts them). Anywhere else,
     if real:
         _ensure_user(paths.user, paths.db.parent, run, report)
         _own(paths, report)
+        _bans_dir(paths, report)
     existed = (unit_dir / SERVICE).exists()
     changed = _write_units(units, unit_dir, report)
     commands: list[list[str]] = [["systemctl", "daemon-reload"]] if changed or not real else []
@@ -384,7 +471,9 @@ stay up in Asterisk and the new engine adopts them). Anywhere else,
 
 
 def uninstall(unit_dir: Path = DEFAULT_UNIT_DIR, run: Run | None = None, systemd: bool | None = None) -> Report:
-    """Stop and disable the units, then remove their files. The service user, the config and the database stay."""
+    """Stop and disable the units, then remove their files. The service user, the config, the database and the bans
+    directory stay (Asterisk keeps enforcing the bans in it; a later install, or `vpbx security unban`, picks them up
+    from the database)."""
     run = run or run_command
     report = Report(unit_dir=unit_dir)
     real = managed_by_systemd(unit_dir)
