@@ -12,13 +12,25 @@ secrets apply), otherwise it is started; it is left running afterwards (`scripts
 If Asterisk cannot be started the test is skipped with the reason - or fails when CI=true (CI never skips).
 The sandbox is one Asterisk per machine: two test sessions running at the same time overwrite each other's
 generated config.
+
+`vpbx serve` on the sandbox, for every module that needs it (request the fixtures by name):
+
+    def test_y(asterisk, sipp, engine):      # engine: an Engine not started yet; `carrier`, `prompts` come with it
+        engine.start()
+
+`carrier` (module): a trunk at loopback that takes calls from 127.0.0.1 matching no account; `prompts` (module): the
+user prompts welcome / menu / short; `engine` (each test): `vpbx serve` as a subprocess (Engine), stopped afterwards
+with whatever calls it left hung up.
 """
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -154,3 +166,107 @@ def sipp(tmp_path: Path) -> Iterator[Any]:
     s = Sipp(tmp_path / "sipp")
     yield s
     s.cleanup()
+
+
+# ---- `vpbx serve` on the sandbox ----------------------------------------------------------------------------------
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a child that still runs; kill it when it has not exited 10 s later."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Engine:
+    """`vpbx --config CFG serve` as a subprocess; its stderr (JSON lines) goes to a file we can read."""
+
+    def __init__(self, asterisk: Any, log_path: Path) -> None:
+        self.asterisk = asterisk
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def start(self) -> Engine:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as fh:     # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vpbx.cli", "--config", str(self.asterisk.config_path), "serve",
+                 "--log-level", "debug", "--log-format", "json"],
+                stdout=fh, stderr=fh, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        self.wait_log(lambda e: "ARI connected" in e.get("message", ""), timeout=20, since=self._offset)
+        self.wait_log(lambda e: e.get("message", "").startswith("reconcile done"), timeout=20, since=self._offset)
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def entries(self, since: int = 0) -> list[dict[str, Any]]:
+        out = []
+        with open(self.log_path, "rb") as fh:
+            fh.seek(since)
+            for line in fh.read().decode(errors="replace").splitlines():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    out.append({"raw": line})
+        return out
+
+    def wait_log(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 20, since: int = 0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.entries(since):
+                if pred(e):
+                    return e
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        tail = "\n".join(json.dumps(e) for e in self.entries(since)[-40:])
+        raise AssertionError(f"engine log never showed the expected entry; tail:\n{tail}")
+
+    def playbacks(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.entries() if e.get("ari_event") in ("PlaybackFinished", "PlaybackFailed")
+                and (call_id is None or e.get("call_id") == call_id)]
+
+
+def channels_left(asterisk: Any) -> list[str]:
+    return [line for line in asterisk.cli("core show channels concise").splitlines() if "!" in line]
+
+
+@pytest.fixture(scope="module")
+def carrier(asterisk):
+    """A trunk whose address is loopback: calls from 127.0.0.1 that match no account come in through it."""
+    name = f"carrier{os.getpid()}"
+    asterisk.vpbx("trunk", "add", name, "--server", "127.0.0.1", "--port", "5999", "--login", "in" + name,
+                  "--password", "carrier-secret-1", "--no-register")
+    yield name
+    asterisk.vpbx("trunk", "remove", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def prompts(asterisk):
+    """User prompts uploaded with the real `vpbx prompt add` (core sounds as source audio)."""
+    sounds = asterisk.root / "usr/share/asterisk/sounds/en_US_f_Allison"
+    for name, src in (("welcome", "hello-world.wav"), ("menu", "please-try-again.wav"), ("short", "beep.wav")):
+        asterisk.vpbx("prompt", "add", name, str(sounds / src))
+    return ("welcome", "menu", "short")
+
+
+@pytest.fixture
+def engine(asterisk, carrier, prompts, tmp_path):
+    eng = Engine(asterisk, tmp_path / "engine.log")
+    yield eng
+    eng.stop()
+    # a stopped engine leaves live calls for the next one to adopt (by design); a test that failed half-way must not
+    # hand its calls to the next test, so hang up whatever is still up
+    if channels_left(asterisk):
+        asterisk.cli("channel request hangup all")
+        time.sleep(0.5)

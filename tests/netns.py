@@ -58,23 +58,26 @@ class LabNet:
         sh("ip", "-n", name, "link", "set", "lo", "up")
         return name
 
-    def _veth(self, here: str, there: str, ns: str) -> None:
+    def _uplink(self, ns: str, subnet: str) -> tuple[str, str, str, str]:
+        """A veth pair from this machine (`{ns}a`, SUBNET.1/24) into namespace `ns` (`{ns}b`, SUBNET.2/24), both
+        ends up: (here, there, this machine's address, the namespace's address)."""
+        here, there = f"{ns}a", f"{ns}b"
         sh("ip", "link", "del", here, check=False)
         sh("ip", "link", "add", here, "type", "veth", "peer", "name", there)
         self.links.append(here)
         sh("ip", "link", "set", there, "netns", ns)
+        server, address = f"{subnet}.1", f"{subnet}.2"
+        sh("ip", "addr", "add", f"{server}/24", "dev", here)
+        sh("ip", "link", "set", here, "up")
+        sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", there)
+        sh("ip", "-n", ns, "link", "set", there, "up")
+        return here, there, server, address
 
     def lan_host(self) -> Host:
         """A host on a LAN segment shared with this machine: 10.77.N.2 <-> 10.77.N.1 (this machine)."""
         n = self._n + 1
         ns = self._ns(self._name("l"))
-        here, there = f"{ns}a", f"{ns}b"
-        self._veth(here, there, ns)
-        server, address = f"10.77.{n}.1", f"10.77.{n}.2"
-        sh("ip", "addr", "add", f"{server}/24", "dev", here)
-        sh("ip", "link", "set", here, "up")
-        sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", there)
-        sh("ip", "-n", ns, "link", "set", there, "up")
+        here, _, server, address = self._uplink(ns, f"10.77.{n}")
         sh("ip", "-n", ns, "route", "add", "default", "via", server)
         return Host(ns=ns, address=address, gateway=server, server=server, public=address, link=here)
 
@@ -93,13 +96,7 @@ class LabNet:
         n = self._n + 1
         router = self._ns(self._name("r"))
         host = self._ns(self._name("h"))
-        wan_here, wan_there = f"{router}a", f"{router}b"
-        self._veth(wan_here, wan_there, router)
-        server, router_wan = f"10.78.{n}.1", f"10.78.{n}.2"
-        sh("ip", "addr", "add", f"{server}/24", "dev", wan_here)
-        sh("ip", "link", "set", wan_here, "up")
-        sh("ip", "-n", router, "addr", "add", f"{router_wan}/24", "dev", wan_there)
-        sh("ip", "-n", router, "link", "set", wan_there, "up")
+        wan_here, wan_there, server, router_wan = self._uplink(router, f"10.78.{n}")
         # the LAN side: a veth pair between the router and the host, both inside namespaces
         lan_r, lan_h = f"{host}r", f"{host}h"
         sh("ip", "-n", router, "link", "add", lan_r, "type", "veth", "peer", "name", lan_h, "netns", host)

@@ -40,23 +40,29 @@ _MEDIA_BASE = 20000 + (os.getpid() % 500) * 16   # above Asterisk's RTP range (1
 _media_next = itertools.count()
 
 
+def _four_free(host: str, port: int) -> bool:
+    """Whether UDP ports port..port+3 on `host` can all be bound right now (RTP, RTCP and sipp's video pair)."""
+    socks = []
+    try:
+        for p in range(port, port + 4):
+            t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            socks.append(t)
+            t.bind((host, p))
+        return True
+    except OSError:
+        return False
+    finally:
+        for t in socks:
+            t.close()
+
+
 def next_media_port(host: str = "127.0.0.1") -> int:
     """An even RTP port with the next three free, handed out in sequence (never twice in one test process), so
     sipp processes started back to back cannot race for the same port as random free ports did."""
     for _ in range(2000):
         port = 20000 + (_MEDIA_BASE - 20000 + 4 * next(_media_next)) % 12000
-        socks = []
-        try:
-            for p in range(port, port + 4):
-                t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(t)
-                t.bind((host, p))
+        if _four_free(host, port):
             return port
-        except OSError:
-            continue
-        finally:
-            for t in socks:
-                t.close()
     raise RuntimeError("no free RTP port range for sipp")
 
 
@@ -71,18 +77,8 @@ def free_udp_port(host: str = "127.0.0.1", pair: bool = False) -> int:
         port -= port % 2
         if port + 3 > 65535:
             continue
-        socks = []
-        try:
-            for p in range(port, port + 4):
-                t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(t)
-                t.bind((host, p))
+        if _four_free(host, port):
             return port
-        except OSError:
-            continue
-        finally:
-            for t in socks:
-                t.close()
     raise RuntimeError("no free UDP port on loopback")
 
 

@@ -31,7 +31,8 @@ from typing import Any
 import pytest
 import sqlite_utils
 from click.testing import CliRunner, Result
-from test_engine_asterisk import _unique_number, carrier, channels_left  # noqa: F401 - carrier: a fixture
+from conftest import channels_left, stop_process
+from test_engine_asterisk import _unique_number
 
 from clitools import ok
 from vpbx.cli import main
@@ -563,18 +564,12 @@ class Serve:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest.mark.asterisk
 @pytest.mark.timeout(600)
-def test_online_backups_while_calls_are_written(asterisk: Any, carrier: str,  # noqa: F811 - the fixture
+def test_online_backups_while_calls_are_written(asterisk: Any, carrier: str,
                                                 sipp: Any, tmp_path: Path) -> None:
     """Calls come in from the carrier trunk (loopback) to a number that answers and hangs up; while they are
     written, `vpbx backup` runs 5 times. Each archive restores into a fresh dir holding every call record committed

@@ -12,17 +12,14 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_engine_asterisk import (  # noqa: F401 - fixtures are used by name
+from conftest import Engine
+from test_engine_asterisk import (
     CALLER,
-    Engine,
     _login,
     _unique_number,
     calls_for,
-    carrier,
-    engine,
     invites,
     phone,
-    prompts,
     wait_no_channels,
     wait_record,
 )
@@ -65,7 +62,7 @@ def _call(sipp, number: str, caller: str = CALLER, hold_ms: int = 1000):
     return res
 
 
-def test_suspended_number_hears_unavailable_until_topped_up(asterisk, sipp, engine, priced):  # noqa: F811
+def test_suspended_number_hears_unavailable_until_topped_up(asterisk, sipp, engine, priced):
     account = _account(asterisk, "20000")
     number = _unique_number()
     asterisk.vpbx("number", "add", number)
@@ -97,7 +94,7 @@ def test_suspended_number_hears_unavailable_until_topped_up(asterisk, sipp, engi
     ph.stop()
 
 
-def test_expired_trial_is_refused(asterisk, sipp, engine, priced):  # noqa: F811
+def test_expired_trial_is_refused(asterisk, sipp, engine, priced):
     account = _account(asterisk, "1")
     number = _unique_number()
     asterisk.vpbx("number", "add", number)
@@ -130,7 +127,7 @@ def test_expired_trial_is_refused(asterisk, sipp, engine, priced):  # noqa: F811
     wait_no_channels(asterisk)
 
 
-def test_tollfree_call_is_rated_and_charged(asterisk, sipp, engine, priced):  # noqa: F811
+def test_tollfree_call_is_rated_and_charged(asterisk, sipp, engine, priced):
     account = _account(asterisk, "20000")
     number = f"+7800555{(os.getpid() % 100):02d}{next(_seq):02d}"
     asterisk.vpbx("number", "add", number)

@@ -12,16 +12,14 @@ import itertools
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Engine, channels_left  # noqa: F401 - Engine: tests/test_security.py imports it from here
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(180)]
 
@@ -40,99 +38,6 @@ def _unique_tollfree() -> str:
     return f"+7800{5500000 + (os.getpid() % 1000) * 100 + next(_seq):07d}"
 
 
-class Engine:
-    """`vpbx --config CFG serve` as a subprocess; its stderr (JSON lines) goes to a file we can read."""
-
-    def __init__(self, asterisk: Any, log_path: Path) -> None:
-        self.asterisk = asterisk
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._offset = 0
-
-    def start(self) -> Engine:
-        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as fh:     # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vpbx.cli", "--config", str(self.asterisk.config_path), "serve",
-                 "--log-level", "debug", "--log-format", "json"],
-                stdout=fh, stderr=fh, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
-        self.wait_log(lambda e: "ARI connected" in e.get("message", ""), timeout=20, since=self._offset)
-        self.wait_log(lambda e: e.get("message", "").startswith("reconcile done"), timeout=20, since=self._offset)
-        return self
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def entries(self, since: int = 0) -> list[dict[str, Any]]:
-        out = []
-        with open(self.log_path, "rb") as fh:
-            fh.seek(since)
-            for line in fh.read().decode(errors="replace").splitlines():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    out.append({"raw": line})
-        return out
-
-    def wait_log(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 20, since: int = 0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for e in self.entries(since):
-                if pred(e):
-                    return e
-            if self.proc is not None and self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        tail = "\n".join(json.dumps(e) for e in self.entries(since)[-40:])
-        raise AssertionError(f"engine log never showed the expected entry; tail:\n{tail}")
-
-    def playbacks(self, call_id: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self.entries() if e.get("ari_event") in ("PlaybackFinished", "PlaybackFailed")
-                and (call_id is None or e.get("call_id") == call_id)]
-
-
-@pytest.fixture(scope="module")
-def carrier(asterisk):
-    """A trunk whose address is loopback: calls from 127.0.0.1 that match no account come in through it."""
-    name = f"carrier{os.getpid()}"
-    asterisk.vpbx("trunk", "add", name, "--server", "127.0.0.1", "--port", "5999", "--login", "in" + name,
-                  "--password", "carrier-secret-1", "--no-register")
-    yield name
-    asterisk.vpbx("trunk", "remove", name, check=False)
-
-
-@pytest.fixture(scope="module")
-def prompts(asterisk):
-    """User prompts uploaded with the real `vpbx prompt add` (core sounds as source audio)."""
-    sounds = asterisk.root / "usr/share/asterisk/sounds/en_US_f_Allison"
-    for name, src in (("welcome", "hello-world.wav"), ("menu", "please-try-again.wav"), ("short", "beep.wav")):
-        asterisk.vpbx("prompt", "add", name, str(sounds / src))
-    return ("welcome", "menu", "short")
-
-
-@pytest.fixture
-def engine(asterisk, carrier, prompts, tmp_path):
-    eng = Engine(asterisk, tmp_path / "engine.log")
-    yield eng
-    eng.stop()
-    # a stopped engine leaves live calls for the next one to adopt (by design); a test that failed half-way must not
-    # hand its calls to the next test, so hang up whatever is still up
-    if channels_left(asterisk):
-        asterisk.cli("channel request hangup all")
-        time.sleep(0.5)
-
-
 def calls_for(asterisk, number: str) -> list[dict[str, Any]]:
     return json.loads(asterisk.vpbx("calls", "list", "--number", number, "--json").stdout)
 
@@ -145,10 +50,6 @@ def wait_record(asterisk, number: str, timeout: float = 15) -> dict[str, Any]:
             return rows[0]
         time.sleep(0.2)
     raise AssertionError(f"no finished call record for {number}: {calls_for(asterisk, number)}")
-
-
-def channels_left(asterisk) -> list[str]:
-    return [line for line in asterisk.cli("core show channels concise").splitlines() if "!" in line]
 
 
 def wait_no_channels(asterisk, timeout: float = 15) -> None:
@@ -613,6 +514,8 @@ def _assert_refused(res: Any, out: Outbound) -> None:
 def test_outbound_call_through_trunk_caller_id_rule(asterisk, sipp, engine, dest, shown):
     caller_id = _unique_number()
     out = _outbound_setup(asterisk, sipp, caller_id, "both")
+    # the toll-fraud guard lets an account call its caller-ID number's country only, unless allowed more
+    asterisk.vpbx("sip", "set", out.login, "--allow-countries", "UA,DE")
     engine.start()
     res = sipp.uac(dest, login=out.login, password=out.password, hold_ms=1000, timeout_s=30).wait(40)
     assert res.ok, res.describe()

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_engine_asterisk import Engine, carrier, prompts  # noqa: F401 - fixtures are used by name
+from conftest import Engine
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(600)]
 
@@ -31,7 +31,7 @@ ROWS = 20000
 
 
 @pytest.fixture
-def engine(asterisk, carrier, prompts, tmp_path):  # noqa: F811 - the fixtures above are this one's inputs
+def engine(asterisk, carrier, prompts, tmp_path):
     eng = Engine(asterisk, tmp_path / "engine.log")
     yield eng
     eng.stop()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from phone import Phone, carries, tone_levels
-from test_engine_asterisk import carrier, engine, prompts, wait_record  # noqa: F401 - fixtures by name
+from test_engine_asterisk import wait_record
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(180)]
 
@@ -22,7 +22,7 @@ def account(asterisk, login: str, caller_id: str | None = None) -> str:
     return json.loads(asterisk.vpbx("sip", "add", login, *extra, "--json").stdout)["password"]
 
 
-def test_call_through_a_number_carries_audio_both_ways(asterisk, engine, tmp_path):  # noqa: F811 - the imported fixture
+def test_call_through_a_number_carries_audio_both_ways(asterisk, engine, tmp_path):
     tag = str(os.getpid() % 100000)
     alice, bob = f"alice{tag}", f"bob{tag}"
     number = f"+38044{int(tag):07d}"

@@ -29,16 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import sandbox
+from conftest import Engine, channels_left, sandbox
 from netns import LabNet
 from phone import Phone, carries, tone_levels
-from test_engine_asterisk import (  # noqa: F401 - fixtures by name
-    Engine,
-    _unique_number,
-    carrier,
-    channels_left,
-    prompts,
-)
+from test_engine_asterisk import _unique_number
 
 from vpbx.config import write_config
 
@@ -109,13 +103,9 @@ def open_asterisk(asterisk: Any, tls_files: tuple[Path, Path, Path]) -> Iterator
 
 
 @pytest.fixture
-def engine(open_asterisk: Any, carrier: str, prompts: Any, tmp_path: Path) -> Iterator[Engine]:  # noqa: F811
-    eng = Engine(open_asterisk, tmp_path / "engine.log")
-    yield eng
-    eng.stop()
-    if channels_left(open_asterisk):
-        open_asterisk.cli("channel request hangup all")
-        time.sleep(0.5)
+def engine(open_asterisk: Any, engine: Engine) -> Engine:
+    """conftest's engine, on the sandbox listening on every address (open_asterisk is set up first)."""
+    return engine
 
 
 @pytest.fixture
@@ -259,7 +249,7 @@ def test_phone_behind_nat_is_reached_more_than_60_s_after_registering(open_aster
 
 
 # ---- 3. the server behind NAT ----------------------------------------------------------------------------------
-def test_external_address_is_what_a_phone_outside_local_net_sees(open_asterisk, carrier, prompts, net,  # noqa: F811
+def test_external_address_is_what_a_phone_outside_local_net_sees(open_asterisk, carrier, prompts, net,
                                                                   tmp_path):
     asterisk = open_asterisk
     lan = net.lan_host()

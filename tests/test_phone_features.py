@@ -12,16 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import channels_left
 from phone import Phone, bands_share, carries, rms, tone_levels
-from test_engine_asterisk import (  # noqa: F401 - fixtures by name
-    Engine,
-    _unique_number,
-    carrier,
-    channels_left,
-    engine,
-    prompts,
-    wait_record,
-)
+from test_engine_asterisk import _unique_number, wait_record
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(180)]
 
@@ -67,7 +60,7 @@ def native_formats(asterisk, login: str) -> str:
     return next((line.split(":", 1)[1].strip() for line in shown.splitlines() if "NativeFormats" in line), shown)
 
 
-def test_g722_only_phone_hears_the_ivr_and_drives_it(asterisk, engine, tmp_path):  # noqa: F811 - the imported fixture
+def test_g722_only_phone_hears_the_ivr_and_drives_it(asterisk, engine, tmp_path):
     alice, bob = _login("wide"), _login("desk")
     alice_pw = account(asterisk, alice)                      # the install's codecs: g722 first
     bob_pw = account(asterisk, bob, "--codecs", "alaw")      # the IVR's option rings a G.711-only desk phone
@@ -114,7 +107,7 @@ def test_g722_only_phone_hears_the_ivr_and_drives_it(asterisk, engine, tmp_path)
 
 @pytest.mark.parametrize("mode,method", [("inband", "inband"), ("info", "info"), ("rfc4733", "rfc4733"),
                                          ("auto", "rfc4733")])
-def test_every_dtmf_mode_drives_an_ivr(asterisk, engine, tmp_path, mode, method):  # noqa: F811 - the imported fixture
+def test_every_dtmf_mode_drives_an_ivr(asterisk, engine, tmp_path, mode, method):
     """`vpbx sip set --dtmf MODE`; the phone presses 5 the way that mode expects: option 5 plays `welcome` and hangs
     up, so the call ending after `welcome` proves the key arrived (1 would hang up at once, a timeout retries)."""
     login = _login(f"dtmf{mode}")
@@ -141,7 +134,7 @@ def test_every_dtmf_mode_drives_an_ivr(asterisk, engine, tmp_path, mode, method)
     assert "sound:vpbx/invalid-option" not in media, media
 
 
-def test_hold_plays_music_to_the_other_party_and_resume_restores_audio(asterisk, engine, tmp_path):  # noqa: F811 - the imported fixture
+def test_hold_plays_music_to_the_other_party_and_resume_restores_audio(asterisk, engine, tmp_path):
     asterisk.vpbx("config", "generate")                     # installs the music on hold (and the built-in prompts)
     asterisk.reload()                                        # res_musiconhold loads the default class's file
     classes = asterisk.cli("moh show files")
