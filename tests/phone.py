@@ -122,8 +122,17 @@ class Phone:
     def answer(self) -> None:
         self.send("answer")
 
-    def hangup(self) -> None:
-        self.send("hangup")
+    def hangup(self, call: int | None = None) -> None:
+        """Hang up every call, or only call `call` (its number in the phone's events)."""
+        self.send("hangup", **({} if call is None else {"call": call}))
+
+    def xfer(self, uri: str, call: int | None = None) -> None:
+        """Blind transfer (REFER) of the confirmed call (or call `call`) to `uri`; NOTIFYs come as `xfer_status`."""
+        self.send("xfer", uri=uri, **({} if call is None else {"call": call}))
+
+    def xfer_replaces(self, call: int, to: int) -> None:
+        """Attended transfer: REFER on call `call` with Replaces naming call `to` (the phone's other call)."""
+        self.send("xfer_replaces", call=call, to=to)
 
     def dtmf(self, digits: str, method: str = "rfc4733") -> None:
         """Press keys in the confirmed call: `rfc4733` (RTP events), `info` (SIP INFO, application/dtmf-relay) or
@@ -131,10 +140,10 @@ class Phone:
         assert method in ("rfc4733", "info", "inband"), method
         self.send("dtmf", digits=digits, method=method)
 
-    def hold(self) -> None:
-        """Put the confirmed call on hold (re-INVITE a=sendonly). The phone keeps sending its tone, so a held party
-        that hears music and not this tone proves the PBX replaced the call's audio."""
-        self.send("hold")
+    def hold(self, call: int | None = None) -> None:
+        """Put the confirmed call (or call `call`) on hold (re-INVITE a=sendonly). The phone keeps sending its tone,
+        so a held party that hears music and not this tone proves the PBX replaced the call's audio."""
+        self.send("hold", **({} if call is None else {"call": call}))
 
     def unhold(self) -> None:
         """Take the call off hold (re-INVITE a=sendrecv, PJSUA_CALL_UNHOLD); the tone flows again."""
@@ -347,6 +356,9 @@ def _agent(argv: list[str]) -> None:
         def onDtmfDigit(self, prm: Any) -> None:
             emit("dtmf", digit=prm.digit, call=self.n)
 
+        def onCallTransferStatus(self, prm: Any) -> None:     # the NOTIFYs about a REFER this phone sent
+            emit("xfer_status", code=prm.statusCode, final=bool(prm.finalNotify), call=self.n)
+
     class Account(pj.Account):  # type: ignore[misc]
         def onRegState(self, prm: Any) -> None:
             emit("registered", code=prm.code, reason=prm.reason, expiration=prm.expiration)
@@ -444,19 +456,31 @@ def _agent(argv: list[str]) -> None:
                 call = Call(account)
                 calls[call.n] = call
                 call.makeCall(cmd["uri"], pj.CallOpParam(True))
+                emit("dialing", call=call.n, uri=cmd["uri"])
             elif op == "answer":
                 prm = pj.CallOpParam()
                 prm.statusCode = 200
                 for call in list(calls.values()):
                     if call.getInfo().state in (pj.PJSIP_INV_STATE_INCOMING, pj.PJSIP_INV_STATE_EARLY):
                         call.answer(prm)
+            elif op == "hangup" and cmd.get("call") is not None:
+                calls[int(cmd["call"])].hangup(pj.CallOpParam(True))
             elif op == "hangup":
                 ep.hangupAllCalls()
+            elif op == "xfer":                     # blind transfer (REFER) of call n, or of the one confirmed call
+                call = calls[int(cmd["call"])] if cmd.get("call") is not None else confirmed_calls()[0]
+                call.xfer(cmd["uri"], pj.CallOpParam(True))
+                emit("sent", what=f"xfer {cmd['uri']}", call=call.n)
+            elif op == "xfer_replaces":            # attended transfer: REFER on call n with Replaces naming call m
+                call, other = calls[int(cmd["call"])], calls[int(cmd["to"])]
+                call.xferReplaces(other, pj.CallOpParam(True))
+                emit("sent", what=f"xfer_replaces {other.n}", call=call.n)
             elif op == "dtmf":
                 for call in confirmed_calls():
                     send_dtmf(call, cmd["digits"], cmd.get("method", "rfc4733"))
             elif op == "hold":
-                for call in confirmed_calls():      # the tone goes on (sendonly): the held side must not hear it
+                held = [calls[int(cmd["call"])]] if cmd.get("call") is not None else confirmed_calls()
+                for call in held:                   # the tone goes on (sendonly): the held side must not hear it
                     call.setHold(pj.CallOpParam(True))
                     emit("sent", what="hold", call=call.n)
             elif op == "unhold":

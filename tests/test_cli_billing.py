@@ -182,7 +182,8 @@ def test_every_billing_command_has_help(path: tuple[str, ...], cmd: click.Comman
 # ---- accounts -------------------------------------------------------------------------------------------------
 def test_account_add_show_list_set_and_json(vp: Vpbx) -> None:
     assert vp.json("account", "add", "acme", "--email", "acme@example.com", "--org-id", "500") == {
-        "name": "acme", "email": "acme@example.com", "org_id": 500, "balance": 0, "currency": "RUB", "numbers": []}
+        "name": "acme", "email": "acme@example.com", "org_id": 500, "balance": 0, "currency": "RUB", "numbers": [],
+        "record_calls": False, "record_prompt": None}
     vp.ok("account", "add", "beta", "--email", "beta@example.com")
     assert [(a["name"], a["org_id"], a["balance"]) for a in vp.json("account", "list")] == [
         ("acme", 500, 0), ("beta", None, 0)]

@@ -24,6 +24,9 @@ VALID = [
     ("play:after-hours_2", Destination("play", "after-hours_2")),
     ("voicemail", Destination("voicemail")),
     ("hangup", Destination("hangup")),
+    ("hours:office?open=ivr:main&closed=voicemail", Destination("hours", "office?open=ivr:main&closed=voicemail")),
+    ("hours:o.2?open=uri:sip:a@h:5070&closed=play:closed",
+     Destination("hours", "o.2?open=uri:sip:a@h:5070&closed=play:closed")),
 ]
 
 MALFORMED = [
@@ -36,6 +39,11 @@ MALFORMED = [
     "play:", "play:a/b", "play:../x", "play:.hidden", "play:two words", "play:x?y", "play:a:b", "play:50%",
     "voicemail:x", "hangup:", "hangup:x", "Hangup", " hangup", "hangup ", "forward", "greeting", "fallback:forward",
     "unavailable",
+    "hours", "hours:", "hours:office", "hours:office?open=ivr:main", "hours:office?closed=hangup&open=ivr:main",
+    "hours:?open=hangup&closed=hangup", "hours:a b?open=hangup&closed=hangup", "hours:o?open=&closed=hangup",
+    "hours:o?open=hangup&closed=", "hours:o?open=ivr:main&closed=hours:p?open=hangup&closed=hangup",
+    "hours:o?open=uri:sip:a&b@h&closed=hangup", "hours:o?open=hangup&closed=voicemail&x=1",
+    "Hours:o?open=hangup&closed=hangup",
 ]
 
 HOSTILE_SUFFIXES = ["\n", "\r", "\r\n", "\u2028", "\u2029", "\x85", "\x00", "\x7f", "\t", "\x1b"]

@@ -183,7 +183,7 @@ def test_route_to_missing_sip_account() -> None:
 def test_unknown_destination_syntax(route: str) -> None:
     msg = refused("unknown destination", route=route)
     assert msg.endswith("use sip:LOGIN, group:NAME, ivr:NAME, tel:+E164, uri:sip:user@host[:port], voicemail, "
-                        "play:PROMPT or hangup")
+                        "hours:SCHEDULE?open=DEST&closed=DEST, play:PROMPT or hangup")
 
 
 @pytest.mark.parametrize("route", ["tel:0441234567", "tel:+0441234567", "tel:+38044", "tel:380441234567",

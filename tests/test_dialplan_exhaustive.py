@@ -18,6 +18,7 @@ from vpbx.dialplan import (
     Event,
     Flow,
     ForwardNode,
+    HandedOver,
     Hangup,
     HangupNode,
     Hold,
@@ -190,7 +191,7 @@ def events_for(state: CallState) -> list[Event]:
         events += [LegFailed(leg, r) for r in (*LEG_FAIL_REASONS, "weird")]
     events += [CallerHungUp()]
     for party in [CALLER, *legs]:
-        events += [Hold(party), Unhold(party)]
+        events += [Hold(party), Unhold(party), HandedOver(party)]
     for r in [*rec, "stale-rec"]:
         events += [RecordingFinished(r, 0.5), RecordingFinished(r, 30.0), RecordingFailed(r)]
     return events

@@ -788,3 +788,47 @@ def test_drive_helper_matches_step_by_step() -> None:
     final, actions = drive(state, [LegAnswered("c-leg-1"), LegHungUp("c-leg-1")], ledger)
     assert final.finished and actions[-1] == Hangup(16) and ledger.idle()
     assert isinstance(final, CallState)
+
+
+# -- adopt a call that was talking (bridged) when the engine restarted ---------------------------------------------
+
+def _talking(restart: int = 1) -> CallState:
+    from vpbx.dialplan.machine import adopt_talking
+    from vpbx.dialplan.model import Leg
+
+    state, actions = adopt_talking(sample_flow(route="sip:alice"), "c", "+1555", Leg("c-leg-1", ALICE), 100.0,
+                                   105.0, now=200.0, restart=restart)
+    assert actions == []                       # nothing is hung up, dialled or bridged again
+    return state
+
+
+def test_adopt_talking_keeps_the_original_times_and_the_leg() -> None:
+    state = _talking()
+    assert (state.phase, state.bridged_leg, state.reached, state.disposition) == ("bridged", "c-leg-1", "sip:alice",
+                                                                                  "answered")
+    assert (state.answered_at, state.connected_at, state.answered) == (100.0, 105.0, True)
+    assert state.leg("c-leg-1") is not None and state.leg("c-leg-1").status == "answered"
+    assert state.prefix == "c-r1"
+
+
+def test_adopted_talk_ends_when_the_callee_hangs_up() -> None:
+    state, actions = step(_talking(), LegHungUp("c-leg-1"), now=230.0)
+    assert state.finished and actions == [Hangup(16)]
+    assert (state.connected_at, state.ended_at) == (105.0, 230.0)      # billsec 125, counted from the original connect
+
+
+def test_adopted_talk_ends_when_the_caller_hangs_up() -> None:
+    state, actions = step(_talking(), CallerHungUp(), now=230.0)
+    assert state.finished and actions == [HangupLeg("c-leg-1", "normal")]
+    assert state.disposition == "answered"
+
+
+def test_adopted_talk_still_holds_and_ignores_stale_ids() -> None:
+    from vpbx.dialplan.model import CALLER, Hold, StartMoh, Unhold
+
+    state, actions = step(_talking(), Hold(CALLER))
+    assert actions == [StartMoh("c-leg-1")]
+    state, actions = step(state, Unhold(CALLER))
+    assert state.holding == () and actions
+    same, actions = step(state, LegAnswered("c-leg-2"))        # a leg nobody knows: hung up, the talk goes on
+    assert same.phase == "bridged" and not same.finished

@@ -224,3 +224,40 @@ def test_a_worker_that_cannot_open_the_database_says_so(tmp_path: Path) -> None:
             await worker.start()
 
     asyncio.run(run())
+
+
+# ---- transfers: which channel a REFER came on, whose party it hands over -----------------------------------------
+def test_endpoint_of_a_channel_name() -> None:
+    from vpbx.engine.events import endpoint_of
+
+    assert endpoint_of("PJSIP/bob-0000002a") == "bob"
+    assert endpoint_of("PJSIP/acc-carol.x-00000001") == "acc-carol.x"
+    assert endpoint_of("Local/201@vpbx-outbound-00000001;1") == ""
+    assert endpoint_of("PJSIP/") == ""
+
+
+def test_transfer_channel() -> None:
+    from vpbx.engine.events import transfer_channel
+
+    event = {"type": "ChannelTransfer", "referred_by": {"source_channel": {"id": "c-leg-1"}},
+             "refer_to": {"requested_destination": {"destination": "201"}}}
+    assert transfer_channel(event) == "c-leg-1"
+    assert transfer_channel({"type": "ChannelTransfer"}) == ""
+
+
+def test_bridged_party_names_the_other_side_of_a_talk() -> None:
+    from vpbx.dialplan import machine
+    from vpbx.dialplan.testing import sample_flow
+    from vpbx.engine.calls import Call
+    from vpbx.engine.transfers import _bridged_party, _target_of
+
+    state, _ = machine.adopt_talking(sample_flow(route="sip:alice"), "c", "+380441234567",
+                                     dm.Leg("c-leg-1", dm.Target("sip", "alice")), 1.0, 2.0)
+    call = Call(call_id="c-xab", channel="c", caller="+380441234567", state=state)
+    assert _bridged_party(call, "c-leg-1") == ("c", dm.CALLER)          # the leg transfers the caller
+    assert _bridged_party(call, "c") == ("c-leg-1", "c-leg-1")          # the caller transfers the leg
+    assert _bridged_party(call, "someone-else") is None
+    assert _target_of(call, dm.CALLER) == dm.Target("tel", "+380441234567")
+    assert _target_of(call, "c-leg-1") == dm.Target("sip", "alice")
+    ringing, _ = machine.start(sample_flow(route="sip:alice"), "d", "+1555", 0)
+    assert _bridged_party(Call(call_id="d", caller="+1555", state=ringing), "d") is None   # not a talk yet

@@ -64,6 +64,14 @@ BILLING_POLICIES = ("prorate", "anniversary")
 
 
 @dataclass(frozen=True)
+class RecordingSettings:
+    """[recording]: where call recordings are kept (vpbx.services.recordings) and for how long."""
+
+    dir: Path | None = None         # None ("" in the file): <db dir>/recordings; a relative dir is the config's dir's
+    retention_days: int = 90        # a recording is deleted this many days after its call; 0: kept until removed
+
+
+@dataclass(frozen=True)
 class SipSettings:
     # audio codecs phones may use, preferred first (vpbx.domain.rules.CODECS); opus only where Asterisk has codec_opus
     codecs: tuple[str, ...] = DEFAULT_CODECS
@@ -95,6 +103,7 @@ class Config:
     billing: BillingSettings = field(default_factory=BillingSettings)
     sip: SipSettings = field(default_factory=SipSettings)
     security: Policy = field(default_factory=Policy)   # [security]: brute-force bans (vpbx.domain.security)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)   # [recording]: call recordings
 
 
 def render_config(cfg: Config) -> str:
@@ -137,6 +146,11 @@ def render_config(cfg: Config) -> str:
     codecs = commented(tomlkit.item(list(cfg.sip.codecs)), "phones' codecs, preferred first; per account: vpbx sip set "
                                                             "--codecs")
     doc.add("security", _security_table(cfg.security, table, commented))
+    doc.add("recording", table({
+        "dir": commented(tomlkit.item(str(cfg.recording.dir or "")), "call recordings; \"\": <db dir>/recordings"),
+        "retention_days": commented(tomlkit.item(cfg.recording.retention_days), "deleted by `vpbx billing run` this "
+                                    "many days after the call; 0: kept until removed"),
+    }))
     sip = cfg.sip
     doc.add("sip", table({
         "bind": commented(tomlkit.item(cfg.sip_bind), "UDP+TCP listen address; 0.0.0.0 for phones on the network"),
@@ -291,6 +305,7 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
         billing=_billing(bill, path),
         sip=_sip(sip, path),
         security=_security(data.get("security", {}), path),
+        recording=_recording(data.get("recording", {}), base, path),
     )
 
 
@@ -346,6 +361,26 @@ def _billing(section: dict[str, Any], path: Path | None) -> BillingSettings:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{where}: {key} must be a whole number >= 0; got {value!r}")
     return billing
+
+
+def _recording(section: Any, base: Path, path: Path | None) -> RecordingSettings:
+    where = f"config {path} [recording]"
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where} must be a table; write [recording] with dir and retention_days")
+    unknown = sorted(set(section) - {"dir", "retention_days"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {unknown[0]!r}; the settings are dir, retention_days")
+    text = section.get("dir", "")
+    if not isinstance(text, str) or "\0" in text:
+        raise ConfigError(f'{where}: dir must be a directory path (a string; "" for <db dir>/recordings); got {text!r}')
+    days = section.get("retention_days", RecordingSettings.retention_days)
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 36500:
+        raise ConfigError(f"{where}: retention_days must be a whole number of days, 0..36500 (0: kept until "
+                          f"removed); got {days!r}")
+    directory = Path(text) if text else None
+    if directory is not None and not directory.is_absolute():
+        directory = base / directory
+    return RecordingSettings(dir=directory, retention_days=days)
 
 
 def _security_table(p: Policy, table: Any, commented: Any) -> Any:

@@ -16,4 +16,5 @@ JSON document). Heavy modules are imported inside the commands, so loading a gro
     config.py     init, config generate / check, reload        engine.py     serve
     accounts.py   account        tariffs.py    tariff         rates.py      rates          billing.py   billing run
     documents.py  document       waitlist.py   waitlist       notices.py    notices        stats.py     stats
+    schedules.py  schedule (business hours)                    recordings.py recording (recorded calls)
 """

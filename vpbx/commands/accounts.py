@@ -27,6 +27,7 @@ def _view(c: Ctx, acct: Any, as_json: bool) -> dict[str, Any]:
     if as_json:
         data["currency"] = c.cfg.billing.currency
     data["numbers"] = [n.number for n in c.store.numbers.held_by(acct.name)]
+    data["record_calls"], data["record_prompt"] = acct.record_calls, acct.record_prompt
     return data
 
 
@@ -65,15 +66,21 @@ def account_show(c: Ctx, name: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--email")
 @click.option("--org-id", type=click.IntRange(1, 99999999))
+@click.option("--record/--no-record", default=None,
+              help="Record calls to and from the account's numbers (`vpbx recording`).")
+@click.option("--record-prompt", metavar="PROMPT|none", help="Prompt announcing the recording before the call is "
+                                                             "connected; none: no announcement.")
 @json_option
 @pass_ctx
-def account_set(c: Ctx, name: str, email: str | None, org_id: int | None, as_json: bool) -> None:
-    """Change an account's e-mail or organisation ID."""
+def account_set(c: Ctx, name: str, email: str | None, org_id: int | None, record: bool | None,
+                record_prompt: str | None, as_json: bool) -> None:
+    """Change an account's e-mail, organisation ID or call recording."""
     from vpbx.services import lifecycle
 
-    if email is None and org_id is None:
-        raise click.UsageError("nothing to change; give --email or --org-id")
-    emit(_view(c, lifecycle.update_account(c.store, name, email=email, org_id=org_id), as_json), as_json)
+    if email is None and org_id is None and record is None and record_prompt is None:
+        raise click.UsageError("nothing to change; give --email, --org-id, --record/--no-record or --record-prompt")
+    emit(_view(c, lifecycle.update_account(c.store, name, email=email, org_id=org_id, record_calls=record,
+                                           record_prompt=record_prompt, cfg=c.cfg), as_json), as_json)
 
 
 @account.command("remove")

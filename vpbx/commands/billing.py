@@ -32,3 +32,7 @@ def billing_run(c: Ctx, on: str | None, as_json: bool) -> None:
     for key in ("suspended", "trials_ended", "reservations_lapsed", "available_again"):
         if summary[key]:
             click.echo(f"{key.replace('_', ' ').capitalize()}: {', '.join(summary[key])}")
+    if summary.get("recordings_purged"):
+        click.echo(f"Recordings purged (past retention): {summary['recordings_purged']}")
+    if summary.get("recordings_error"):
+        click.echo(f"Warning: call recordings not purged: {summary['recordings_error']}", err=True)

@@ -20,14 +20,16 @@ def call() -> None:
 @click.option("--dtmf", default="", help="Digits the caller presses, one per menu prompt.")
 @click.option("--no-answer", "no_answer", multiple=True, help="Destination that rings out (repeatable).")
 @click.option("--busy", multiple=True, help="Destination that is busy (repeatable).")
+@click.option("--at", help="When the call comes (default now): 'YYYY-MM-DD HH:MM' in the zone of the number's "
+                           "schedules (UTC if none), or an instant with offset, e.g. 2026-12-31T10:00+02:00.")
 @json_option
 @pass_ctx
 def call_simulate(c: Ctx, number_: str, caller: str, dtmf: str, no_answer: tuple[str, ...], busy: tuple[str, ...],
-                  as_json: bool) -> None:
+                  at: str | None, as_json: bool) -> None:
     """Run NUMBER's call flow without Asterisk and print every step."""
     from vpbx.services import calls as service
 
-    lines = service.simulate(c.store, number_, caller=caller, dtmf=dtmf, no_answer=no_answer, busy=busy)
+    lines = service.simulate(c.store, number_, caller=caller, dtmf=dtmf, no_answer=no_answer, busy=busy, at=at)
     if as_json:
         emit(lines, True)
     else:
@@ -52,7 +54,7 @@ def calls_list(c: Ctx, number_: str | None, since: str | None, limit: int, as_js
 
     rows = service.recent(c.store, number=number_, since=since, limit=limit)
     emit(rows, as_json, ("started_at", "number", "caller", "disposition", "reached", "duration", "billsec",
-                         "voicemail"), title="calls")
+                         "voicemail", "recording"), title="calls")
 
 
 @calls.command("stats")

@@ -95,18 +95,24 @@ def number_show(c: Ctx, number_: str, as_json: bool) -> None:
 @click.option("--requires-documents/--no-requires-documents", default=None,
               help="The number is connected only after the end user's documents are checked.")
 @click.option("--lead-days", type=click.IntRange(0, 60), help="Days the document check takes (told to the customer).")
+@click.option("--record/--no-record", default=None, help="Record calls to and from the number (`vpbx recording`).")
+@click.option("--record-prompt", metavar="PROMPT|none", help="Prompt announcing the recording before the call is "
+                                                             "connected; none: no announcement.")
 @json_option
 @pass_ctx
 def number_set(c: Ctx, numbers_: tuple[str, ...], channels: int | None, direction: str | None, comment: str | None,
-               trunk: str | None, requires_documents: bool | None, lead_days: int | None, as_json: bool) -> None:
+               trunk: str | None, requires_documents: bool | None, lead_days: int | None, record: bool | None,
+               record_prompt: str | None, as_json: bool) -> None:
     """Change one or several numbers at once (all or nothing)."""
     from vpbx.services import numbers
 
-    if all(v is None for v in (channels, direction, comment, trunk, requires_documents, lead_days)):
+    if all(v is None for v in (channels, direction, comment, trunk, requires_documents, lead_days, record,
+                               record_prompt)):
         raise click.UsageError("nothing to change; give --channels, --direction, --comment, --trunk, "
-                               "--requires-documents or --lead-days")
+                               "--requires-documents, --lead-days, --record/--no-record or --record-prompt")
     updated = numbers.update(c.store, numbers_, channels=channels, direction=direction, comment=comment, trunk=trunk,
-                             requires_documents=requires_documents, lead_days=lead_days)
+                             requires_documents=requires_documents, lead_days=lead_days, record_calls=record,
+                             record_prompt=record_prompt, cfg=c.cfg)
     emit(updated, as_json, NUMBER_COLUMNS, title="numbers")
 
 

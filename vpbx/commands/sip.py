@@ -99,19 +99,23 @@ def sip_show(c: Ctx, login: str, as_json: bool) -> None:
 @click.option("--allow-prefixes", help=PREFIXES_HELP)
 @click.option("--max-outbound-calls", help=MAX_CALLS_HELP)
 @click.option("--daily-minutes", help=DAILY_HELP)
+@click.option("--record/--no-record", default=None, help="Record the account's calls (`vpbx recording`).")
+@click.option("--record-prompt", metavar="PROMPT|none", help="Prompt announcing the recording before the call is "
+                                                             "connected; none: no announcement.")
 @json_option
 @pass_ctx
 def sip_set(c: Ctx, login: str, codecs: str | None, dtmf: str | None, caller_id: str | None, transport: str | None,
             srtp: bool | None, channels: int | None, allow_countries: str | None, allow_prefixes: str | None,
-            max_outbound_calls: str | None, daily_minutes: str | None, as_json: bool) -> None:
-    """Change a SIP account: codecs, DTMF mode, caller ID, transport, SRTP, channels (`vpbx reload` applies those)
-    and its toll-fraud guards (the engine applies them to the next call)."""
+            max_outbound_calls: str | None, daily_minutes: str | None, record: bool | None,
+            record_prompt: str | None, as_json: bool) -> None:
+    """Change a SIP account: codecs, DTMF mode, caller ID, transport, SRTP, channels (`vpbx reload` applies those),
+    its toll-fraud guards and call recording (the engine applies them to the next call)."""
     from vpbx.services import sip_accounts
 
     account = sip_accounts.update(c.store, c.cfg, login, codecs=codecs, dtmf=dtmf, caller_id=caller_id,
                                   transport=transport, srtp=srtp, channels=channels, allow_countries=allow_countries,
                                   allow_prefixes=allow_prefixes, max_outbound_calls=max_outbound_calls,
-                                  daily_minutes=daily_minutes)
+                                  daily_minutes=daily_minutes, record_calls=record, record_prompt=record_prompt)
     emit(without_password(account), as_json)
 
 

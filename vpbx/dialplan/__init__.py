@@ -9,6 +9,7 @@ that way.
     model.py     Flow and nodes, events (edge -> machine), actions (machine -> edge), CallState
     machine.py   start() / adopt() / step() / reject_unknown()
     simulate.py  simulate(): a scripted dry run, one line per step
+    blocklist.py what a blocked caller hears: reject_blocked() (403) or blocked_flow() (a prompt, then hang-up)
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from vpbx.dialplan.model import (
     Event,
     Flow,
     ForwardNode,
+    HandedOver,
     Hangup,
     HangupLeg,
     HangupNode,
@@ -48,6 +50,7 @@ from vpbx.dialplan.model import (
     RecordingFailed,
     RecordingFinished,
     Ring,
+    ScheduleNode,
     StartMoh,
     StartTimer,
     StopMoh,
@@ -61,9 +64,11 @@ from vpbx.dialplan.simulate import simulate
 
 __all__ = [
     "EVENT_TYPES", "Action", "Answer", "Bridge", "CallState", "CallerHungUp", "CancelTimer", "DeliverVoicemail",
-    "Dial", "DiscardRecording", "Dtmf", "Event", "Flow", "ForwardNode", "Hangup", "HangupLeg", "HangupNode", "Hold",
+    "Dial", "DiscardRecording", "Dtmf", "Event", "Flow", "ForwardNode", "HandedOver", "Hangup", "HangupLeg",
+    "HangupNode", "Hold",
     "IvrNode", "Leg", "LegAnswered", "LegFailed", "LegHungUp", "LegRinging", "Node", "Play", "PlayAndHangupNode",
-    "PlayNode", "PlaybackFinished", "Record", "RecordingFailed", "RecordingFinished", "Ring", "StartMoh", "StartTimer",
+    "PlayNode", "PlaybackFinished", "Record", "RecordingFailed", "RecordingFinished", "Ring", "ScheduleNode",
+    "StartMoh", "StartTimer",
     "StopMoh", "StopPlayback", "Target", "TimerExpired", "Unhold", "VoicemailNode", "adopt", "compile_flow",
     "reject_unknown", "simulate", "start", "step",
 ]

@@ -5,13 +5,16 @@ with no targets, a silent IVR loop, bad timeouts...) raises `vpbx.domain.errors.
 number, the object and the fix. A Flow that compiles cannot fail at call time for want of a node.
 
 Only what the number can reach is compiled and checked (plus its fallback, always). Node ids are the destination
-strings (`ivr:main`, `group:sales`, `sip:alice`, `voicemail`, `play:closed`, `hangup`) plus the fixed ids `greeting`,
-`forward` (the number's forward_to), `unavailable`, `fallback:forward` and `fallback:ivr` (a `hangup` fallback: silent
-after a forward, "goodbye" after an IVR).
+strings (`ivr:main`, `group:sales`, `sip:alice`, `voicemail`, `play:closed`, `hangup`,
+`hours:office?open=ivr:main&closed=voicemail`: a ScheduleNode whose branches are nodes too) plus the fixed ids
+`greeting`, `forward` (the number's forward_to), `unavailable`, `fallback:forward` and `fallback:ivr` (a `hangup`
+fallback: silent after a forward, "goodbye" after an IVR).
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import replace
 
 from vpbx.dialplan.model import (
     CAUSE_NORMAL,
@@ -27,6 +30,7 @@ from vpbx.dialplan.model import (
     Node,
     PlayAndHangupNode,
     PlayNode,
+    ScheduleNode,
     Target,
     VoicemailNode,
     prompt_media,
@@ -38,11 +42,13 @@ from vpbx.domain.destinations import (
     FALLBACKS,
     TARGET_SYNTAX,
     Destination,
+    is_fallback,
     kind_of,
     parse,
 )
 from vpbx.domain.errors import DestinationError, ValidationError
-from vpbx.domain.records import Group, Ivr, Number
+from vpbx.domain.records import Group, Ivr, Number, Schedule
+from vpbx.domain.schedules import Hours, ZoneOffsets
 from vpbx.domain.validation import DTMF_DIGITS, plain, shown
 
 __all__ = ["compile_flow"]
@@ -58,13 +64,37 @@ def compile_flow(
     ivrs: dict[str, Ivr],
     sip_logins: set[str],
     extensions: dict[str, str] | None = None,
+    *,
+    schedules: Mapping[str, Schedule] | None = None,
+    zones: Mapping[str, ZoneOffsets] | None = None,
+    record: bool = False,
+    record_prompt: str | None = None,
 ) -> Flow:
     """Compile `number`'s routing into a Flow, or raise ValidationError naming what is wrong and how to fix it.
 
     `groups` / `ivrs` are keyed by name; `sip_logins` are the SIP accounts that exist; `extensions` maps what a caller
-    may type in an `--extensions` IVR (an extension or organisation id) to a destination string.
+    may type in an `--extensions` IVR (an extension or organisation id) to a destination string. `schedules` are
+    keyed by name, `zones` by time-zone name: the offsets the edge computed (zoneinfo) for the calls' time window.
+    `record` / `record_prompt`: the call is recorded, announced by that prompt (a name; ignored when not recording),
+    as `vpbx.domain.recording.recording_for` decided.
     """
-    return _Compiler(number, groups, ivrs, sip_logins, extensions or {}).run()
+    compiler = _Compiler(number, groups, ivrs, sip_logins, extensions or {})
+    compiler.schedules = schedules or {}
+    compiler.zones = zones or {}
+    flow = compiler.run()
+    if not record:
+        return flow
+    if record_prompt is None:
+        return replace(flow, record=True)
+    compiler.prompt(record_prompt, "record prompt")      # a prompt name, as `play:PROMPT` takes it
+    # the announcement is the call's first node: played to the caller (answered) before anything else, and not
+    # again to a call adopted after an engine restart (that one starts at `route_start` or where it was)
+    announce = PlayNode(RECORD_ANNOUNCEMENT, prompt_media(record_prompt), next=flow.start)
+    return replace(flow, record=True, record_prompt=record_prompt, start=announce.id,
+                   nodes={**flow.nodes, announce.id: announce})
+
+
+RECORD_ANNOUNCEMENT = "record:announce"     # the node id of a recorded call's announcement
 
 
 class _Compiler:
@@ -86,6 +116,8 @@ class _Compiler:
         self.ext_map: dict[str, str] | None = None
         self.fb_forward = ""
         self.fb_ivr = ""
+        self.schedules: Mapping[str, Schedule] = {}
+        self.zones: Mapping[str, ZoneOffsets] = {}
 
     # -- errors -----------------------------------------------------------------------------------------------------
 
@@ -150,6 +182,12 @@ class _Compiler:
             self.fb_ivr = self.add(PlayAndHangupNode("fallback:ivr", prompt_media(PROMPT_GOODBYE)))
         elif isinstance(fb, str) and kind_of(fb) in FALLBACKS:
             self.fb_forward = self.fb_ivr = self.dest(fb, "fallback", f"set the fallback to {FALLBACK_SYNTAX}")
+        elif isinstance(fb, str) and kind_of(fb) == "hours":
+            fix = f"set the fallback to {FALLBACK_SYNTAX}"
+            if not is_fallback(self.parse(fb, "fallback", fix)):
+                raise self.fail(f"fallback {shown(fb)}: a schedule route used as the fallback branches to hangup, "
+                                f"play:PROMPT or voicemail; {fix}")
+            self.fb_forward = self.fb_ivr = self.dest(fb, "fallback", fix)
         else:
             raise self.fail(f"fallback {shown(fb)} is not one of {FALLBACK_SYNTAX}; set the fallback to one of those")
 
@@ -190,6 +228,8 @@ class _Compiler:
             return self.group(d.value, where, fix)
         if d.kind == "ivr":
             return self.ivr(d.value, where, fix)
+        if d.kind == "hours":
+            return self.hours(d, where, fix)
         timeout = self.positive(n.forward_timeout, "forward timeout", "set a forward timeout of at least 1 second")
         target = self.target(text, where, fix)
         return self.add(ForwardNode(text, (target,), "simultaneous", timeout, self.fb_forward, dest=text))
@@ -245,6 +285,29 @@ class _Compiler:
             dest=node_id,
         ))
 
+    def hours(self, d: Destination, where: str, fix: str) -> str:
+        """A business-hours branch: a ScheduleNode whose open / closed branches are compiled like any destination."""
+        name, (open_dest, closed_dest) = d.schedule, d.branches
+        assert name is not None
+        schedule = self.schedules.get(name)
+        if schedule is None:
+            raise self.fail(f"{where}: there is no schedule {shown(name)}; create it with `vpbx schedule add {name} "
+                            f"--tz ZONE --open DAYS HH:MM-HH:MM` or {fix}")
+        zone = self.zones.get(schedule.tz)
+        if zone is None:
+            raise self.fail(f"schedule {shown(name)}: time zone {shown(schedule.tz)} is not known on this machine; "
+                            f"install the tz database (tzdata) or `vpbx schedule set {name} --tz ZONE`")
+        try:
+            hours = Hours.of(schedule, zone)
+        except ValidationError as exc:
+            raise self.fail(str(exc)) from None
+        node_id = str(d)
+        self.pending.add(node_id)          # a branch may lead back here through an IVR
+        open_id = self.dest(str(open_dest), f"{where} (open)", fix)
+        closed_id = self.dest(str(closed_dest), f"{where} (closed)", fix)
+        self.pending.discard(node_id)
+        return self.add(ScheduleNode(node_id, hours, open_id, closed_id))
+
     def extension_map(self) -> dict[str, str]:
         """Typed extension -> node id. Node ids are the destination strings, so the map is complete before the
         destinations are compiled (they may lead back to an extension IVR)."""
@@ -267,10 +330,18 @@ class _Compiler:
         """Refuse a loop of IVRs none of which has a prompt: the caller would press keys in silence forever."""
         silent = {nid: node for nid, node in self.nodes.items() if isinstance(node, IvrNode) and node.prompt is None}
 
+        def through_schedules(how: str, target: str) -> list[tuple[str, str]]:
+            node = self.nodes.get(target)
+            if not isinstance(node, ScheduleNode):
+                return [(how, target)]
+            name = node.hours.name
+            return [(f"{how} ({name} open)", node.open), (f"{how} ({name} closed)", node.closed)]
+
         def edges(node: IvrNode) -> list[tuple[str, str]]:
             out = [(f"option {d}", t) for d, t in node.options.items()]
             if node.extensions:
                 out += [(f"extension {e}", t) for e, t in node.extensions.items()]
+            out = [edge for how, t in out for edge in through_schedules(how, t)]
             return [(how, t) for how, t in out if t in silent]
 
         state: dict[str, int] = {}   # 1 on the stack, 2 done

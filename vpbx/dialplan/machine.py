@@ -23,6 +23,9 @@ hear music (StartMoh); Unhold stops it (StopMoh). Each party hears music exactly
 Hold or Unhold, one from a leg that is not the bridged one, or one outside the bridged phase is ignored. When the
 call ends its channels are hung up, which ends any music: no StopMoh is sent then.
 
+Business hours. Entering a ScheduleNode decides at once by `state.clock` (the `now` given to start()/step()) and
+enters its open or closed node; `state.decisions` holds the (node id, open?) pairs of the last start()/step().
+
 Once `finished` is True the machine emits nothing further. A caller hanging up mid-recording does not finish the
 call: the phase becomes `vm_orphaned` and the call finishes on RecordingFinished (delivered if long enough) or
 RecordingFailed.
@@ -57,6 +60,7 @@ from vpbx.dialplan.model import (
     Event,
     Flow,
     ForwardNode,
+    HandedOver,
     Hangup,
     HangupLeg,
     HangupNode,
@@ -73,9 +77,11 @@ from vpbx.dialplan.model import (
     PlaybackFinished,
     PlayNode,
     Record,
+    RecordCall,
     RecordingFailed,
     RecordingFinished,
     Ring,
+    ScheduleNode,
     StartMoh,
     StartRingback,
     StartTimer,
@@ -98,13 +104,16 @@ Handler = Callable[[CallState, Event, Actions], "CallState | None"]
 # Public entry points
 
 
-def start(flow: Flow, call_id: str, caller: str, active_calls: int, now: float = 0.0) -> tuple[CallState, list[Action]]:
+def start(flow: Flow, call_id: str, caller: str, active_calls: int, now: float = 0.0,
+          answered: bool = False) -> tuple[CallState, list[Action]]:
     """Open a new call to `flow`'s number.
 
     `active_calls` counts the calls already in progress on the number (not this one); at or above `flow.channels` the
-    caller gets Hangup(17) and disposition "busy".
+    caller gets Hangup(17) and disposition "busy". `answered`: the caller's channel is up already (a party handed
+    over by a transfer): it hears in-band ringing while targets ring, and is never answered again.
     """
-    state = CallState(flow=flow, call_id=call_id, caller=caller, prefix=call_id, phase="new", started_at=now, clock=now)
+    state = CallState(flow=flow, call_id=call_id, caller=caller, prefix=call_id, phase="new", started_at=now, clock=now,
+                      answered=answered, answered_at=now if answered else None)
     actions: Actions = []
     if active_calls >= flow.channels:
         state = _finish(replace(state, disposition="busy"), actions, CAUSE_BUSY)
@@ -122,7 +131,7 @@ def adopt(
     restart: int = 1,
     at: str | None = None,
 ) -> tuple[CallState, list[Action]]:
-    """Take over a call that was in progress when the engine restarted (not a bridged one: that one carries on alone).
+    """Take over a call that was in progress when the engine restarted (not a bridged one: `adopt_talking`).
 
     The call restarts at a safe point: node `at` if given and known (e.g. the IVR it was in, from `state.node` of a
     snapshot), else the number's route; the greeting is played again only if the caller was not yet answered. Ids
@@ -137,6 +146,30 @@ def adopt(
     actions: Actions = []
     state = _enter(state, node_id, actions)
     return state, actions
+
+
+def adopt_talking(
+    flow: Flow,
+    call_id: str,
+    caller: str,
+    leg: Leg,
+    answered_at: float,
+    connected_at: float,
+    now: float = 0.0,
+    restart: int = 1,
+) -> tuple[CallState, list[Action]]:
+    """Take over a call whose caller was bridged with `leg` (status "answered") when the engine restarted: the two
+    kept talking in Asterisk's bridge meanwhile, so nothing is done now (no leg hung up, no re-dial, no new bridge).
+    The call goes on as "bridged" with its original answer and connect times (the record's billsec stays true):
+    either party hanging up hangs up the other, and hold works as before. Ids get the prefix f"{call_id}-r{restart}".
+    """
+    state = CallState(
+        flow=flow, call_id=call_id, caller=caller, prefix=f"{call_id}-r{restart}", phase="bridged",
+        started_at=now, clock=now, answered=True, answered_at=answered_at, connected_at=connected_at,
+        reached=leg.target.dest, disposition="answered", legs=(replace(leg, status="answered"),),
+        bridged_leg=leg.leg_id,
+    )
+    return state, []
 
 
 def reject_unknown() -> list[Action]:
@@ -167,6 +200,8 @@ def step(state: CallState, event: Event, now: float | None = None) -> tuple[Call
         return state, []
     actions: Actions = []
     working = state if now is None else replace(state, clock=now)
+    if working.decisions:
+        working = replace(working, decisions=())   # the schedule decisions of this step only
     new = handler(working, event, actions)
     if new is None:
         return state, []
@@ -293,6 +328,10 @@ def _finish(state: CallState, actions: Actions, cause: int | None) -> CallState:
 
 def _enter(state: CallState, node_id: str, actions: Actions) -> CallState:
     node = state.flow.node(node_id)
+    if isinstance(node, ScheduleNode):   # business hours: decided now, by the call's clock; the call goes on at once
+        is_open = node.hours.is_open(state.clock)
+        state = replace(state, decisions=(*state.decisions, (node_id, is_open)))
+        return _enter(state, node.open if is_open else node.closed, actions)
     state = replace(state, node=node_id, failures=0, digits="")
     if not isinstance(node, ForwardNode):
         state = _stop_ringback(state, actions)   # ringing only while legs ring; stopped before a prompt or hang-up
@@ -479,6 +518,8 @@ def _on_leg_answered(state: CallState, event: Event, actions: Actions) -> CallSt
         state = _cancel_timer(state, actions)
         state = _stop_ringback(state, actions)
         actions.append(Bridge(leg.leg_id))
+        if state.flow.record:
+            actions.append(RecordCall())
         state = _set_leg(state, leg.leg_id, "answered")
         state = _hangup_live_legs(state, "answered_elsewhere", actions, keep=leg.leg_id)
         return replace(
@@ -575,6 +616,24 @@ def _on_caller_hangup(state: CallState, event: Event, actions: Actions) -> CallS
     return _finish(state, actions, None)
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# Transfers
+
+
+def _on_handed_over(state: CallState, event: Event, actions: Actions) -> CallState | None:
+    assert isinstance(event, HandedOver)
+    if event.party == CALLER:
+        # the bridged leg transferred the caller: the leg is hung up, the caller goes on in another call
+        state = _finish(state, actions, None)
+    elif event.party == state.bridged_leg:
+        # the caller transferred the bridged leg: the caller is hung up, the leg goes on in another call
+        state = _set_leg(state, event.party, "gone")
+        state = _finish(state, actions, CAUSE_NORMAL)
+    else:
+        return None
+    return replace(state, disposition="transferred")
+
+
 _LEG_HANDLERS: dict[type, Handler] = {
     LegRinging: _on_leg_ringing,
     LegAnswered: _on_leg_answered,
@@ -605,4 +664,5 @@ _TABLE: dict[tuple[str, type], Handler] = {
     ("vm_orphaned", RecordingFailed): _rec_failed,
     ("bridged", Hold): _on_hold,
     ("bridged", Unhold): _on_unhold,
+    ("bridged", HandedOver): _on_handed_over,
 }

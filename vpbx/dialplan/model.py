@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from vpbx.domain.schedules import Hours
 from vpbx.domain.validation import DTMF_DIGITS as DTMF_DIGITS  # the one key set (0-9 * # A-D), re-exported
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -33,7 +34,7 @@ CAUSE_CALL_REJECTED = 21      # SIP 403 Forbidden: the caller may not make this 
 FORWARD_MODES = ("simultaneous", "sequential")
 LEG_FAIL_REASONS = ("busy", "noanswer", "unavailable", "congestion")
 HANGUP_LEG_REASONS = ("answered_elsewhere", "normal", "timeout")
-DISPOSITIONS = ("answered", "missed", "busy", "failed", "voicemail", "rejected")
+DISPOSITIONS = ("answered", "missed", "busy", "failed", "voicemail", "rejected", "transferred", "blocked")
 
 # Hold: the party a Hold/Unhold event or a StartMoh/StopMoh action names is CALLER or a leg id (leg ids are
 # f"{prefix}-leg-{n}", never "caller"); the class is vpbx's own (generated musiconhold_vpbx.conf).
@@ -160,18 +161,38 @@ class HangupNode:
     dest: str | None = None
 
 
-Node = PlayNode | IvrNode | ForwardNode | VoicemailNode | PlayAndHangupNode | HangupNode
+@dataclass(frozen=True)
+class ScheduleNode:
+    """Business hours: entering it enters node `open` if `hours` is open at the call's clock (the `now` the edge
+    passes in), else node `closed`. Decided on entry, never a node the call rests at (`state.node` is never one)."""
+
+    id: str
+    hours: Hours
+    open: str
+    closed: str
+    dest: str | None = None
+
+
+Node = PlayNode | IvrNode | ForwardNode | VoicemailNode | PlayAndHangupNode | HangupNode | ScheduleNode
 
 
 @dataclass(frozen=True)
 class Flow:
-    """A number's compiled call flow: nodes keyed by id, `start` (greeting or route) and `route_start` (no greeting)."""
+    """A number's compiled call flow: nodes keyed by id, `start` (greeting or route) and `route_start` (no greeting).
+
+    `record`: the call is recorded (both parties mixed, from when it is bridged to hang-up) as
+    `vpbx.services.recordings.recording_name(call_id)`; `record_prompt`: the name of the prompt (played as
+    `prompt_media(name)`) that announces it to the caller before the call is connected; None: no announcement, and
+    always None when `record` is False.
+    """
 
     number: str
     channels: int
     start: str
     route_start: str
     nodes: Mapping[str, Node]
+    record: bool = False
+    record_prompt: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", MappingProxyType(dict(self.nodes)))
@@ -256,13 +277,21 @@ class Unhold:
     party: str
 
 
+@dataclass(frozen=True)
+class HandedOver:
+    """A transfer handed bridged `party` (CALLER or the bridged leg) over to another call: this call ends without
+    hanging that party up; the other party (the one who transferred) is hung up. Disposition "transferred"."""
+
+    party: str
+
+
 Event = (
     PlaybackFinished | Dtmf | TimerExpired | LegRinging | LegAnswered | LegFailed | LegHungUp | CallerHungUp
-    | RecordingFinished | RecordingFailed | Hold | Unhold
+    | RecordingFinished | RecordingFailed | Hold | Unhold | HandedOver
 )
 EVENT_TYPES: tuple[type, ...] = (
     PlaybackFinished, Dtmf, TimerExpired, LegRinging, LegAnswered, LegFailed, LegHungUp, CallerHungUp,
-    RecordingFinished, RecordingFailed, Hold, Unhold,
+    RecordingFinished, RecordingFailed, Hold, Unhold, HandedOver,
 )
 
 
@@ -328,6 +357,12 @@ class Bridge:
     """Answer the caller if needed and bridge it with leg `leg_id`."""
 
     leg_id: str
+
+
+@dataclass(frozen=True)
+class RecordCall:
+    """Record the call's bridge (both parties mixed) until it ends, under the name the edge gives the call
+    (vpbx.services.recordings.recording_name); the edge keeps the audio when the call ends (Flow.record)."""
 
 
 @dataclass(frozen=True)
@@ -397,7 +432,7 @@ class StopMoh:
 
 Action = (
     Answer | Ring | Play | StopPlayback | StartTimer | CancelTimer | Dial | HangupLeg | Bridge | Record
-    | DeliverVoicemail | DiscardRecording | Hangup | StartRingback | StopRingback | StartMoh | StopMoh
+    | DeliverVoicemail | DiscardRecording | Hangup | StartRingback | StopRingback | StartMoh | StopMoh | RecordCall
 )
 
 
@@ -445,7 +480,8 @@ class CallState:
 
     For the call record: `answered_at` (caller's channel answered, by the PBX or by a bridge), `connected_at` (bridged
     with a person), `ended_at`, `reached` (destination string reached: the answering target, else the last destination
-    entered), `disposition` (answered | missed | busy | failed | voicemail | rejected; final once `finished`),
+    entered), `disposition` (answered | missed | busy | failed | voicemail | rejected | transferred | blocked; final
+    once `finished`),
     `voicemail` (a message was delivered), `finished`. Times come from `now` passed to start()/step()/adopt().
     """
 
@@ -481,6 +517,8 @@ class CallState:
     n_timer: int = 0
     n_leg: int = 0
     n_recording: int = 0
+    decisions: tuple[tuple[str, bool], ...] = ()   # (ScheduleNode id, open?) decided by the last start()/step()
+                                                   # that changed the state (an ignored event returns it unchanged)
 
     @property
     def live_legs(self) -> tuple[Leg, ...]:

@@ -5,7 +5,8 @@ DTMF keys are pressed one per IVR prompt (in an `--extensions` IVR, everything u
 the prompt has finished; a dialled target whose destination string is in `busy` fails busy, one in `no_answer` rings
 until its timer expires, any other rings and answers (in a simultaneous forward only the first such leg answers,
 the others keep ringing); recordings last `vm_seconds`; when nothing else is pending the running timer expires; a
-bridged caller hangs up at once (the conversation is not simulated). The run stops when the call finishes.
+bridged caller hangs up at once (the conversation is not simulated). The run stops when the call finishes. The
+call starts at `at` (UTC epoch seconds; business hours are decided by it) and every step takes one second.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from vpbx.dialplan.model import (
     RecordingFailed,
     RecordingFinished,
     Ring,
+    ScheduleNode,
     StartMoh,
     StartRingback,
     StartTimer,
@@ -73,11 +75,12 @@ def run(
     call_id: str = "sim",
     vm_seconds: float = 5.0,
     active_calls: int = 0,
+    at: float = 0.0,
 ) -> list[SimStep]:
     """Run the scripted call and return every step (the first has event None: the call's start)."""
     keys = deque(dtmf)
     queue: deque[Event] = deque()
-    state, actions = start(flow, call_id, caller, active_calls, now=0.0)
+    state, actions = start(flow, call_id, caller, active_calls, now=at)
     steps = [SimStep(None, state, tuple(actions))]
     _react(state, actions, queue, keys, no_answer, busy, vm_seconds)
     while not state.finished and len(steps) < MAX_STEPS:
@@ -87,7 +90,7 @@ def run(
             event = TimerExpired(state.timer_id)
         else:
             event = CallerHungUp()   # nothing left to happen: the caller gives up
-        state, actions = step(state, event, now=float(len(steps)))
+        state, actions = step(state, event, now=at + len(steps))
         steps.append(SimStep(event, state, tuple(actions)))
         _react(state, actions, queue, keys, no_answer, busy, vm_seconds)
     return steps
@@ -160,15 +163,19 @@ def simulate(
     dtmf: str = "",
     no_answer: set[str] | frozenset[str] = frozenset(),
     busy: set[str] | frozenset[str] = frozenset(),
+    at: float = 0.0,
 ) -> list[str]:
-    """Dry-run a call from `caller` to `flow`'s number; one human-readable line per step, then a summary line."""
-    steps = run(flow, caller, dtmf, no_answer, busy)
+    """Dry-run a call from `caller` to `flow`'s number, starting at `at` (UTC epoch seconds); one human-readable line
+    per step (with the business-hours decisions it took), then a summary line."""
+    steps = run(flow, caller, dtmf, no_answer, busy, at=at)
     lines = []
     previous: CallState | None = None
     for i, s in enumerate(steps):
         context = previous or s.state
         what = f"call from {caller} to {flow.number}" if s.event is None else describe_event(s.event, context)
-        done = "; ".join(describe_action(a) for a in s.actions) or "nothing"
+        decisions = s.state.decisions if s.state is not previous else ()    # an ignored event decides nothing
+        done = "; ".join([*(describe_decision(flow, d, s.state.clock) for d in decisions),
+                          *(describe_action(a) for a in s.actions)]) or "nothing"
         lines.append(f"{i:>3}. {what} -> {done}")
         previous = s.state
     last = steps[-1].state
@@ -215,6 +222,15 @@ def describe_event(event: Event, state: CallState) -> str:
     if isinstance(event, Unhold):
         return f"{_party(state, event.party)} resumes the call"
     return repr(event)  # pragma: no cover
+
+
+def describe_decision(flow: Flow, decision: tuple[str, bool], instant: float) -> str:
+    """A business-hours decision in words: "schedule office closed at Thu 2026-12-31 10:00 Europe/Kyiv (closed date
+    2026-12-31) -> voicemail"."""
+    node_id, is_open = decision
+    node = flow.node(node_id)
+    assert isinstance(node, ScheduleNode)
+    return f"schedule {node.hours.name} {node.hours.explain(instant)} -> {node.open if is_open else node.closed}"
 
 
 def describe_action(action: Action) -> str:

@@ -23,6 +23,7 @@ from vpbx.dialplan.model import (
     DiscardRecording,
     Event,
     Flow,
+    HandedOver,
     Hangup,
     HangupLeg,
     LegFailed,
@@ -135,6 +136,13 @@ class Ledger:
         elif isinstance(event, CallerHungUp):
             self.caller_gone = True
             self.moh.discard(CALLER)
+        elif isinstance(event, HandedOver) and event.party in (CALLER, self.bridged):
+            # a bridged party left for another call (the edge hands over only those): no longer this call's
+            if event.party == CALLER:
+                self.caller_gone = True
+            else:
+                self.legs.discard(event.party)
+            self.moh.discard(event.party)
 
     def idle(self) -> bool:
         """Nothing left live: what must hold once the call is finished."""

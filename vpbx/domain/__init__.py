@@ -11,4 +11,7 @@ library and `phonenumbers`); every other package may import it.
                      the DTMF key set
     timestamps.py    the one ISO-8601 UTC format (utc_now_iso, to_iso, iso_from_epoch, from_iso)
     security.py      brute-force protection: the ban policy, failures, bans, the Tracker that decides
+    blocklist.py     the caller blocklist: rules, how a caller ID is read, which rule refuses a call
+    schedules.py     business hours: schedule texts (full match), zone offsets as data, "open at this instant?"
+    recording.py     call recording: whether a call is recorded and which prompt announces it
 """

@@ -9,11 +9,14 @@ forward target or fallback may name.
     play:PROMPT                play a prompt, then hang up
     voicemail                  record a message for the number's voicemail e-mails
     hangup                     hang up
+    hours:SCHEDULE?open=DEST&closed=DEST
+                               business hours: DEST (any kind above) by the schedule at the moment the call gets
+                               there; a branch is never another `hours:` and holds no '&' (a SIP URI writes it %26)
 
 Rule: pure, no I/O. `parse()` checks the syntax of the whole string (full match: no trailing newline, control
 character or other hostile text gets through) and raises DestinationError (a ValidationError) whose message names
 the bad text and gives the syntax; `str(Destination)` gives the canonical text back, so `str(parse(t)) == t` for
-every `t` that parses. Whether the SIP account, group, IVR or prompt exists is not checked here
+every `t` that parses. Whether the SIP account, group, IVR, prompt or schedule exists is not checked here
 (`vpbx.dialplan.compile` does that).
 """
 from __future__ import annotations
@@ -26,16 +29,19 @@ from vpbx.domain.errors import DestinationError
 from vpbx.domain.numbers import E164_EXAMPLE, is_e164
 from vpbx.domain.validation import LOGIN_RE, NAME_RE, PROMPT_RE, shown
 
-KINDS = ("sip", "group", "ivr", "tel", "uri", "play", "voicemail", "hangup")
+KINDS = ("sip", "group", "ivr", "tel", "uri", "play", "voicemail", "hangup", "hours")
 BARE = ("voicemail", "hangup")            # written without a value
 DIALLABLE = ("sip", "tel", "uri")         # what a forward target / group member may be
 FALLBACKS = ("hangup", "voicemail", "play")   # what may follow a failed forward or IVR
 
+HOURS_SYNTAX = "hours:SCHEDULE?open=DEST&closed=DEST"
+HOURS_EXAMPLE = "hours:office?open=ivr:main&closed=voicemail"
 DESTINATION_SYNTAX = (
-    "sip:LOGIN, group:NAME, ivr:NAME, tel:+E164, uri:sip:user@host[:port], voicemail, play:PROMPT or hangup"
+    f"sip:LOGIN, group:NAME, ivr:NAME, tel:+E164, uri:sip:user@host[:port], voicemail, {HOURS_SYNTAX}, "
+    f"play:PROMPT or hangup"
 )
 TARGET_SYNTAX = "sip:LOGIN, tel:+E164 and uri:sip:user@host[:port]"
-FALLBACK_SYNTAX = "hangup, play:PROMPT or voicemail"
+FALLBACK_SYNTAX = "hangup, play:PROMPT or voicemail (or hours:SCHEDULE?open=A&closed=B choosing two of them)"
 MAX_LENGTH = 256
 
 SIP_URI_RE = re.compile(
@@ -45,6 +51,34 @@ SIP_URI_RE = re.compile(
 )
 
 _NAME_SYNTAX = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+
+
+_HOURS_RE = re.compile(r"(?P<schedule>[^?&]*)\?open=(?P<open>[^&]*)&closed=(?P<closed>[^&]*)")
+
+
+def _hours_parts(value: str) -> tuple[str, str, str] | None:
+    m = _HOURS_RE.fullmatch(value)
+    return None if m is None else (m["schedule"], m["open"], m["closed"])
+
+
+def _hours_problem(value: str) -> str | None:
+    """What is wrong with the value of an `hours:` destination (None: nothing)."""
+    if re.search(r"[?&](?:open|closed)=hours:", value):
+        return ("a branch is another schedule route; branch to any other kind of destination (one schedule takes "
+                "several --open ranges)")
+    parts = _hours_parts(value)
+    if parts is None:
+        extra = " (a branch may not hold '&': write it as %26 in a SIP URI)" if value.count("&") > 1 else ""
+        return f"{shown(value)} is not a schedule route like {HOURS_EXAMPLE}{extra}; use {HOURS_SYNTAX}"
+    schedule, *branches = parts
+    if NAME_RE.fullmatch(schedule) is None:
+        return f"{shown(schedule)} is not a schedule name ({_NAME_SYNTAX}: {HOURS_EXAMPLE})"
+    for label, branch in zip(("open", "closed"), branches, strict=True):
+        try:
+            parse(branch)
+        except DestinationError as exc:
+            return f"the {label} branch: {exc.problem}"
+    return None
 
 
 def _sip_uri(value: str) -> bool:
@@ -89,6 +123,27 @@ class Destination:
     def diallable(self) -> bool:
         return self.kind in DIALLABLE
 
+    @property
+    def schedule(self) -> str | None:
+        """The schedule an `hours:` destination branches on; None for every other kind."""
+        parts = _hours_parts(self.value) if self.kind == "hours" else None
+        return None if parts is None else parts[0]
+
+    @property
+    def branches(self) -> tuple[Destination, ...]:
+        """(open, closed) of an `hours:` destination; () for every other kind."""
+        parts = _hours_parts(self.value) if self.kind == "hours" else None
+        return () if parts is None else (parse(parts[1]), parse(parts[2]))
+
+    def names(self) -> tuple[Destination, ...]:
+        """This destination and the ones it branches to: what a stored route names (for "who uses group X")."""
+        return (self, *self.branches)
+
+
+def hours(schedule: str, open_dest: Destination | str, closed_dest: Destination | str) -> Destination:
+    """The `hours:` destination that goes to `open_dest` while `schedule` is open and to `closed_dest` otherwise."""
+    return Destination("hours", f"{schedule}?open={open_dest}&closed={closed_dest}")
+
 
 def _error(text: str, kind: str | None, problem: str) -> DestinationError:
     message = problem if problem.startswith(("unknown destination", "destination ")) else \
@@ -102,6 +157,12 @@ def _check(kind: object, value: object, text: str) -> None:
     if kind in BARE:
         if value:
             raise _error(text, None, f"unknown destination {shown(text)}; use {DESTINATION_SYNTAX}")
+        return
+    if kind == "hours":
+        problem = None if len(value) <= MAX_LENGTH else f"{shown(value)} is longer than {MAX_LENGTH} characters"
+        problem = problem or _hours_problem(value)
+        if problem is not None:
+            raise _error(text, kind, problem)
         return
     test, problem = _RULES[kind]
     if len(value) > MAX_LENGTH or not test(value):
@@ -135,11 +196,20 @@ def parse_target(text: str) -> Destination:
     return parse(text)
 
 
+def is_fallback(d: Destination) -> bool:
+    """May `d` follow a failed forward or IVR? hangup, voicemail, play:, or an `hours:` choosing between those."""
+    return d.kind in FALLBACKS or (d.kind == "hours" and all(b.kind in FALLBACKS for b in d.branches))
+
+
 def parse_fallback(text: str) -> Destination:
-    """What a number falls back to when a forward or IVR fails: hangup, voicemail or play:PROMPT."""
-    if not isinstance(text, str) or kind_of(text) not in FALLBACKS:
+    """What a number falls back to when a forward or IVR fails: hangup, voicemail or play:PROMPT, or by business
+    hours one of those (hours:SCHEDULE?open=voicemail&closed=play:closed)."""
+    if not isinstance(text, str) or kind_of(text) not in (*FALLBACKS, "hours"):
         return _refuse(text, f"a fallback is one of {FALLBACK_SYNTAX}")
-    return parse(text)
+    d = parse(text)
+    if not is_fallback(d):
+        return _refuse(text, f"a fallback is one of {FALLBACK_SYNTAX}")
+    return d
 
 
 def _refuse(text: object, problem: str) -> Destination:

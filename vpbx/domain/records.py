@@ -47,6 +47,9 @@ class Number:
     requires_documents: bool = False
     lead_days: int = 0                   # days the document check takes
     call_credit: int = 0                 # minor units of the plan's call credit left this period
+    # call recording (vpbx.domain.recording): calls to and from the number; the prompt announces it
+    record_calls: bool = False
+    record_prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class SipAccount:
     allow_prefixes: tuple[str, ...] = ()    # +E.164 destination prefixes; both () = the caller-ID number's country
     max_outbound_calls: int | None = None   # concurrent outbound calls; None = `channels`
     daily_minutes: int | None = None        # outbound minutes per day (server's local day); None = no cap
+    record_calls: bool = False              # record calls to and from the account (vpbx.domain.recording)
+    record_prompt: str | None = None        # prompt announcing the recording
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,19 @@ class Account:
     email: str
     org_id: int | None = None            # the extension a caller types on a shared number
     balance: int = 0                     # minor units; always equals the sum of the account's ledger
+    record_calls: bool = False           # record calls to and from the account's numbers (vpbx.domain.recording)
+    record_prompt: str | None = None     # prompt announcing the recording
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Business hours (vpbx.domain.schedules): routes branch on it with `hours:NAME?open=DEST&closed=DEST`."""
+
+    name: str
+    tz: str                              # tz database name, e.g. Europe/Kyiv
+    open: tuple[str, ...]                # "mon-fri 09:00-18:00", "sat 10:00-13:00,14:00-16:00" (local time)
+    closed: tuple[str, ...] = ()         # one-off closed dates, YYYY-MM-DD
+    holidays: tuple[str, ...] = ()       # yearly closed days, MM-DD
 
 
 def to_dict(record: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from vpbx.dialplan import model as dm
 from vpbx.dialplan.outbound import Outbound, trunk_for
 from vpbx.engine.store_worker import StoreWorker
 from vpbx.services import outbox
+from vpbx.services.recordings import recording_name
 
 if TYPE_CHECKING:
     from vpbx.engine.calls import Call, Calls
@@ -108,15 +109,15 @@ class ActionRunner:
     # ---- handlers (one per action type) --------------------------------------------------------------------------
     async def answer(self, call: Call, action: dm.Answer) -> None:
         if not call.answered:
-            await self.ari.answer(call.call_id)
+            await self.ari.answer(call.channel)
             call.answered = True
 
     async def ring(self, call: Call, action: dm.Ring) -> None:
-        await self.ari.ring(call.call_id)
+        await self.ari.ring(call.channel)
 
     async def play(self, call: Call, action: dm.Play) -> None:
         lang = getattr(call.number, "language", None) or self.cfg.language
-        await self.ari.play(call.call_id, action.media, playback_id=action.playback_id, lang=lang)
+        await self.ari.play(call.channel, action.media, playback_id=action.playback_id, lang=lang)
 
     async def stop_playback(self, call: Call, action: dm.StopPlayback) -> None:
         with contextlib.suppress(AriNotFound):
@@ -124,14 +125,14 @@ class ActionRunner:
 
     async def start_ringback(self, call: Call, action: dm.StartRingback) -> None:
         with contextlib.suppress(AriError):      # ringing is a courtesy: the call goes on without it
-            await self.ari.play(call.call_id, RINGBACK_MEDIA, playback_id=action.playback_id)
+            await self.ari.play(call.channel, RINGBACK_MEDIA, playback_id=action.playback_id)
 
     async def stop_ringback(self, call: Call, action: dm.StopRingback) -> None:
         with contextlib.suppress(AriError):
             await self.ari.stop_playback(action.playback_id)
 
     def _party_channel(self, call: Call, party: str) -> str:
-        return call.call_id if party == dm.CALLER else party
+        return call.channel if party == dm.CALLER else party
 
     async def start_moh(self, call: Call, action: dm.StartMoh) -> None:
         await self.ari.start_moh(self._party_channel(call, action.party), action.moh_class)
@@ -167,7 +168,7 @@ class ActionRunner:
                 await asyncio.wait_for(started, LEG_START_TIMEOUT_S)
         finally:
             self.calls.forget_leg_start(action.leg_id)
-        await self.ari.dial(action.leg_id, caller=None if variables else call.call_id,
+        await self.ari.dial(action.leg_id, caller=None if variables else call.channel,
                             timeout=max(1, int(action.timeout)))
 
     async def hangup_leg(self, call: Call, action: dm.HangupLeg) -> None:
@@ -178,16 +179,25 @@ class ActionRunner:
 
     async def bridge(self, call: Call, action: dm.Bridge) -> None:
         if not call.answered:
-            await self.ari.answer(call.call_id)
+            await self.ari.answer(call.channel)
             call.answered = True
         bridge_id = f"{call.call_id}-bridge"
         await self.ari.create_bridge("mixing", bridge_id=bridge_id)
         call.bridge_id = bridge_id
         # no connected-line re-INVITEs to the caller: many carriers and phones mishandle them mid-setup
-        await self.ari.add_channel(bridge_id, [call.call_id, action.leg_id], inhibit_connected_line_updates=True)
+        await self.ari.add_channel(bridge_id, [call.channel, action.leg_id], inhibit_connected_line_updates=True)
+
+    async def record_call(self, call: Call, action: dm.RecordCall) -> None:
+        if call.bridge_id is None:
+            return
+        try:
+            await self.ari.record_bridge(call.bridge_id, recording_name(call.call_id))
+            call.recording = recording_name(call.call_id)
+        except AriError as exc:        # the talk goes on unrecorded: say so loudly
+            log.error("call %s: recording did not start: %s", call.call_id, exc)
 
     async def record(self, call: Call, action: dm.Record) -> None:
-        await self.ari.record(call.call_id, action.name, format="wav", max_duration=action.max_seconds,
+        await self.ari.record(call.channel, action.name, format="wav", max_duration=action.max_seconds,
                               max_silence=action.max_silence, beep=action.beep, terminate_on=action.terminate_on,
                               if_exists="overwrite")
 
@@ -208,7 +218,7 @@ class ActionRunner:
 
     async def hangup(self, call: Call, action: dm.Hangup) -> None:
         if not call.caller_gone:
-            await self.ari.hangup(call.call_id, reason=HANGUP_REASONS.get(action.cause, "normal"))
+            await self.ari.hangup(call.channel, reason=HANGUP_REASONS.get(action.cause, "normal"))
             call.caller_gone = True   # Hangup ends the call (the model's last action): cleanup need not repeat it
 
 
@@ -230,4 +240,5 @@ HANDLERS: dict[type, Handler] = {
     dm.Hangup: ActionRunner.hangup,
     dm.StartMoh: ActionRunner.start_moh,
     dm.StopMoh: ActionRunner.stop_moh,
+    dm.RecordCall: ActionRunner.record_call,
 }

@@ -4,7 +4,8 @@ per-call task (`CallTasks.run`).
 Rule: one asyncio task per call takes the call's events from its queue in arrival order, translates them
 (vpbx.engine.events), steps the model (vpbx.dialplan) and has the actions carried out (vpbx.engine.actions). Every
 decision is the model's: whether and where an outbound call goes (vpbx.dialplan.outbound), what a call whose number is
-unknown or whose flow does not load hears (reject_unknown / reject_broken), ringing, the channel limit. Storage goes
+unknown or whose flow does not load hears (reject_unknown / reject_broken), which blocklist rule refuses a caller
+(vpbx.domain.blocklist) and what the caller hears (vpbx.dialplan.blocklist), ringing, the channel limit. Storage goes
 through the StoreWorker: reads awaited off the loop, writes queued and never awaited on the call's path. An exception
 inside a call is logged and ends that call cleanly (caller and legs hung up); a cancelled task (the engine stopping)
 leaves the call up in Asterisk for the next engine to adopt (`Call.left_for_adoption`).
@@ -16,7 +17,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,14 +27,18 @@ from vpbx.asterisk.ari import AriClient, AriError
 from vpbx.config import Config
 from vpbx.dialplan import machine
 from vpbx.dialplan import model as dm
+from vpbx.dialplan.blocklist import BLOCKED_NODE, DISPOSITION_BLOCKED, blocked_flow, reject_blocked
 from vpbx.dialplan.outbound import Internal, Outbound, Refused, Usage, admit, decide, dialled_number
+from vpbx.domain.blocklist import BlockRule
 from vpbx.domain.errors import NotFoundError, VpbxError
 from vpbx.domain.records import Number, SipAccount
-from vpbx.domain.timestamps import local_day_start, utc_now
+from vpbx.domain.timestamps import local_day_start, utc_now, utc_now_iso
 from vpbx.engine.events import CallStart, asterisk_time, translate
 from vpbx.engine.store_worker import StoreWorker
+from vpbx.services import recordings
 from vpbx.services.flows import load_flow
 from vpbx.services.lifecycle import charge_call
+from vpbx.services.recordings import recording_name
 
 if TYPE_CHECKING:
     from vpbx.engine.actions import ActionRunner
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 call_log = logging.getLogger("vpbx.calls")
 
 CLEANUP_TIMEOUT_S = 5.0
+RECORDING_FETCH_TRIES = 10          # a bridge recording is fetched after its call: tries, one pause before each
+RECORDING_FETCH_PAUSE_S = 0.3
 
 
 def iso(ts: float | None) -> str | None:
@@ -52,7 +60,8 @@ def iso(ts: float | None) -> str | None:
 class Call:
     """One call's edge-side bookkeeping: the queue its events arrive on and what must be cleaned up."""
 
-    call_id: str                              # the caller channel's id
+    call_id: str                              # the call record's id: the caller channel's id, unless the call took
+                                              # over a party handed over by a transfer (f"{channel}-x{n}")
     caller: str                               # as the call record names it
     answered: bool = False                    # the caller's channel is up
     number: Number | None = None              # the number whose flow runs (None: unknown / refused)
@@ -65,6 +74,12 @@ class Call:
     state: dm.CallState | None = None
     left_for_adoption: bool = False           # the engine stopped: the call stays up for the next engine to adopt
     task: asyncio.Task[None] | None = None
+    channel: str = ""                         # the caller's channel ("": call_id)
+    recording: str | None = None              # the bridge recording Asterisk makes of the call (its stored name)
+
+    def __post_init__(self) -> None:
+        if not self.channel:
+            self.channel = self.call_id
 
 
 class Calls:
@@ -80,7 +95,7 @@ class Calls:
 
     def add(self, call: Call) -> None:
         self.by_id[call.call_id] = call
-        self.owner[call.call_id] = call
+        self.owner[call.channel] = call
 
     def add_leg(self, call: Call, leg_id: str) -> None:
         call.legs.add(leg_id)
@@ -92,8 +107,10 @@ class Calls:
 
     def drop(self, call: Call) -> None:
         for leg in call.legs:
-            self.owner.pop(leg, None)
-        self.owner.pop(call.call_id, None)
+            if self.owner.get(leg) is call:
+                self.owner.pop(leg, None)
+        if self.owner.get(call.channel) is call:
+            self.owner.pop(call.channel, None)
         self.by_id.pop(call.call_id, None)
 
     def expect_leg_start(self, leg_id: str) -> asyncio.Future[None]:
@@ -138,6 +155,7 @@ class Resolved:
     refused: Refused | None = None    # an outbound call the rules refuse (why, which rule)
     account: SipAccount | None = None  # the SIP account placing an outbound call
     seconds_today: int = 0            # ... and its outbound calls' billed seconds today (the daily cap's)
+    blocked: BlockRule | None = None  # the blocklist rule refusing this caller (vpbx.domain.blocklist)
 
 
 def resolve(store: Store, start: CallStart, default_trunk: str | None) -> Resolved:
@@ -161,7 +179,7 @@ def resolve(store: Store, start: CallStart, default_trunk: str | None) -> Resolv
             used = store.calls.outbound_seconds(account.login, local_day_start(utc_now())) \
                 if account.daily_minutes is not None else 0
             try:
-                flow = load_flow(store, number)
+                flow = load_flow(store, number, sip_account=account)     # the account may ask for recording
             except VpbxError as exc:
                 return Resolved(number, caller, outbound, flow_error=str(exc))
             return Resolved(number, caller, outbound, flow, account=account, seconds_today=used)
@@ -170,11 +188,12 @@ def resolve(store: Store, start: CallStart, default_trunk: str | None) -> Resolv
             number = decision.number
     if number is None:
         return Resolved(None, caller)
+    blocked = store.blocklist.for_call(caller, number.number, number.account)    # one indexed query
     try:
         flow = load_flow(store, number)
     except VpbxError as exc:
-        return Resolved(number, caller, outbound, flow_error=str(exc))
-    return Resolved(number, caller, outbound, flow)
+        return Resolved(number, caller, outbound, flow_error=str(exc), blocked=blocked)
+    return Resolved(number, caller, outbound, flow, blocked=blocked)
 
 
 class CallTasks:
@@ -186,32 +205,66 @@ class CallTasks:
         self.store = store
         self.calls = calls
         self.actions = actions
+        self._background: set[asyncio.Task[None]] = set()
+        # a phone's REFER on one of a call's channels (vpbx.engine.transfers sets it)
+        self.on_transfer: Callable[[Call, dict[str, Any]], Awaitable[None]] | None = None
 
-    def start(self, start: CallStart, adopt_at: str | None = None, restarts: int = 0) -> Call:
-        """Register the call (its events queue up from now on) and start its task."""
-        call = Call(call_id=start.channel_id, caller=start.caller, answered=start.answered)
+    def start(self, start: CallStart, adopt_at: str | None = None, restarts: int = 0,
+              talking: Talking | None = None, call_id: str | None = None) -> Call:
+        """Register the call (its events queue up from now on) and start its task. `talking`: an adopted call that
+        is bridged (its leg's events are routed to it from now on too); `call_id`: an adopted call's record, when
+        it is not the channel's id (a party handed over by a transfer)."""
+        call = Call(call_id=call_id or start.channel_id, channel=start.channel_id, caller=start.caller,
+                    answered=start.answered)
         self.calls.add(call)
-        call.task = asyncio.create_task(self.run(call, start, adopt_at, restarts))
+        if talking is not None:
+            call.bridge_id = talking.bridge_id
+            self.calls.add_leg(call, talking.leg.leg_id)
+        call.task = asyncio.create_task(self.run(call, start, adopt_at, restarts, talking))
         return call
 
-    async def run(self, call: Call, start: CallStart, adopt_at: str | None, restarts: int) -> None:
+    def start_handover(self, start: CallStart, resolved: Resolved, handover: Handover,
+                       talking: Talking | None = None) -> Call:
+        """A party handed over by a transfer (`start.channel_id`, up already) starts a call of its own, with its own
+        record: to the flow `resolved` (admitted already), or — `talking` — bridged at once (attended transfer)."""
+        call = Call(call_id=f"{start.channel_id}-x{uuid.uuid4().hex[:8]}", channel=start.channel_id,
+                    caller=resolved.caller, answered=True)
+        self.calls.add(call)
+        if talking is not None:
+            call.bridge_id = talking.bridge_id
+            self.calls.add_leg(call, talking.leg.leg_id)
+        call.task = asyncio.create_task(self.run(call, start, None, 0, talking, resolved=resolved, handover=handover))
+        return call
+
+    def admit(self, resolved: Resolved, start: CallStart, adopted: bool = False) -> Resolved:
+        """The usage guards, judged on the loop, where the count of calls in progress is exact (an adopted call went
+        out before the restart: it is counted, not judged again). Admitted: counted for its SIP account."""
+        if resolved.outbound is None or resolved.account is None or resolved.flow is None:
+            return resolved
+        usage = Usage(self.calls.outbound_active.get(resolved.account.login, 0), resolved.seconds_today)
+        admitted = resolved.outbound if adopted else admit(resolved.outbound, resolved.account, usage)
+        if isinstance(admitted, Refused):
+            return Resolved(None, start.login, refused=admitted, account=resolved.account)
+        self.calls.count_outbound_in(admitted.login)
+        return replace(resolved, outbound=admitted)
+
+    async def run(self, call: Call, start: CallStart, adopt_at: str | None, restarts: int,
+                  talking: Talking | None = None, resolved: Resolved | None = None,
+                  handover: Handover | None = None) -> None:
         adopted = adopt_at is not None or restarts > 0
         try:
-            resolved = await self.store.read(lambda st: resolve(st, start, self.cfg.default_trunk))
-            if resolved.outbound is not None and resolved.account is not None and resolved.flow is not None:
-                # the usage guards are judged here, on the loop, where the count of calls in progress is exact
-                # (an adopted call went out before the restart: it is counted, not judged again)
-                usage = Usage(self.calls.outbound_active.get(resolved.account.login, 0), resolved.seconds_today)
-                admitted = resolved.outbound if adopted else admit(resolved.outbound, resolved.account, usage)
-                if isinstance(admitted, Refused):
-                    resolved = Resolved(None, start.login, refused=admitted, account=resolved.account)
-                else:
-                    resolved = replace(resolved, outbound=admitted)
-                    self.calls.count_outbound_in(admitted.login)
+            if resolved is None:
+                resolved = await self.store.read(lambda st: resolve(st, start, self.cfg.default_trunk))
+                resolved = self.admit(resolved, start, adopted)
             call.number, call.caller, call.outbound = resolved.number, resolved.caller, resolved.outbound
             if resolved.refused is not None:
                 await self._refuse(call, start, resolved.refused)
                 return
+            if resolved.blocked is not None and handover is None:
+                blocked = await self._block(call, resolved, adopt_at if adopted else None)
+                if blocked is None:
+                    return
+                resolved = blocked
             if resolved.number is None or resolved.flow is None:
                 if resolved.flow_error is not None:
                     log.error("call %s to %s refused: flow does not load (%s)", call.call_id,
@@ -220,7 +273,7 @@ class CallTasks:
                 else:
                     await self.actions.execute(call, machine.reject_unknown())
                 return
-            await self._run_flow(call, resolved.number, resolved.flow, adopted, adopt_at, restarts)
+            await self._run_flow(call, resolved.number, resolved.flow, adopted, adopt_at, restarts, talking, handover)
         except asyncio.CancelledError:
             # The engine is stopping: leave the call up for the next engine to adopt (vpbx.engine.recovery).
             call.left_for_adoption = True
@@ -229,6 +282,27 @@ class CallTasks:
             log.exception("call %s failed; hanging it up", call.call_id)
         finally:
             await self.cleanup(call)
+
+    async def _block(self, call: Call, resolved: Resolved, adopted_at: str | None) -> Resolved | None:
+        """A caller the blocklist refuses: logged, counted for its rule, and either refused before answer (cause 21,
+        SIP 403; the call record is written at once, disposition "blocked") or, when the rule has a prompt, given the
+        one-node flow that plays it and hangs up (returned: the call runs it, with its record). An adopted call
+        (`adopted_at`: where it was) was judged when it arrived: it goes on, and one that was hearing a block prompt
+        hears it (or goodbye) again."""
+        rule, number = resolved.blocked, resolved.number
+        assert rule is not None and number is not None
+        if adopted_at is not None:
+            return resolved if adopted_at != BLOCKED_NODE else \
+                replace(resolved, flow=blocked_flow(number, rule.prompt or dm.PROMPT_GOODBYE))
+        log.info("call %s from %r to %s blocked by rule %d (%s %s): %s", call.call_id, call.caller, number.number,
+                 rule.id, rule.caller_label, rule.where,
+                 f"prompt {rule.prompt}, then hang-up" if rule.prompt else "refused before answer (403)")
+        self.store.write(_note_block(call.call_id, number.number, call.caller, rule.id, utc_now_iso(),
+                                     refused=rule.prompt is None), f"call {call.call_id}: blocked")
+        if rule.prompt is not None:
+            return replace(resolved, flow=blocked_flow(number, rule.prompt), flow_error=None)
+        await self.actions.execute(call, reject_blocked())
+        return None
 
     async def _refuse(self, call: Call, start: CallStart, refused: Refused) -> None:
         """An outbound call the rules refuse: logged, counted for the account (`vpbx sip show`), rejected before
@@ -247,18 +321,31 @@ class CallTasks:
                                    else machine.reject_forbidden())
 
     async def _run_flow(self, call: Call, number: Number, flow: dm.Flow, adopted: bool, adopt_at: str | None,
-                        restarts: int) -> None:
+                        restarts: int, talking: Talking | None = None, handover: Handover | None = None) -> None:
         call_id = call.call_id
         now = time.time()
-        if adopted:
+        direction = "outbound" if call.outbound else "inbound"
+        login = call.outbound.login if call.outbound else None
+        if talking is not None:
+            state, actions = machine.adopt_talking(flow, call_id, call.caller, talking.leg, talking.answered_at,
+                                                   talking.connected_at, now=now, restart=restarts)
+            if flow.record and handover is None:    # Asterisk went on recording the bridge while no engine watched
+                call.recording = recording_name(call_id)
+            record: Callable[[Store], None] = _note_node(call_id, state.node, restarts)
+            if handover is not None:
+                record = _add_record(call_id, number.number, call.caller, direction, iso(now), login, handover)
+        elif handover is not None:
+            state, actions = machine.start(flow, call_id, call.caller, self.calls.active.get(number.number, 0),
+                                           now=now, answered=True)
+            record = _add_record(call_id, number.number, call.caller, direction, iso(now), login, handover)
+        elif adopted:
             state, actions = machine.adopt(flow, call_id, call.caller, call.answered, now=now, restart=restarts,
                                            at=adopt_at)
-            record: Callable[[Store], None] = _note_node(call_id, state.node, restarts)
+            record = _note_node(call_id, state.node, restarts)
         else:
             state, actions = machine.start(flow, call_id, call.caller, self.calls.active.get(number.number, 0),
                                            now=now)
-            record = _add_record(call_id, number.number, call.caller, "outbound" if call.outbound else "inbound",
-                                 iso(now), call.outbound.login if call.outbound else None)
+            record = _add_record(call_id, number.number, call.caller, direction, iso(now), login)
         self.calls.count_in(number.number)
         call.state = state
         try:
@@ -270,24 +357,41 @@ class CallTasks:
         last_node = state.node
         while not call.state.finished:
             raw = await call.queue.get()
+            if isinstance(raw, dict) and raw.get("type") == "ChannelTransfer":
+                if self.on_transfer is not None:
+                    await self.on_transfer(call, raw)
+                continue
             arrived = asterisk_time(raw) if isinstance(raw, dict) else None
             for event in self.model_events(call, raw):
                 state, actions = machine.step(call.state, event, now=time.time())
                 if state is call.state:
                     continue
+                before = call.state.phase
                 call.state = state
                 await self.actions.execute(call, actions)
                 log_step(call, event, actions, arrived)
+                if state.phase == "bridged" and before != "bridged":
+                    self.store.write(_note_talk(call_id, state, call.bridge_id), f"call {call_id}: talk note")
                 if state.node != last_node:
                     last_node = state.node
                     self.store.write(_note_node(call_id, state.node), f"call {call_id}: node note")
+
+    async def apply(self, call: Call, event: dm.Event) -> None:
+        """Step `call`'s model with an event the edge made itself, from within the call's own task."""
+        assert call.state is not None
+        state, actions = machine.step(call.state, event, now=time.time())
+        if state is call.state:
+            return
+        call.state = state
+        await self.actions.execute(call, actions)
+        log_step(call, event, actions, None)
 
     def model_events(self, call: Call, raw: Any) -> list[dm.Event]:
         """An item of the call's queue -> model events, keeping the call's bookkeeping (caller gone, legs left)."""
         if not isinstance(raw, dict):   # a model event the edge queued itself (timer, failed request)
             return [raw]
         events = []
-        for event in translate(raw, call.call_id, call.legs):
+        for event in translate(raw, call.channel, call.legs, call.call_id):
             if isinstance(event, dm.CallerHungUp):
                 if call.caller_gone:
                     continue
@@ -311,7 +415,7 @@ class CallTasks:
                         await self.ari.hangup(leg, reason="normal")
                 if not call.caller_gone:
                     with contextlib.suppress(AriError):
-                        await self.ari.hangup(call.call_id, reason="normal")
+                        await self.ari.hangup(call.channel, reason="normal")
                 if call.bridge_id:
                     with contextlib.suppress(AriError):
                         await self.ari.destroy_bridge(call.bridge_id)
@@ -319,11 +423,43 @@ class CallTasks:
             log.warning("call %s: cleanup timed out", call.call_id)
         finally:
             self.write_record(call)
+            if call.recording is not None:
+                self._keep_recording(call.call_id, call.recording)
             if call.number is not None and call.state is not None:
                 self.calls.count_out(call.number.number)
             if call.outbound is not None:
                 self.calls.count_outbound_out(call.outbound.login)
             self.calls.drop(call)
+
+    def _keep_recording(self, call_id: str, name: str) -> None:
+        """Fetch the call's bridge recording from Asterisk once its file is complete and keep it (after the call
+        record, on the writer); Asterisk's copy is deleted only once vpbx holds the audio. In the background: the
+        call's task is done."""
+        task = asyncio.create_task(self._fetch_recording(call_id, name))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _fetch_recording(self, call_id: str, name: str) -> None:
+        audio = b""
+        for _ in range(RECORDING_FETCH_TRIES):      # the file is finished a moment after the bridge goes
+            await asyncio.sleep(RECORDING_FETCH_PAUSE_S)
+            try:
+                audio = await self.ari.stored_file(name)
+                break
+            except AriError:
+                continue
+        if not audio:
+            log.error("call %s: recording %s not found in Asterisk; nothing kept", call_id, name)
+            return
+        cfg, ari = self.cfg, self.ari
+
+        def kept(_result: object) -> None:
+            task = asyncio.create_task(ari.delete_stored(name))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        self.store.write(lambda st: recordings.keep(st, cfg, call_id, audio), f"call {call_id}: recording {name}",
+                         on_done=kept)
 
     def write_record(self, call: Call) -> None:
         """Queue the call record's final update (and, for a toll-free number, the call's charge)."""
@@ -360,12 +496,64 @@ class CallTasks:
         self.store.write(finish, f"call {call_id}: call record")
 
 
+@dataclass(frozen=True)
+class Handover:
+    """How a call handed over by a transfer began: the call it came from, who transferred, to what."""
+
+    from_call: str
+    by: str
+    to: str
+
+
 def _add_record(call_id: str, number: str, caller: str, direction: str, started_at: str | None,
-                sip_account: str | None = None) -> Callable[[Store], None]:
+                sip_account: str | None = None, handover: Handover | None = None) -> Callable[[Store], None]:
     def add(st: Store) -> None:
         st.calls.add(call_id, number, caller, direction=direction, started_at=started_at, sip_account=sip_account)
+        if handover is not None:
+            st.calls.note_transfer(call_id, transferred_from=handover.from_call, transferred_by=handover.by)
 
     return add
+
+
+def _note_block(call_id: str, number: str, caller: str, rule_id: int, at: str,
+                refused: bool) -> Callable[[Store], None]:
+    """Count the refusal for its rule and open the call's record at the block node (a restarted engine finds a
+    caller hearing the rule's prompt there; the flow's own record start then adds nothing); `refused` before
+    answer: the record is closed at once too, disposition "blocked"."""
+    def note(st: Store) -> None:
+        with st.write():
+            st.blocklist.count(rule_id, at)
+            st.calls.add(call_id, number, caller, started_at=at)
+            st.calls.note_node(call_id, BLOCKED_NODE)
+            if refused:
+                st.calls.finish(call_id, ended_at=at, disposition=DISPOSITION_BLOCKED)
+
+    return note
+
+
+@dataclass(frozen=True)
+class Talking:
+    """An adopted call found bridged with its leg (vpbx.engine.recovery): what the record said when the bridge
+    formed."""
+
+    bridge_id: str
+    leg: dm.Leg
+    answered_at: float
+    connected_at: float
+
+
+def _note_talk(call_id: str, state: dm.CallState, bridge_id: str | None) -> Callable[[Store], None]:
+    def precise(ts: float | None) -> str | None:     # milliseconds: an adopted call's billsec stays within 1 s
+        return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+    facts = {"answered_at": precise(state.answered_at), "connected_at": precise(state.connected_at),
+             "reached": state.reached,
+             "bridged_leg": state.bridged_leg, "bridge_id": bridge_id}
+
+    def note(st: Store) -> None:
+        st.calls.note_talk(call_id, **facts)
+
+    return note
 
 
 def _note_node(call_id: str, node: str | None, restarts: int | None = None) -> Callable[[Store], None]:

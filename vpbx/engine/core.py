@@ -8,18 +8,20 @@ Nothing here waits on storage or on another call: one slow call never delays the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from vpbx.asterisk.ari import AriClient
+from vpbx.asterisk.ari import AriClient, AriError
 from vpbx.asterisk.ari.events import CONNECTED, event_channel_ids
 from vpbx.config import Config
 from vpbx.engine.actions import ActionRunner
 from vpbx.engine.calls import Calls, CallTasks
-from vpbx.engine.events import LEG_ARG, CallStart
+from vpbx.engine.events import LEG_ARG, CallStart, transfer_channel
 from vpbx.engine.recovery import reconcile
 from vpbx.engine.store_worker import StoreWorker
+from vpbx.engine.transfers import Transfers
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,9 @@ class Engine:
         self.calls = Calls()
         self.actions = ActionRunner(cfg, ari, store, self.calls, wake_outbox)
         self.tasks = CallTasks(cfg, ari, store, self.calls, self.actions)
+        self.transfers = Transfers(ari, self.calls, self.tasks)
         self._reconciling: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         async for event in self.ari.events():
@@ -64,11 +68,25 @@ class Engine:
                 return
             self.tasks.start(CallStart.of(channel, args))
             return
+        if etype == "ChannelTransfer":          # a phone's REFER: to the call that owns the channel it came on
+            call = self.calls.owner.get(transfer_channel(event))
+            if call is not None:
+                call.queue.put_nowait(event)
+            else:       # Asterisk waits for the app's answer: tell the phone no, or it waits forever
+                log.warning("transfer on channel %s, which no call owns: declined", transfer_channel(event))
+                task = asyncio.create_task(self._decline(transfer_channel(event)))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            return
         for channel_id in event_channel_ids(event):
             call = self.calls.owner.get(channel_id)
             if call is not None:
                 call.queue.put_nowait(event)
                 return
+
+    async def _decline(self, channel_id: str) -> None:
+        with contextlib.suppress(AriError):
+            await self.ari.transfer_progress(channel_id, "channel_declined")
 
     async def shutdown(self) -> None:
         """Stop every call task; the calls stay up in Asterisk for the next engine to adopt."""

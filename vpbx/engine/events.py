@@ -3,6 +3,8 @@
     CallStart.of(channel, args)        what a StasisStart of a new call says (direction, dialled extension, SIP login)
     translate(event, call_id, legs)    one ARI event of a call -> the model events it means ([] when none)
     asterisk_time(event)               when Asterisk emitted the event (its `timestamp`), as a Unix time
+    endpoint_of(channel_name)          PJSIP/bob-0000002a -> bob (the SIP account or trunk a channel belongs to)
+    transfer_channel(event)            the channel a ChannelTransfer (a REFER) arrived on
 
 `translate` is pure over the event dict: the call's own bookkeeping (a caller reported gone twice, a leg that left)
 is done by the call task (vpbx.engine.calls).
@@ -51,6 +53,19 @@ class CallStart:
                    answered=channel.get("state") == "Up")
 
 
+def endpoint_of(channel_name: str) -> str:
+    """The endpoint of a PJSIP channel name (`PJSIP/bob-0000002a` -> `bob`), "" for any other channel."""
+    if not channel_name.startswith("PJSIP/") or "-" not in channel_name:
+        return ""
+    return channel_name[len("PJSIP/"):].rsplit("-", 1)[0]
+
+
+def transfer_channel(event: dict[str, Any]) -> str:
+    """The channel a ChannelTransfer event's REFER arrived on (`referred_by.source_channel.id`), "" if none."""
+    source = ((event.get("referred_by") or {}).get("source_channel") or {})
+    return str(source.get("id") or "")
+
+
 def asterisk_time(event: dict[str, Any]) -> float | None:
     """The event's `timestamp` (Asterisk's clock, e.g. 2026-01-31T10:00:00.123+0000) as a Unix time, else None."""
     stamp = event.get("timestamp")
@@ -62,8 +77,10 @@ def asterisk_time(event: dict[str, Any]) -> float | None:
         return None
 
 
-def translate(event: dict[str, Any], call_id: str, legs: Collection[str]) -> list[dm.Event]:
-    """One ARI event of call `call_id` (whose live legs are `legs`) -> the model events it means."""
+def translate(event: dict[str, Any], call_id: str, legs: Collection[str], record_id: str | None = None
+              ) -> list[dm.Event]:
+    """One ARI event of the call whose caller is channel `call_id` (its live legs: `legs`) -> the model events it
+    means. `record_id`: the call's record, when it is not the caller channel's id (the call log names it)."""
     etype = event.get("type")
     channel_id: str = (event.get("channel") or {}).get("id") or ""
     if etype in CHANNEL_GONE and channel_id == call_id:
@@ -77,8 +94,8 @@ def translate(event: dict[str, Any], call_id: str, legs: Collection[str]) -> lis
         return [HOLD_EVENTS[etype](dm.CALLER if channel_id == call_id else channel_id)]
     if etype in ("PlaybackFinished", "PlaybackFailed"):
         playback = event.get("playback") or {}
-        call_log.info(json.dumps({"call_id": call_id, "ari_event": etype, "playback_id": playback.get("id"),
-                                  "media": playback.get("media_uri")}))
+        call_log.info(json.dumps({"call_id": record_id or call_id, "ari_event": etype,
+                                  "playback_id": playback.get("id"), "media": playback.get("media_uri")}))
         return [dm.PlaybackFinished(playback.get("id", ""))]
     if etype == "Dial":
         peer: str = (event.get("peer") or {}).get("id") or ""

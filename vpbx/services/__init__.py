@@ -14,11 +14,13 @@ decisions and storage/ for state, and returns records or plain data. It never pr
     trunks.py        trunks: add, remove
     groups.py        ring groups: add, remove
     ivrs.py          IVR menus: KEY=DEST options, add, remove
+    schedules.py     business hours: schedules add, set, remove, show (open now?); the tz database check
     calls.py         dry runs of a call flow, call records, per-number totals
-    flows.py         loading a number's flow as the engine runs it
+    flows.py         loading a number's flow as the engine runs it (with schedules and their zones' offsets)
     lifecycle.py     accounts, money and the number lifecycle (orders, billing run, toll-free charging, notices)
     prompts.py       audio prompts converted and installed into Asterisk's sounds dir
     outbox.py        the one outbox of every e-mail (voicemail, notices): lease, backoff, delivery
+    recordings.py    call recordings: keeping the audio the engine fetched, list, export, remove, retention
     install.py       a new install: config file and database
     security.py      brute-force bans: list, lift (the watcher in `vpbx serve` makes them)
 """

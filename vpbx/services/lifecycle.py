@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vpbx.domain import validation as validate
-from vpbx.domain.errors import ConflictError, NotFoundError, ValidationError
+from vpbx.domain.errors import ConflictError, NotFoundError, ValidationError, VpbxError
 from vpbx.domain.numbers import TYPES
 from vpbx.domain.records import Account, Number
 from vpbx.domain.timestamps import to_iso
@@ -176,16 +176,26 @@ def add_account(store: Store, name: str, email: str, org_id: int | None = None) 
     return store.accounts.add(record)
 
 
-def update_account(store: Store, name: str, *, email: str | None = None, org_id: int | None = None) -> Account:
+def update_account(store: Store, name: str, *, email: str | None = None, org_id: int | None = None,
+                   record_calls: bool | None = None, record_prompt: str | None = None,
+                   cfg: Config | None = None) -> Account:
+    """Change an account's e-mail, organisation ID or call recording (`record_prompt`: a prompt installed in `cfg`'s
+    sounds dir, or `none`); None keeps a field."""
     changes: dict[str, Any] = {}
     with validate.about(f"account {name}"):
         if email is not None:
             changes["email"] = validate.email(email)
         if org_id is not None:
             changes["org_id"] = _org_id(name, org_id)
+    if record_calls is not None or record_prompt is not None:
+        if cfg is None:
+            raise ValueError("changing call recording needs the config (the record prompt is looked up there)")
+        from vpbx.services.recordings import setting_changes
+
+        changes.update(setting_changes(cfg, f"account {name}", record_calls, record_prompt))
     if not changes:
-        raise ValidationError(f"account {validate.plain(name)}: nothing to change; give an e-mail or an "
-                              f"organisation ID")
+        raise ValidationError(f"account {validate.plain(name)}: nothing to change; give an e-mail, an "
+                              f"organisation ID or call recording")
     return store.accounts.update(name, **changes)
 
 
@@ -448,8 +458,22 @@ def billing_run(store: Store, cfg: Config, day: date, now: datetime) -> dict[str
                 store.numbers.update([n.number], status="available", quarantine_until=None)
             summary["available_again"].append(n.number)
     notify_waitlist(store, summary["trials_ended"] + summary["reservations_lapsed"] + summary["available_again"])
+    _purge_recordings(store, cfg, now, summary)
     store.shop.record_billing_run(day.isoformat(), summary)
     return summary
+
+
+def _purge_recordings(store: Store, cfg: Config, now: datetime, summary: dict[str, Any]) -> None:
+    """Call recordings past their retention go in the daily run (`recordings_purged`); a recordings dir vpbx may not
+    write to is reported (`recordings_error`) rather than failing the billing."""
+    from vpbx.services import recordings
+
+    try:
+        summary["recordings_purged"] = recordings.purge(store, cfg, now)
+    except VpbxError as exc:
+        log.warning("purging call recordings failed: %s", exc)
+        summary["recordings_purged"] = 0
+        summary["recordings_error"] = str(exc)
 
 
 # ---- toll-free calls --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from vpbx.domain.records import Number
 from vpbx.services import lifecycle
 
 if TYPE_CHECKING:
+    from vpbx.config import Config
     from vpbx.storage.store import Store
 
 STATUSES = ("available", "reserved", "pending_documents", "active", "suspended", "trial", "released")
@@ -127,8 +128,10 @@ def search(store: Store, *, category: str | None = None, type: str | None = None
 
 def update(store: Store, numbers: Sequence[str], *, channels: int | None = None, direction: str | None = None,
            comment: str | None = None, trunk: str | None = None, requires_documents: bool | None = None,
-           lead_days: int | None = None) -> list[Number]:
-    """Change one or several numbers at once (all or nothing); None leaves a field as it is, trunk '' clears it."""
+           lead_days: int | None = None, record_calls: bool | None = None, record_prompt: str | None = None,
+           cfg: Config | None = None) -> list[Number]:
+    """Change one or several numbers at once (all or nothing); None leaves a field as it is, trunk '' clears it.
+    Call recording: `record_calls`, and `record_prompt` (a prompt installed in `cfg`'s sounds dir, or `none`)."""
     changes: dict[str, Any] = {}
     obj = f"number {', '.join(numbers)}"
     with validate.about(obj):
@@ -148,6 +151,12 @@ def update(store: Store, numbers: Sequence[str], *, channels: int | None = None,
             if not 0 <= lead_days <= 60:
                 raise ValidationError(f"lead days {lead_days} is outside 0..60")
             changes["lead_days"] = lead_days
+    if record_calls is not None or record_prompt is not None:
+        if cfg is None:
+            raise ValueError("changing call recording needs the config (the record prompt is looked up there)")
+        from vpbx.services.recordings import setting_changes
+
+        changes.update(setting_changes(cfg, obj, record_calls, record_prompt))
     if not changes:
         raise ValidationError(f"{validate.plain(obj)}: nothing to change")
     with store.write():

@@ -2,9 +2,9 @@
 fallback and voicemail recipients; and the check that every call flow a change touches still compiles.
 
 Rule: every destination string is parsed by `vpbx.domain.destinations` (route: any kind; forward targets and group
-members: sip:, tel:, uri:; fallback: hangup, voicemail, play:) before anything else, and the change is then checked
-whole by compiling every flow it affects (`check_flows`: missing groups, IVRs, SIP accounts, silent IVR loops) with
-the change applied, inside the transaction that writes it.
+members: sip:, tel:, uri:; fallback: hangup, voicemail, play:, or hours: between those) before anything else, and the
+change is then checked whole by compiling every flow it affects (`check_flows`: missing groups, IVRs, SIP accounts,
+schedules, silent IVR loops) with the change applied, inside the transaction that writes it.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from vpbx.domain import destinations
 from vpbx.domain import validation as validate
 from vpbx.domain.destinations import Destination
 from vpbx.domain.errors import DestinationError, ValidationError
-from vpbx.domain.records import Group, Ivr, Number
-from vpbx.services.flows import flow_inputs
+from vpbx.domain.records import Group, Ivr, Number, Schedule
+from vpbx.services.flows import flow_inputs, schedule_inputs
 
 if TYPE_CHECKING:
     from vpbx.storage.store import Store
@@ -49,16 +49,17 @@ def ring_targets(obj: str, targets: Sequence[str], mode: str, timeout: int, *, m
 
 
 def check_flows(store: Store, numbers: Sequence[Number] = (), groups: Sequence[Group] = (),
-                ivrs: Sequence[Ivr] = ()) -> None:
+                ivrs: Sequence[Ivr] = (), schedules: Sequence[Schedule] = ()) -> None:
     """Compile the flows a change affects with the change applied; raises ValidationError before anything is written.
-    A new or changed group / IVR is checked as if a number routed to it."""
+    A new or changed group / IVR is checked as if a number routed to it; `schedules` replace stored ones."""
     all_groups, all_ivrs, logins, extensions = flow_inputs(store, groups, ivrs)
+    all_schedules, zones = schedule_inputs(store, schedules=schedules)
     targets = list(numbers)
     targets += [Number(number=PROBE_NUMBER, route=str(Destination("group", g.name))) for g in groups]
     targets += [Number(number=PROBE_NUMBER, route=str(Destination("ivr", i.name))) for i in ivrs]
     for target in targets:
         try:
-            compile_flow(target, all_groups, all_ivrs, logins, extensions)
+            compile_flow(target, all_groups, all_ivrs, logins, extensions, schedules=all_schedules, zones=zones)
         except ValidationError as exc:
             if target.number != PROBE_NUMBER:
                 raise
@@ -80,7 +81,8 @@ def _apply(store: Store, numbers: Sequence[str], changes: dict[str, Any]) -> lis
     with store.write():
         updated = [replace(store.numbers.get(n), **changes) for n in numbers]
         for n in updated:
-            if n.fallback == "voicemail" and not n.vm_emails:
+            fallback = destinations.try_parse(n.fallback)
+            if fallback is not None and any(d.kind == "voicemail" for d in fallback.names()) and not n.vm_emails:
                 raise ValidationError(f"number {n.number}: voicemail needs at least one --vm-email address")
         check_flows(store, updated)
         return store.numbers.update(numbers, **changes)

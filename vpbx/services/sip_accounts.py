@@ -82,9 +82,11 @@ def add(store: Store, cfg: Config, login: str, *, password: str | None = None, c
 def update(store: Store, cfg: Config, login: str, *, codecs: str | None = None, dtmf: str | None = None,
            caller_id: str | None = None, transport: str | None = None, srtp: bool | None = None,
            channels: int | None = None, allow_countries: str | None = None, allow_prefixes: str | None = None,
-           max_outbound_calls: str | None = None, daily_minutes: str | None = None) -> SipAccount:
+           max_outbound_calls: str | None = None, daily_minutes: str | None = None,
+           record_calls: bool | None = None, record_prompt: str | None = None) -> SipAccount:
     """`vpbx sip set`: change the given fields (None: keep); `caller_id` "" removes the caller ID. The toll-fraud
-    guards come as the command line gives them (`UA,PL` / `all` / `default`; `+38044` / `none`; a number / `none`).
+    guards come as the command line gives them (`UA,PL` / `all` / `default`; `+38044` / `none`; a number / `none`);
+    call recording as `vpbx.services.recordings.setting_changes` takes it (a prompt name or `none`).
     Everything is checked before the one write: refused input changes nothing."""
     validate.login(login)
     account = store.sip_accounts.get(login)
@@ -109,10 +111,14 @@ def update(store: Store, cfg: Config, login: str, *, codecs: str | None = None, 
         changes["max_outbound_calls"] = parse_limit(max_outbound_calls, "max outbound calls", login)
     if daily_minutes is not None:
         changes["daily_minutes"] = parse_limit(daily_minutes, "daily minutes", login)
+    if record_calls is not None or record_prompt is not None:
+        from vpbx.services.recordings import setting_changes
+
+        changes.update(setting_changes(cfg, f"SIP account {login}", record_calls, record_prompt))
     if not changes:
         raise ValidationError(f"SIP account {login}: nothing to change; give --codecs, --dtmf, --caller-id, "
                               f"--transport, --srtp/--no-srtp, --channels, --allow-countries, --allow-prefixes, "
-                              f"--max-outbound-calls or --daily-minutes")
+                              f"--max-outbound-calls, --daily-minutes, --record/--no-record or --record-prompt")
     return store.sip_accounts.update(_check(replace(account, **changes), cfg))  # type: ignore[arg-type]
 
 

@@ -15,6 +15,8 @@ migration. Each module's docstring states its own rule.
     ledger.py    store.accounts, store.rates   accounts and their ledger; tariff source and toll-free rates
     shop.py      store.shop           end users' documents, the waitlist, billing runs
     security.py  store.bans           brute-force bans of addresses (vpbx.domain.security)
+    blocklist.py store.blocklist      the caller blocklist's rules and the calls each refused
+    recordings.py store.recordings   call recordings: one row per recorded call (its audio is a file)
 """
 from __future__ import annotations
 

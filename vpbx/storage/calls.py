@@ -17,7 +17,8 @@ class CallRepo(Repo):
 
     # The engine writes these on every call: plain SQL, no sqlite-utils table introspection on the hot path.
     _CALL_COLUMNS = frozenset({"answered_at", "ended_at", "reached", "disposition", "duration", "billsec", "voicemail",
-                               "node", "restarts", "account", "cost"})
+                               "node", "restarts", "account", "cost", "connected_at", "bridged_leg", "bridge_id",
+                               "transferred_from", "transferred_by", "transferred_to"})
 
     def add(self, call_id: str, number: str, caller: str, direction: str = "inbound",
             started_at: str | None = None, sip_account: str | None = None) -> None:
@@ -49,6 +50,15 @@ class CallRepo(Repo):
         row = cur.fetchone()
         return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
 
+    def open_for_channel(self, channel: str) -> dict[str, Any] | None:
+        """The unfinished record of the call whose caller is `channel`: the call `channel` began, or the one it went
+        on in after a transfer handed it over (call id f"{channel}-x..."); the latest if several."""
+        pattern = channel.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-x%"
+        cur = self.conn.execute("SELECT * FROM calls WHERE ended_at IS NULL AND (call_id = ? OR call_id LIKE ? "
+                                "ESCAPE '\\') ORDER BY started_at DESC LIMIT 1", [channel, pattern])
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
     def unfinished(self) -> list[dict[str, Any]]:
         return list(self._table("calls").rows_where("ended_at IS NULL", order_by="started_at"))
 
@@ -58,6 +68,18 @@ class CallRepo(Repo):
         if restarts is not None:
             values["restarts"] = restarts
         self._set(call_id, values)
+
+    def note_talk(self, call_id: str, *, answered_at: str | None, connected_at: str | None, reached: str | None,
+                  bridged_leg: str | None, bridge_id: str | None) -> None:
+        """The call is bridged with `bridged_leg` in `bridge_id`: what a restarted engine needs to adopt it as
+        talking (vpbx.engine.recovery)."""
+        self._set(call_id, {"answered_at": answered_at, "connected_at": connected_at, "reached": reached,
+                            "bridged_leg": bridged_leg, "bridge_id": bridge_id})
+
+    def note_transfer(self, call_id: str, **facts: str | None) -> None:
+        """Who transferred the call (`transferred_by`), to what (`transferred_to`), or, for the call a transferred
+        party went on in, where it came from (`transferred_from`)."""
+        self._set(call_id, facts)
 
     def active_count(self, number: str) -> int:
         return int(self._scalar("SELECT count(*) FROM calls WHERE number = ? AND ended_at IS NULL", [number]))

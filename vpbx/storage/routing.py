@@ -17,22 +17,28 @@ from vpbx.domain.records import Group, Ivr, SipAccount, Trunk
 from vpbx.storage.rows import RESERVED_ENDPOINTS, Repo, to_row
 
 
+def _names(text: object, target: Destination) -> bool:
+    """Does stored destination `text` name `target`, itself or as a business-hours branch?"""
+    d = try_parse(text)
+    return d is not None and target in d.names()
+
+
 def destination_users(conn: sqlite3.Connection, target: Destination, *, numbers: bool = True) -> list[str]:
     """Numbers (route, forward targets), ring groups (members) and IVR menus (options) whose routing names
-    `target`, sorted; `numbers=False` leaves numbers out."""
+    `target` (also as a branch of an `hours:` route), sorted; `numbers=False` leaves numbers out."""
     text = str(target)           # the canonical text: str(parse(t)) == t for every stored t that parses
     users: set[str] = set()
     if numbers:                  # SQL narrows thousands of numbers to the candidates; the parsed comparison decides
         for number, route, forward_to in conn.execute(
-                "SELECT number, route, forward_to FROM numbers WHERE route = ? OR instr(forward_to, ?) > 0",
+                "SELECT number, route, forward_to FROM numbers WHERE instr(route, ?) > 0 OR instr(forward_to, ?) > 0",
                 [text, json.dumps(text)]):
-            if try_parse(route) == target or any(try_parse(d) == target for d in json.loads(forward_to or "[]")):
+            if _names(route, target) or any(try_parse(d) == target for d in json.loads(forward_to or "[]")):
                 users.add(f"number {number}")
     for name, members in conn.execute("SELECT name, members FROM groups"):
         if any(try_parse(m) == target for m in json.loads(members)):
             users.add(f"group {name}")
     for name, options in conn.execute("SELECT name, options FROM ivrs"):
-        if any(try_parse(dest) == target for _key, dest in json.loads(options)):
+        if any(_names(dest, target) for _key, dest in json.loads(options)):
             users.add(f"IVR {name}")
     return sorted(users)
 
@@ -42,7 +48,7 @@ class SipAccountRepo(Repo):
 
     # what `update` writes (the login is the key; the password changes only through set_password)
     _CHANGEABLE = ("caller_id", "channels", "codecs", "dtmf", "transport", "srtp", "allow_countries", "allow_prefixes",
-                   "max_outbound_calls", "daily_minutes")
+                   "max_outbound_calls", "daily_minutes", "record_calls", "record_prompt")
 
     def add(self, account: SipAccount) -> SipAccount:
         with self.write():

@@ -28,7 +28,7 @@ RESERVED_ENDPOINTS = frozenset({"vpbx-external", "anonymous"})
 R = TypeVar("R")
 
 _JSON_TUPLES = {"forward_to", "vm_emails", "members", "codecs", "allow_countries", "allow_prefixes"}
-_BOOLEANS = {"register", "extensions", "requires_documents", "srtp"}
+_BOOLEANS = {"register", "extensions", "requires_documents", "srtp", "record_calls"}
 
 
 def now_iso() -> str:

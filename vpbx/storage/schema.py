@@ -178,3 +178,73 @@ def m010_toll_fraud_guards(db: sqlite_utils.Database) -> None:
         rule TEXT NOT NULL,                 -- route | destination | concurrent | daily (vpbx.dialplan.outbound)
         reason TEXT NOT NULL, at TEXT NOT NULL)""")
     db.execute("CREATE INDEX outbound_refusals_by_account ON outbound_refusals(sip_account, at)")
+
+
+@migrations()
+def m014_talks_and_transfers(db: sqlite_utils.Database) -> None:
+    """A bridged call's facts, written when the bridge forms, so an engine restarted mid-talk adopts the call as
+    talking (vpbx.engine.recovery) with its original answer and connect times."""
+    db.execute("ALTER TABLE calls ADD COLUMN connected_at TEXT")
+    db.execute("ALTER TABLE calls ADD COLUMN bridged_leg TEXT")
+    db.execute("ALTER TABLE calls ADD COLUMN bridge_id TEXT")
+    # transfers (vpbx.engine.transfers): the call a transferred party left records who transferred it and to what;
+    # the call it went on in records where it came from
+    db.execute("ALTER TABLE calls ADD COLUMN transferred_by TEXT")
+    db.execute("ALTER TABLE calls ADD COLUMN transferred_to TEXT")
+    db.execute("ALTER TABLE calls ADD COLUMN transferred_from TEXT")
+
+
+@migrations()
+def m012_blocklist(db: sqlite_utils.Database) -> None:
+    """The caller blocklist (vpbx.domain.blocklist): one row per rule, with the calls it refused. A rule of a number
+    goes with the number (ON DELETE CASCADE); accounts are closed, never deleted."""
+    db.execute("""CREATE TABLE blocklist (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        caller TEXT NOT NULL,               -- +E.164, a +digits prefix (prefix = 1) or 'anonymous'
+        prefix INTEGER NOT NULL DEFAULT 0 CHECK (prefix IN (0, 1)),
+        number TEXT REFERENCES numbers(number) ON DELETE CASCADE,   -- scope: one number,
+        account TEXT REFERENCES accounts(name),                     -- an account's numbers, or (both NULL) all
+        prompt TEXT,                        -- played before hanging up (NULL: refused before answer, 403)
+        comment TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        blocked_calls INTEGER NOT NULL DEFAULT 0, last_blocked_at TEXT,
+        CHECK (number IS NULL OR account IS NULL),
+        CHECK (caller <> 'anonymous' OR prefix = 0))""")
+    # one rule per caller and scope; its leading column serves the engine's lookup (caller IN (the caller's prefixes))
+    db.execute("CREATE UNIQUE INDEX blocklist_one_rule ON blocklist(caller, prefix, coalesce(number, ''), "
+               "coalesce(account, ''))")
+
+
+@migrations()
+def m011_schedules(db: sqlite_utils.Database) -> None:
+    """Business hours (vpbx.domain.schedules): routes, fallbacks and IVR options branch on a schedule with
+    `hours:NAME?open=DEST&closed=DEST`."""
+    db.execute("""CREATE TABLE schedules (
+        name TEXT PRIMARY KEY, tz TEXT NOT NULL,
+        open TEXT NOT NULL,                     -- JSON list: "mon-fri 09:00-18:00", "sat 10:00-13:00,14:00-16:00"
+        closed TEXT NOT NULL DEFAULT '[]',      -- JSON list of one-off closed dates, YYYY-MM-DD
+        holidays TEXT NOT NULL DEFAULT '[]',    -- JSON list of yearly closed days, MM-DD
+        created_at TEXT NOT NULL)""")
+
+
+@migrations()
+def m015_recordings(db: sqlite_utils.Database) -> None:
+    """Call recording (vpbx.domain.recording, vpbx.services.recordings): who asks for it (numbers, SIP accounts,
+    customers' accounts; the prompt announcing it), and one row per recorded call, its audio kept in a file beside the
+    database until `expires_at` (NULL: until removed)."""
+    for table in ("numbers", "sip_accounts", "accounts"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN record_calls INTEGER NOT NULL DEFAULT 0")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN record_prompt TEXT")
+    db.execute("""CREATE TABLE recordings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id TEXT NOT NULL UNIQUE,       -- one recording per call (a second keep replaces its audio)
+        name TEXT NOT NULL,                 -- Asterisk's recording name (vpbx.services.recordings.recording_name)
+        number TEXT NOT NULL, caller TEXT NOT NULL DEFAULT '',   -- as the call record has them
+        started_at TEXT NOT NULL,           -- when the recorded call was answered (else when it started)
+        duration REAL NOT NULL,             -- seconds, from the WAV header
+        bytes INTEGER NOT NULL, sha256 TEXT NOT NULL,
+        path TEXT NOT NULL,                 -- the WAV file (mode 0600) under [recording] dir
+        created_at TEXT NOT NULL,
+        expires_at TEXT)""")
+    db.execute("CREATE INDEX recordings_number_started ON recordings(number, started_at)")
+    db.execute("CREATE INDEX recordings_expiring ON recordings(expires_at) WHERE expires_at IS NOT NULL")

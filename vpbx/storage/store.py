@@ -19,11 +19,14 @@ import sqlite_utils
 
 from vpbx import __version__
 from vpbx.domain.errors import ConflictError
+from vpbx.storage.blocklist import BlocklistRepo
 from vpbx.storage.calls import CallRepo
 from vpbx.storage.ledger import AccountRepo, RateRepo
 from vpbx.storage.numbers import NumberRepo
 from vpbx.storage.outbox import OutboxRepo
+from vpbx.storage.recordings import RecordingRepo
 from vpbx.storage.routing import GroupRepo, IvrRepo, SipAccountRepo, TrunkRepo
+from vpbx.storage.schedules import ScheduleRepo
 from vpbx.storage.schema import migrations
 from vpbx.storage.security import BanRepo
 from vpbx.storage.shop import ShopRepo
@@ -54,6 +57,9 @@ class Store:
         self.rates = RateRepo(self)
         self.shop = ShopRepo(self)
         self.bans = BanRepo(self)
+        self.schedules = ScheduleRepo(self)
+        self.blocklist = BlocklistRepo(self)
+        self.recordings = RecordingRepo(self)
 
     @classmethod
     def open(cls, path: Path | str, shown_as: Path | None = None) -> Store:

@@ -273,6 +273,11 @@ class AriClient:
         params = {"context": context, "extension": extension, "priority": priority, "label": label}
         await self._request("POST", f"/channels/{_seg(channel_id)}/continue", params=params)
 
+    async def transfer_progress(self, channel_id: str, state: str) -> None:
+        """POST /channels/{id}/transfer_progress (Asterisk 22.3+): tell the phone that sent a REFER how its transfer
+        goes (a NOTIFY sipfrag): channel_progress | channel_answered | channel_unavailable | channel_declined."""
+        await self._request("POST", f"/channels/{_seg(channel_id)}/transfer_progress", params={"states": state})
+
     async def set_var(self, channel_id: str, variable: str, value: str | None = None) -> None:
         await self._request("POST", f"/channels/{_seg(channel_id)}/variable",
                             params={"variable": variable, "value": value})
@@ -316,6 +321,17 @@ class AriClient:
     async def remove_channel(self, bridge_id: str, channel_ids: str | Sequence[str]) -> None:
         await self._request("POST", f"/bridges/{_seg(bridge_id)}/removeChannel",
                             params={"channel": _join(channel_ids)})
+
+    async def get_bridge(self, bridge_id: str) -> dict[str, Any]:
+        """GET /bridges/{id}: its `channels` (ids) and `creationtime`."""
+        result: dict[str, Any] = await self._request("GET", f"/bridges/{_seg(bridge_id)}")
+        return result
+
+    async def record_bridge(self, bridge_id: str, name: str, format: str = "wav") -> None:
+        """POST /bridges/{id}/record: record everything the bridge mixes as stored recording `name` until the bridge
+        goes (an existing recording of that name is replaced)."""
+        await self._request("POST", f"/bridges/{_seg(bridge_id)}/record",
+                            params={"name": name, "format": format, "ifExists": "overwrite"})
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self._request("DELETE", f"/bridges/{_seg(bridge_id)}")

@@ -135,6 +135,9 @@ def _account_sections(a: SipAccount, realm: str, codecs: Sequence[str], opus: bo
         ("from_domain", a.domain),
         ("device_state_busy_at", str(a.channels)),
         ("set_var", f"VPBX_CHANNELS={a.channels}"),
+        # a phone's REFER (blind or attended transfer) becomes an ARI ChannelTransfer event the engine carries out
+        # (vpbx.engine.transfers), instead of Asterisk's own Local-channel handling
+        ("set_var", "PJSIP_TRANSFER_HANDLING()=ari-only"),
         ("allow_subscribe", "yes"),
         ("send_pai", "yes"),
         ("trust_id_inbound", "no"),
