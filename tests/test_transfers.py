@@ -14,7 +14,7 @@ import time
 from itertools import count
 
 import pytest
-from phone import Phone, carries, tone_levels
+from phone import Phone, carries, rms, tone_levels
 from test_engine_asterisk import _outbound_setup, calls_for, carrier_invites, wait_no_channels, wait_record
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(240)]
@@ -221,4 +221,46 @@ def test_blind_transfer_to_an_external_number_follows_the_outbound_rules(asteris
     assert f"sip:{caller_id}@" in (got[0].header("P-Asserted-Identity") or ""), str(got[0])
     first = wait_record(asterisk, number)
     assert first["disposition"] == "transferred" and first["transferred_to"] == "+380671234567", first
+    wait_no_channels(asterisk)
+
+
+def test_hold_and_transfer_work_on_a_call_adopted_after_an_engine_restart(asterisk, engine, tmp_path):
+    phones, logins, passwords, number = _talk(asterisk, engine, tmp_path, (5098, 5099, 5100))
+    carol_number = _number(asterisk, f"sip:{logins['carol']}", "--fallback", "hangup")
+    asterisk.reload()
+    engine.start()
+    a, b, c = phones["alice"], phones["bob"], phones["carol"]
+    try:
+        _register_and_call(asterisk, phones, logins, passwords, number)
+        time.sleep(1)
+        mark = engine.log_path.stat().st_size
+        engine.kill9()
+        engine.start()
+        adopted = engine.wait_log(lambda e: e.get("event") == "adopted", timeout=10, since=mark)
+        assert adopted.get("talking") is True, adopted
+        b.hold()                                       # the adopted call still plays music to the held party
+        time.sleep(1)
+        a.segment("held")
+        time.sleep(3)
+        b.xfer(f"sip:{carol_number}@{REGISTRAR}")
+        assert b.wait("xfer_status", timeout=10, final=True)["code"] == 200
+        c.wait("incoming", timeout=20)
+        c.answer()
+        c.wait("confirmed", timeout=10)
+        time.sleep(1)
+        a.segment("after"), c.segment("after")
+        time.sleep(4)
+        a.hangup()
+        a.wait("disconnected", timeout=10)
+        c.wait("disconnected", timeout=10)
+    finally:
+        _closed(phones)
+    held = a.segment_recording("held")
+    assert not carries(held, BOB_HZ, min_share=0.3), f"alice heard bob while held: {tone_levels(held, BOB_HZ)}"
+    assert rms(held) > 0.005, f"alice heard silence while held (rms {rms(held):.4f}), not music"
+    _hears(a, "after", CAROL_HZ, "carol")
+    _hears(c, "after", ALICE_HZ, "alice")
+    rows = calls_for(asterisk, number)
+    first = [r for r in rows if r["disposition"] == "transferred"]
+    assert len(first) == 1 and first[0]["restarts"] == 1 and first[0]["transferred_to"] == carol_number, rows
     wait_no_channels(asterisk)
