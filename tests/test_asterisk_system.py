@@ -695,4 +695,5 @@ def test_stock_asterisk_after_install_serves_a_call(asterisk: Any, sipp: Any, se
         assert subprocess.run(["mountpoint", "-q", str(etc_mount)]).returncode != 0
         assert not (etc_mount / system.PJSIP_BASE).exists(), "the shared sandbox is back on the repo's config"
     finally:
+        _vpbx(config, "number", "route", number, "hangup", "--greeting", "", check=False)   # a used prompt stays
         _vpbx(config, "prompt", "remove", prompt, check=False)

@@ -429,7 +429,7 @@ def test_block_add_list_remove(cli: Cli) -> None:
     assert out.splitlines() == [f"Removed block rule 1 ({CALLER} install-wide)",
                                 "Removed block rule 3 (anonymous for account acme)"]
     assert [r["id"] for r in cli.json("block", "list")] == [2]
-    assert "no block rules" in ok(cli("block", "list", "--number", N2)).stdout
+    assert "no block rules" in ok(cli("block", "list", "--number", N2, "--format", "table")).stdout
 
 
 def test_block_refusals_are_one_error_line_and_change_nothing(cli: Cli) -> None:

@@ -51,8 +51,27 @@ UNAVAILABLE_CALL = [
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------
+CLOCK: list[date] = [date.today()]
+
+
+@pytest.fixture(autouse=True)
+def back_office_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests play a calendar out with `--date` (March 2026 ...); a date may be at most 31 days back from the
+    clock's day (tests/test_dates_and_lifecycle.py), so here the CLI's clock moves to each `--date` given."""
+    from vpbx.commands import output
+
+    CLOCK[:] = [date.today()]
+    monkeypatch.setattr(output, "today", lambda: CLOCK[0])
+
+
 def invoke(args: list[Any]) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], env=CLEAN_ENV)
+    text = [str(a) for a in args]
+    if "--date" in text[:-1]:
+        try:
+            CLOCK[0] = date.fromisoformat(text[text.index("--date") + 1])
+        except ValueError:
+            pass
+    return CliRunner().invoke(main, text, env=CLEAN_ENV)
 
 
 def error_line(result: Result, *needles: str) -> str:
@@ -190,7 +209,7 @@ def test_account_add_show_list_set_and_json(vp: Vpbx) -> None:
     changed = vp.json("account", "set", "beta", "--email", "b2@example.com", "--org-id", "600")
     assert changed["email"] == "b2@example.com"
     assert vp.json("account", "show", "beta")["org_id"] == 600
-    table = vp.out("account", "show", "acme")
+    table = vp.out("account", "show", "acme", "--format", "table")
     assert re.search(r"│ balance\s+│ 0\.00 RUB\s+│", table)
 
 
@@ -300,7 +319,7 @@ def test_tariff_load_and_show(vp: Vpbx) -> None:
         {"3": 5, "6": 10, "12": 15}, 5, 5)
     assert "source" not in t
     assert vp.out("tariff", "show", "--source") == SEED.read_text(encoding="utf-8")
-    assert re.search(r"│ connection │ area 495\s+│ 2 500\.00 RUB", vp.out("tariff", "show"))
+    assert re.search(r"│ connection │ area 495\s+│ 2 500\.00 RUB", vp.out("tariff", "show", "--format", "table"))
 
 
 def test_tariff_in_another_currency_or_with_unknown_keys_is_refused(vp: Vpbx) -> None:
@@ -372,7 +391,7 @@ def test_assign_charges_connection_and_first_month_and_prints_the_order(shop: Vp
         ("connection", -100000, SPB), ("period", -50000, SPB)]
     shop.ok("account", "topup", "acme", "1 258.06")
     table = shop.ok("number", "assign", MOBILE, "--account", "acme", "--m2m", "356938035643809", "--date",
-                    "2026-03-16").stdout
+                    "2026-03-16", "--format", "table").stdout
     # 1 000.00 connection (default) + 500.00 x 16/31 = 258.06 (258.064...) -> 1 258.06
     assert re.search(rf"│ \{MOBILE} │ 1 000\.00 RUB\s+│ 258\.06 RUB │ 0\.00 RUB\s+│ 1 258\.06 RUB │ 2026-03-31\s+"
                      rf"│ active │",

@@ -187,7 +187,7 @@ def test_init_honours_config_and_db_paths(tmp_path: Path) -> None:
 
 def test_env_vars_select_config_and_db(tmp_path: Path) -> None:
     cfg_path = tmp_path / "a.toml"
-    ok(invoke(["init", "--dir", tmp_path], env={"VPBX_CONFIG": str(cfg_path)}))
+    ok(invoke(["--config", cfg_path, "init", "--dir", tmp_path]))   # init never writes where VPBX_CONFIG points
     assert cfg_path.exists()
     ok(invoke(["number", "add", KYIV], env={"VPBX_CONFIG": str(cfg_path)}))
     other = tmp_path / "other.db"

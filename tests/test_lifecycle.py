@@ -710,7 +710,7 @@ def test_activation_of_an_account_in_debt_leaves_the_number_suspended(w: World, 
     w.run("2026-02-28")                                          # renewed while pending: -500.00
     assert (w.balance(), w.n(SPB).status) == (-50000, "pending_documents")
     scan = tmp_path / "scan.pdf"
-    scan.write_bytes(b"scan")
+    scan.write_bytes(b"%PDF-1.4 scan")
     lifecycle.add_document(w.store, w.cfg, SPB, scan)
     assert lifecycle.activate(w.store, SPB, D("2026-03-01")).status == "suspended"
     last = w.store.outbox.list_notices()[-1]                               # not "connected and active"

@@ -24,6 +24,7 @@ from clitools import dump, ok
 from vpbx.cli import main
 from vpbx.config import Config, ConfigError, RecordingSettings, load_config, new_config, write_config
 from vpbx.dialplan import compile_flow
+from vpbx.dialplan.model import PlayNode
 from vpbx.dialplan.testing import SAMPLE_GROUPS, SAMPLE_IVRS, SAMPLE_LOGINS, sample_number
 from vpbx.domain.errors import ConflictError, NotFoundError, ValidationError
 from vpbx.domain.recording import recording_for
@@ -203,7 +204,11 @@ def test_compile_flow_sets_the_recording_fields() -> None:
     plain = _compile(sample_number(route="sip:alice"))
     flow = _compile(sample_number(route="sip:alice"), record=True, record_prompt="rec-notice")
     assert (flow.record, flow.record_prompt) == (True, "rec-notice")
-    assert flow.nodes == plain.nodes and flow.start == plain.start            # the routing is the same
+    # the routing is the same, after the announcement, which is the call's first node
+    announce = flow.node(flow.start)
+    assert isinstance(announce, PlayNode) and announce.media == "sound:vpbx/rec-notice" and announce.next == plain.start
+    assert {k: v for k, v in flow.nodes.items() if k != flow.start} == dict(plain.nodes)
+    assert _compile(sample_number(route="sip:alice"), record=True).start == plain.start   # no prompt: no node
     assert _compile(sample_number(route="sip:alice"), record=True).record_prompt is None
     # not recording: no announcement, whatever was passed
     assert (lambda f: (f.record, f.record_prompt))(
@@ -620,7 +625,7 @@ def test_cli_list_export_remove(cli: Cli) -> None:
     assert set(rows[0]) >= {"id", "call_id", "number", "caller", "started_at", "duration", "bytes", "expires_at"}
     assert [r["id"] for r in cli.json("recording", "list", "--number", KYIV, "--since", "2026-03-02")] == [second]
     assert cli.json("recording", "list", "--number", "+380442718459") == []
-    table = cli.ok("recording", "list").stdout
+    table = cli.ok("recording", "list", "--format", "table").stdout
     assert "1700000000.1" in table and "recordings" in table
 
     calls = {c["call_id"]: c["recording"] for c in cli.json("calls", "list")}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from dataclasses import replace
 from pathlib import Path
 
@@ -210,8 +211,50 @@ def test_no_route_out_of_the_inbound_context():
 def test_outbound_goes_only_through_stasis():
     text = render_extensions(NUMBERS, ACCOUNTS, app="myapp")
     outbound = text.split("[vpbx-outbound]", 1)[1].split("\n[", 1)[0]
-    assert "exten => _[+0-9*#].,1,Stasis(myapp,outbound,${EXTEN},${CHANNEL(endpoint)})" in outbound
+    dialled = "${FILTER(0-9A-Za-z--._+*#,${EXTEN})}"
+    assert (f"exten => _[+0-9A-Za-z*#].,1,GotoIf($[${{LEN({dialled})}} != ${{LEN(${{EXTEN}})}}]?i,1)\n"
+            f" same => n,Stasis(myapp,outbound,{dialled},${{CHANNEL(endpoint)}})\n") in outbound
+    assert "exten => _[0-9*#],1,Stasis(myapp,outbound,${EXTEN},${CHANNEL(endpoint)})" in outbound
     assert set(re.findall(r",(?:\d+|n),(\w+)\(", outbound)) <= {"Stasis", "GotoIf", "Hangup"}
+
+
+def _filter_set(spec: str) -> set[str]:
+    """The characters Asterisk's FILTER() allows for `spec` (func_strings.c: `a-b` is a range, anything else itself)."""
+    allowed, i = set(), 0
+    while i < len(spec):
+        if i + 2 < len(spec) and spec[i + 1] == "-":
+            allowed |= {chr(c) for c in range(ord(spec[i]), ord(spec[i + 2]) + 1)}
+            i += 3
+        else:
+            allowed.add(spec[i])
+            i += 1
+    return allowed
+
+
+def test_phones_context_passes_logins_and_numbers_and_nothing_that_splits_arguments():
+    """Every character of a valid login, an E.164 number and the dial keys passes FILTER(); no character that
+    Asterisk's argument parser or the dialplan treats specially does (the real-Asterisk side: tests/
+    test_colleague_calls.py sends `1,bob` and friends)."""
+    from vpbx.asterisk.render.extensions import DIAL_CHARS
+
+    allowed = _filter_set(DIAL_CHARS)
+    assert allowed == set(string.ascii_letters + string.digits + "-._+*#")
+    for login in ("bob", "acc-carol", "j.doe_2", "101", "A1"):
+        validate.login(login)
+        assert set(login) <= allowed
+    assert set("+380441234567") <= allowed
+    assert not allowed & set(',"\\()[]{}$;|& \t\r\n:@%=/\'<>!?^`~')
+
+
+def test_hints_for_extensions_and_bad_or_clashing_extensions_refused():
+    bob = SipAccount("bob", "secret-password-1", extension="201")
+    text = render_extensions([], [*ACCOUNTS, bob])
+    assert "exten => 201,hint,PJSIP/bob" in text and "exten => bob,hint,PJSIP/bob" in text
+    for bad in ("1", "1234567", "20a", "2\n#include x", "٢٠١"):
+        with pytest.raises(ValidationError, match="extension"):
+            render_extensions([], [replace(bob, extension=bad)])
+    with pytest.raises(ConflictError, match="extension"):
+        render_extensions([], [*ACCOUNTS, replace(bob, extension="101")])      # account 101's login
 
 
 def test_stasis_failure_fallback():

@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
+import soundfile as sf
 from click.testing import CliRunner, Result
 
 from clitools import dump, ok
@@ -410,9 +412,13 @@ class Vpbx:
 @pytest.fixture
 def vp(tmp_path: Path) -> Vpbx:
     v = Vpbx(tmp_path)
-    ok(v("init", "--dir", tmp_path))
+    ok(v("init", "--dir", tmp_path, "--sounds-dir", tmp_path / "sounds"))
     ok(v("number", "add", NUMBER))
     ok(v("sip", "add", "alice", "--password", "secretpass1"))
+    wav = tmp_path / "tone.wav"                 # the prompts the routes name must be installed (issue 13 item 5)
+    sf.write(wav, np.zeros(800), 8000, subtype="PCM_16")
+    for prompt in ("menu", "closed"):
+        ok(v("prompt", "add", prompt, wav))
     ok(v("ivr", "add", "main", "--prompt", "menu", "--option", "1=sip:alice"))
     ok(v("group", "add", "sales", "--member", "sip:alice"))
     return v

@@ -123,6 +123,26 @@ def _shown(arg: str, limit: int = 80) -> str:
     return _one_line(repr(arg if len(arg) <= limit else arg[:limit] + "..."))
 
 
+def _unexpected(exc: Exception) -> str:
+    """The `Error:` text of an exception no rule foresaw (a bug in vpbx): what happened, in one line, and where its
+    traceback was written (a private file in the temp dir; also logged at debug level as vpbx.cli)."""
+    import logging
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    logging.getLogger("vpbx.cli").debug("unexpected error\n%s", text)
+    what = f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
+    try:
+        fd, name = tempfile.mkstemp(prefix="vpbx-error-", suffix=".log")   # mode 0600
+        with open(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(text)
+        kept = f"the traceback is in {name}"
+    except OSError:
+        kept = "no traceback file could be written"
+    return f"unexpected failure ({what}); this is a bug in vpbx: please report it with the command - {kept}"
+
+
 class VpbxGroup(click.Group):
     """The root group: loads command modules lazily and turns vpbx errors into one `Error:` line and their exit code."""
 
@@ -164,12 +184,21 @@ class VpbxGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         from vpbx.domain.errors import AsteriskError, VpbxError
+        from vpbx.domain.validation import cut_long_words
 
         try:
             return super().invoke(ctx)
         except VpbxError as exc:
-            click.echo(f"Error: {_one_line(str(exc))}", err=True)
+            click.echo(f"Error: {_one_line(cut_long_words(str(exc)))}", err=True)
             ctx.exit(EXIT_ASTERISK if isinstance(exc, AsteriskError) else EXIT_ERROR)
+        except click.exceptions.ClickException as exc:      # Click's usage errors quote arguments too
+            exc.message = cut_long_words(exc.message)  # type: ignore[misc]  # Final in the stubs, a plain attribute
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:    # a bug: one line, and the traceback kept in a file for the report
+            click.echo(f"Error: {_one_line(_unexpected(exc))}", err=True)
+            ctx.exit(EXIT_ERROR)
 
 
 @click.group(cls=VpbxGroup)

@@ -7,6 +7,7 @@ one; the tests point it nowhere), else ./vpbx.toml; with none of them, the defau
 """
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     security: Policy = field(default_factory=Policy)   # [security]: brute-force bans (vpbx.domain.security)
     recording: RecordingSettings = field(default_factory=RecordingSettings)   # [recording]: call recordings
+    prompt_max_seconds: int = 600   # [prompts] max_seconds: the longest prompt `vpbx prompt add` takes
 
 
 def render_config(cfg: Config) -> str:
@@ -190,10 +192,46 @@ def new_config(directory: Path, asterisk_config_dir: Path | None = None, asteris
     )
 
 
+DIR_MODE = 0o755          # a directory vpbx creates for files others read (Asterisk's config and sounds, the config)
+PRIVATE_DIR_MODE = 0o700  # one for files only vpbx reads (documents, recordings)
+
+
+def make_dirs(directory: Path, mode: int = DIR_MODE) -> None:
+    """Create `directory` and its missing parents, each with exactly `mode` whatever the umask (`umask 000` must not
+    make them 0777); directories that exist are left as they are."""
+    missing: list[Path] = []
+    for d in (Path(directory), *Path(directory).parents):
+        if d.is_dir():
+            break
+        missing.append(d)
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, mode)
+        except FileExistsError:
+            if not d.is_dir():
+                raise
+            continue
+        os.chmod(d, mode)
+
+
 def atomic_write(path: Path, text: str | bytes, mode: int = 0o644, owner: tuple[int, int] | None = None) -> None:
     """Write via a temp file in the same directory + fsync + rename: readers see the old or the new file, never half.
-    `owner` (uid, gid) is applied when running as root (see owner_for)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    `owner` (uid, gid) is applied when running as root (see owner_for). Missing directories are made (DIR_MODE)."""
+    tmp = stage_file(path, text, mode, owner)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def stage_file(path: Path, text: str | bytes, mode: int = 0o644, owner: tuple[int, int] | None = None) -> Path:
+    """The first half of atomic_write: the whole content written and fsynced under a temp name beside `path`
+    (returned); renaming it over `path` is the caller's. Refuses (IsADirectoryError) when `path` is a directory, so
+    that the rename cannot fail for that reason later."""
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a directory is in the way", str(path))
+    make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     data = text.encode() if isinstance(text, str) else text
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -205,10 +243,10 @@ def atomic_write(path: Path, text: str | bytes, mode: int = 0o644, owner: tuple[
             if owner is not None and os.geteuid() == 0:
                 os.fchown(fh.fileno(), *owner)
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def owner_for(path: Path, directory: Path) -> tuple[int, int] | None:
@@ -282,8 +320,14 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
                               "at a file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config {path} is not valid TOML ({exc}); {fix}") from None
+    for key, value in data.items():
+        if key in _TABLES and not isinstance(value, dict):
+            raise ConfigError(f"config {path}: [{key}] must be a table (a [{key}] header with key = value lines); "
+                              f"got {key} = {_short(value)}")
     v, a, ari, ami, smtp, bill, sip = (data.get(k, {}) for k in ("vpbx", "asterisk", "ari", "ami", "smtp", "billing",
                                                                   "sip"))
+    for name, section in (("vpbx", v), ("asterisk", a), ("ari", ari), ("ami", ami), ("smtp", smtp)):
+        _check_types(name, section, path)
     base = path.parent if path is not None else Path(".")
     db = Path(db_override or os.environ.get("VPBX_DB") or v.get("db") or "vpbx.db")
     if not db.is_absolute():
@@ -306,7 +350,53 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
         sip=_sip(sip, path),
         security=_security(data.get("security", {}), path),
         recording=_recording(data.get("recording", {}), base, path),
+        prompt_max_seconds=_prompts(data.get("prompts", {}), path),
     )
+
+
+PROMPT_MAX_SECONDS = Config.prompt_max_seconds
+
+
+def _prompts(section: dict[str, Any], path: Path | None) -> int:
+    """[prompts] max_seconds: a whole number of seconds, 1..86400 (default 600: ten minutes)."""
+    unknown = sorted(set(section) - {"max_seconds"})
+    if unknown:
+        raise ConfigError(f"config {path} [prompts]: unknown setting {unknown[0]!r}; the setting is max_seconds")
+    value = section.get("max_seconds", PROMPT_MAX_SECONDS)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 86400:
+        raise ConfigError(f"config {path} [prompts] max_seconds must be a whole number of seconds, 1..86400 (default "
+                          f"{PROMPT_MAX_SECONDS}); got {_short(value)}")
+    return value
+
+
+# the sections of vpbx.toml, and the type of each plain setting (the others are checked by their own readers below)
+_TABLES = ("vpbx", "asterisk", "ari", "ami", "smtp", "billing", "sip", "security", "recording", "prompts")
+_TYPES: dict[str, dict[str, type]] = {
+    "vpbx": {"db": str, "domain": str, "language": str, "default_trunk": str},
+    "asterisk": {"config_dir": str, "sounds_dir": str, "sip_port": int, "sip_bind": str},
+    "ari": {"url": str, "user": str, "password": str, "app": str},
+    "ami": {"host": str, "port": int, "user": str, "secret": str},
+    "smtp": {"host": str, "port": int, "security": str, "user": str, "password": str, "sender": str},
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def _check_types(name: str, section: dict[str, Any], path: Path | None) -> None:
+    """Each known setting of [name] has its type (a string, a whole number; a port 1-65535); ConfigError naming the
+    key and the fix. Unknown keys are left alone (older and newer configs)."""
+    for key, kind in _TYPES[name].items():
+        if key not in section:
+            continue
+        value = section[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            want = "a whole number, e.g. 5038" if kind is int else 'a string in quotes, e.g. "..."'
+            raise ConfigError(f"config {path} [{name}] {key} must be {want}; got {_short(value)}")
+        if isinstance(value, int) and not 1 <= value <= 65535 and key.endswith("port"):
+            raise ConfigError(f"config {path} [{name}] {key} must be a port 1-65535; got {_short(value)}")
 
 
 def _setting(sip: dict[str, Any], old: dict[str, Any], key: str, old_key: str, kind: type, default: Any,

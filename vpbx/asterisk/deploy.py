@@ -1,7 +1,8 @@
 """Getting the rendered config into Asterisk: write it (atomically), diff it, reload it over AMI.
 
 Rule: this is the I/O edge of vpbx.asterisk.render - rendering stays pure; here files are written with
-vpbx.config.atomic_write (readers see the old file or the new one, never half) and Asterisk is told to re-read them.
+write_set (the generated files are replaced as a set: all staged under temp names, then renamed; Asterisk sees the
+old set or the new one, never half) and Asterisk is told to re-read them.
 A reload never drops live calls: only res_pjsip (accounts/trunks), pbx_config (dialplan), res_ari (ARI users) and
 manager (AMI users) are reloaded, each with AMI `Action: Reload` - never `core restart`.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 
 from vpbx.asterisk.render import SECRET_FILES, render_all
 from vpbx.asterisk.render.transports import transport_changes
-from vpbx.config import Config, atomic_write, check_tls_files, owner_for, shown
+from vpbx.config import Config, check_tls_files, owner_for, shown, stage_file
 from vpbx.domain.errors import AsteriskError, ConfigError
 from vpbx.domain.records import Number, SipAccount, Trunk
 from vpbx.services import prompts
@@ -112,12 +114,7 @@ def generate(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccou
         old_pjsip: str | None = (target / "pjsip_vpbx.conf").read_text(errors="replace") if live else None
     except OSError:
         old_pjsip = None
-    paths = []
-    for name, text in files.items():
-        path = target / name
-        # the owner of the file it replaces (else the config dir's): Asterisk running as its own user must read it
-        atomic_write(path, text, mode=0o640 if name in SECRET_FILES else 0o644, owner=owner_for(path, target))
-        paths.append(path)
+    paths = write_set(target, {name: (text, 0o640 if name in SECRET_FILES else 0o644) for name, text in files.items()})
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     changed = transport_changes(old_pjsip, files["pjsip_vpbx.conf"])
     if changed:
@@ -125,6 +122,32 @@ def generate(cfg: Config, numbers: Sequence[Number], accounts: Sequence[SipAccou
         log.warning("SIP transports changed (%s): restart Asterisk to apply them (%s); a reload keeps the old ones",
                     ", ".join(changed), RESTART_HINT)
     return paths
+
+
+def write_set(target: Path, files: dict[str, tuple[str, int]]) -> list[Path]:
+    """Write a set of files that belong together (NAME -> (text, mode)) into `target` so that it is replaced as a set:
+    first every file is written whole and fsynced under a temp name beside its final one (any failure - a full disk,
+    a directory in the way, no permission - removes the temps and raises ConfigError: the old set stays, untouched);
+    only then is each temp renamed over its file, which cannot fail for those reasons (same directory, checked
+    target). Asterisk reads these files only when vpbx reloads it after this returns (or when it starts), so it sees
+    the old set or the new one, never a mix. Each file keeps the owner of the file it replaces (else the directory's):
+    Asterisk, running as its own user, must read it."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, (text, mode) in files.items():
+            path = target / name
+            staged.append((stage_file(path, text, mode=mode, owner=owner_for(path, target)), path))
+    except OSError as exc:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        where = shown(exc.filename) if exc.filename else shown(target)
+        fix = "remove or rename that directory" if isinstance(exc, IsADirectoryError) else \
+            "check the directory's owner, mode and free space, or give another --out"
+        raise ConfigError(f"cannot write the Asterisk config {where} ({exc.strerror or exc}); {fix} - nothing was "
+                          f"changed in {shown(target)}") from None
+    for tmp, path in staged:
+        os.replace(tmp, path)
+    return [path for _, path in staged]
 
 
 def install_records(store: Store) -> tuple[list[Number], list[SipAccount], list[Trunk]]:

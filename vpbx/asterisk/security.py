@@ -77,7 +77,6 @@ def write_bans(cfg: Config, bans: list[Ban]) -> Path:
     install` made it. ConfigError naming the file and the fix when it cannot be written."""
     path = bans_path(cfg)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, render_bans(bans), mode=0o644, owner=owner_for(path, path.parent))
     except OSError as exc:
         raise ConfigError(f"cannot write the brute-force bans {shown(path)} ({exc.strerror or exc}); run `vpbx "

@@ -6,7 +6,7 @@ Rule: pure. Nothing in this package does I/O or speaks SQL, Click or asyncio, an
 walks the package's imports to keep it that way.
 
     money.py     parse_amount / format_amount / div_half_up
-    periods.py   renewal_on / add_months / period_end / prorated / last_day_of_month / days_in_month
+    periods.py   renewal_on / next_renewal / add_months / period_end / prorated / last_day_of_month / days_in_month
     tariff.py    Plan, Tariff, parse_tariff, area_code, connection_fee, monthly_fee, find_plan
     orders.py    OrderLine, Quote, quote, discount_percent, renewal_charge, next_period
     rating.py    PrefixTable, billable_units, call_cost, parse_rates_csv
@@ -24,13 +24,22 @@ from vpbx.billing.orders import (
     quote,
     renewal_charge,
 )
-from vpbx.billing.periods import add_months, days_in_month, last_day_of_month, period_end, prorated, renewal_on
+from vpbx.billing.periods import (
+    add_months,
+    days_in_month,
+    last_day_of_month,
+    next_renewal,
+    period_end,
+    prorated,
+    renewal_on,
+)
 from vpbx.billing.rating import PrefixTable, billable_units, call_cost, parse_rates_csv
 from vpbx.billing.tariff import Plan, Tariff, area_code, connection_fee, find_plan, monthly_fee, parse_tariff
 
 __all__ = [
     "ORDER_MONTHS", "POLICIES", "OrderLine", "Plan", "PrefixTable", "Quote", "Tariff",
     "add_months", "area_code", "billable_units", "call_cost", "connection_fee", "days_in_month", "discount_percent",
-    "div_half_up", "find_plan", "format_amount", "last_day_of_month", "monthly_fee", "next_period", "parse_amount",
-    "parse_rates_csv", "parse_tariff", "period_end", "prorated", "quote", "renewal_charge", "renewal_on",
+    "div_half_up", "find_plan", "format_amount", "last_day_of_month", "monthly_fee", "next_period", "next_renewal",
+    "parse_amount", "parse_rates_csv", "parse_tariff", "period_end", "prorated", "quote", "renewal_charge",
+    "renewal_on",
 ]

@@ -62,6 +62,17 @@ def renewal_on(anchor_day: int, year: int, month: int) -> date:
     return date(year, month, min(anchor_day, days_in_month(year, month)))
 
 
+def next_renewal(anchor_day: int, after: date) -> date:
+    """The first renewal day of `anchor_day` strictly after `after` (anchor 31, 2026-02-10 -> 2026-02-28;
+    2026-02-28 -> 2026-03-31): when a plan's monthly call credit is next refilled."""
+    _check_date(after, "date")
+    this = renewal_on(anchor_day, after.year, after.month)
+    if this > after:
+        return this
+    y, m = add_months(after.year, after.month, 1)
+    return renewal_on(anchor_day, y, m)
+
+
 def period_end(anchor_day: int, start: date, months: int = 1) -> date:
     """The last day covered by a period starting on `start` that runs `months` months anchored on `anchor_day`:
     the day before the renewal `months` months after start's month (anchor 31, 2026-01-31, 1 month -> 2026-02-27)."""

@@ -114,7 +114,7 @@ def _post(c: Ctx, name: str, minor: int, ref: str, kind: str, as_json: bool) -> 
 @json_option
 @pass_ctx
 def account_topup(c: Ctx, name: str, amount_: str, ref: str, as_json: bool) -> None:
-    """Add AMOUNT (major units, e.g. 1500 or 99.90) to the balance; reactivates suspended numbers at >= 0."""
+    """Add AMOUNT (major units: 1500 or 99.90) to the balance; reactivates suspended numbers at >= 0."""
     _post(c, name, amount(amount_), ref, "topup", as_json)
 
 
@@ -125,7 +125,7 @@ def account_topup(c: Ctx, name: str, amount_: str, ref: str, as_json: bool) -> N
 @json_option
 @pass_ctx
 def account_adjust(c: Ctx, name: str, amount_: str, ref: str, as_json: bool) -> None:
-    """Correct the balance by AMOUNT (may be negative, e.g. -- -100 for a refund paid out)."""
+    """Correct the balance by AMOUNT (may be negative: -- -100 for a refund paid out)."""
     _post(c, name, amount(amount_, allow_negative=True), ref, "adjustment", as_json)
 
 

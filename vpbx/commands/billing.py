@@ -15,7 +15,8 @@ def billing() -> None:
 
 
 @billing.command("run")
-@click.option("--date", "on", help="The day to bill (YYYY-MM-DD, default today).")
+@click.option("--date", "on", metavar="YYYY-MM-DD",
+              help="The day to bill: today (default) or up to 31 days back, to catch up a missed run.")
 @json_option
 @pass_ctx
 def billing_run(c: Ctx, on: str | None, as_json: bool) -> None:
@@ -23,13 +24,13 @@ def billing_run(c: Ctx, on: str | None, as_json: bool) -> None:
     (cron or a systemd timer). Running it twice for a day charges once."""
     from vpbx.services import lifecycle
 
-    summary = lifecycle.billing_run(c.store, c.cfg, day(on), now())
+    summary = lifecycle.billing_run(c.store, c.cfg, day(None), now(), on=day(on) if on is not None else None)
     summary["mail"] = lifecycle.flush_mail(c.store, c.cfg)
     if as_json:
         emit(summary, True)
         return
     click.echo(f"Billing run {summary['date']}: {len(summary['renewed'])} renewal(s), {money(c, summary['charged'])}")
-    for key in ("suspended", "trials_ended", "reservations_lapsed", "available_again"):
+    for key in ("suspended", "credit_refilled", "trials_ended", "reservations_lapsed", "available_again"):
         if summary[key]:
             click.echo(f"{key.replace('_', ' ').capitalize()}: {', '.join(summary[key])}")
     if summary.get("recordings_purged"):

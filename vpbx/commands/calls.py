@@ -15,7 +15,7 @@ def call() -> None:
 
 
 @call.command("simulate")
-@click.argument("number_")
+@click.argument("number_", metavar="NUMBER")
 @click.option("--from", "caller", default="+10000000000", show_default=True, help="Caller ID.")
 @click.option("--dtmf", default="", help="Digits the caller presses, one per menu prompt.")
 @click.option("--no-answer", "no_answer", multiple=True, help="Destination that rings out (repeatable).")

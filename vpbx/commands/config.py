@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from vpbx.commands.output import Ctx, pass_ctx
+from vpbx.commands.output import Ctx, emit, json_option, pass_ctx
 
 
 @click.command()
@@ -32,7 +32,7 @@ from vpbx.commands.output import Ctx, pass_ctx
 @click.option("--rtp-start", type=int, default=10000, show_default=True, help="First RTP (media) port, UDP.")
 @click.option("--rtp-end", type=int, default=20000, show_default=True, help="Last RTP (media) port, UDP.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="Write the config here (default DIR/vpbx.toml, or the global --config / VPBX_CONFIG); "
+              help="Write the config here (default DIR/vpbx.toml, or the global --config; never VPBX_CONFIG); "
                    "production: /etc/vpbx/vpbx.toml with --dir /var/lib/vpbx.")
 @click.option("--force", is_flag=True, help="Replace an existing config (new secrets).")
 @pass_ctx
@@ -49,7 +49,11 @@ def init(c: Ctx, directory: str, asterisk_config_dir: str | None, sounds_dir: st
 
     sip = SipSettings(tls_port=tls_port, tls_cert=tls_cert or "", tls_key=tls_key or "",
                       external_address=external_address, local_net=local_net, rtp_start=rtp_start, rtp_end=rtp_end)
-    cfg, path = install.init(directory, config_path=config_file or c.config_path, db_path=c.db_path,
+    # init writes only where its command line says: VPBX_CONFIG / VPBX_DB name the live install, never a target
+    root = click.get_current_context().find_root()
+    typed = {name: getattr(c, name) if root.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+             else None for name in ("config_path", "db_path")}
+    cfg, path = install.init(directory, config_path=config_file or typed["config_path"], db_path=typed["db_path"],
                              asterisk_config_dir=asterisk_config_dir, sounds_dir=sounds_dir, sip_port=sip_port,
                              sip_bind=sip_bind, sip=sip, force=force)
     mode = path.stat().st_mode & 0o777
@@ -78,14 +82,18 @@ def config_generate(c: Ctx, out: str | None) -> None:
 
 
 @config_group.command("check")
+@json_option
 @pass_ctx
-def config_check(c: Ctx) -> None:
+def config_check(c: Ctx, as_json: bool) -> None:
     """Exit 1 and show a diff when the files on disk differ from what the database renders."""
     from vpbx.asterisk import deploy
 
     diff = deploy.check_install(c.cfg, c.store)
-    if diff:
+    if as_json:
+        emit({"up_to_date": not diff, "diff": diff or ""}, True)
+    elif diff:
         click.echo(diff)
+    if diff:
         click.echo("Error: Asterisk config on disk is out of date; run `vpbx config generate` or `vpbx reload`",
                    err=True)
         sys.exit(1)

@@ -17,7 +17,7 @@ def document() -> None:
 
 
 @document.command("add")
-@click.argument("number_")
+@click.argument("number_", metavar="NUMBER")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @json_option
 @pass_ctx
@@ -29,7 +29,7 @@ def document_add(c: Ctx, number_: str, file: str, as_json: bool) -> None:
 
 
 @document.command("list")
-@click.argument("number_", required=False)
+@click.argument("number_", required=False, metavar="[NUMBER]")
 @json_option
 @pass_ctx
 def document_list(c: Ctx, number_: str | None, as_json: bool) -> None:

@@ -48,6 +48,23 @@ def group_show(c: Ctx, name: str, as_json: bool) -> None:
     emit(c.store.groups.get(name), as_json)
 
 
+@group.command("set")
+@click.argument("name")
+@click.option("--member", "members", multiple=True,
+              help="sip:LOGIN | tel:+E164 | uri:sip:... (repeatable; replaces the members).")
+@click.option("--strategy", type=click.Choice(["simultaneous", "sequential"]))
+@click.option("--timeout", type=click.IntRange(1, 600), help="Seconds: overall when simultaneous, per member when "
+                                                              "sequential.")
+@json_option
+@pass_ctx
+def group_set(c: Ctx, name: str, members: tuple[str, ...], strategy: str | None, timeout: int | None,
+              as_json: bool) -> None:
+    """Change a ring group: members (the whole list), strategy, timeout."""
+    from vpbx.services import groups
+
+    emit(groups.update(c.store, name, members=members or None, strategy=strategy, timeout=timeout), as_json)
+
+
 @group.command("remove")
 @click.argument("name")
 @pass_ctx

@@ -9,7 +9,19 @@ from typing import Any
 
 import click
 
-from vpbx.commands.output import Ctx, day, emit, flush_notices, json_option, money, now, pass_ctx, read_text, warn
+from vpbx.commands.output import (
+    Ctx,
+    day,
+    emit,
+    flush_notices,
+    json_option,
+    money,
+    now,
+    pass_ctx,
+    progress_bar,
+    read_text,
+    warn,
+)
 
 NUMBER_COLUMNS = ("number", "type", "category", "city", "operator", "channels", "direction", "trunk", "route", "status",
                   "account", "comment")
@@ -34,7 +46,7 @@ def _announce(c: Ctx, notices: int) -> None:
 
 # ---- inventory -------------------------------------------------------------------------------------------------
 @number.command("add")
-@click.argument("number_")
+@click.argument("number_", metavar="NUMBER")
 @click.option("--channels", type=int, help="Simultaneous calls (minimum and default 4).")
 @click.option("--direction", type=click.Choice(["in", "out", "both"]),
               help="Default in; toll-free numbers are in only.")
@@ -47,7 +59,7 @@ def _announce(c: Ctx, notices: int) -> None:
 @pass_ctx
 def number_add(c: Ctx, number_: str, channels: int | None, direction: str | None, trunk: str | None,
                comment: str | None, city: str | None, operator: str | None, type_: str | None, as_json: bool) -> None:
-    """Add an E.164 NUMBER (e.g. +380441234567)."""
+    """Add an E.164 NUMBER such as +380441234567."""
     from vpbx.services import numbers
 
     record = numbers.build(number_, channels=channels, direction=direction, trunk=trunk, comment=comment, city=city,
@@ -78,7 +90,7 @@ def number_list(c: Ctx, category: str | None, type_: str | None, city: str | Non
 
 
 @number.command("show")
-@click.argument("number_")
+@click.argument("number_", metavar="NUMBER")
 @json_option
 @pass_ctx
 def number_show(c: Ctx, number_: str, as_json: bool) -> None:
@@ -87,7 +99,7 @@ def number_show(c: Ctx, number_: str, as_json: bool) -> None:
 
 
 @number.command("set")
-@click.argument("numbers_", nargs=-1, required=True)
+@click.argument("numbers_", nargs=-1, required=True, metavar="NUMBER...")
 @click.option("--channels", type=int)
 @click.option("--direction", type=click.Choice(["in", "out", "both"]))
 @click.option("--comment")
@@ -117,7 +129,7 @@ def number_set(c: Ctx, numbers_: tuple[str, ...], channels: int | None, directio
 
 
 @number.command("remove")
-@click.argument("number_")
+@click.argument("number_", metavar="NUMBER")
 @pass_ctx
 def number_remove(c: Ctx, number_: str) -> None:
     """Remove a number (refused while something uses it)."""
@@ -136,25 +148,11 @@ def number_import(c: Ctx, csv_file: str, as_json: bool) -> None:
 
     All rows are checked first; one bad row and nothing is imported.
     """
-    from rich.progress import Progress
-
     from vpbx.services import numbers
 
     text = read_text(csv_file, "CSV file", fix='save it as UTF-8 ("CSV UTF-8")', newline="")
-    bar = Progress(disable=as_json, transient=False)
-    tasks: list[Any] = []
-
-    def show(stage: str, done: int, total: int) -> None:      # drawn from the first row checked on
-        if not tasks:
-            bar.start()
-            tasks.append(bar.add_task(stage, total=total))
-        bar.update(tasks[0], description=stage, completed=done, total=total)
-
-    try:
+    with progress_bar() as show:
         added = numbers.import_csv(c.store, text, csv_file, progress=show)
-    finally:
-        if tasks:
-            bar.stop()
     _announce(c, added.notices)
     if as_json:
         emit({"imported": len(added.numbers)}, True)
@@ -168,7 +166,7 @@ vm_option = click.option("--vm-email", "vm_emails", multiple=True, help="Voicema
 
 
 @number.command("route")
-@click.argument("numbers_", nargs=-1, required=True)
+@click.argument("numbers_", nargs=-1, required=True, metavar="NUMBER...")
 @click.argument("dest")
 @click.option("--greeting", help="Prompt played (after answering) before the route; '' to remove.")
 @fallback_option
@@ -183,12 +181,13 @@ def number_route(c: Ctx, numbers_: tuple[str, ...], dest: str, greeting: str | N
     """
     from vpbx.services import routing
 
-    updated = routing.route(c.store, numbers_, dest, greeting=greeting, fallback=fallback, vm_emails=vm_emails)
+    updated = routing.route(c.store, numbers_, dest, greeting=greeting, fallback=fallback, vm_emails=vm_emails,
+                            sounds_dir=c.cfg.asterisk_sounds_dir)
     emit(updated, as_json, ROUTING_COLUMNS, title="numbers")
 
 
 @number.command("forward")
-@click.argument("numbers_", nargs=-1, required=True)
+@click.argument("numbers_", nargs=-1, required=True, metavar="NUMBER...")
 @click.option("--to", "targets", multiple=True, required=True, help="Destination (repeatable): sip:, tel:, uri:.")
 @click.option("--mode", type=click.Choice(["simultaneous", "sequential"]), required=True)
 @click.option("--timeout", type=click.IntRange(1, 600), default=30, show_default=True,
@@ -204,20 +203,21 @@ def number_forward(c: Ctx, numbers_: tuple[str, ...], targets: tuple[str, ...], 
     from vpbx.services import routing
 
     updated = routing.forward(c.store, numbers_, targets, mode, timeout, greeting=greeting, fallback=fallback,
-                              vm_emails=vm_emails)
+                              vm_emails=vm_emails, sounds_dir=c.cfg.asterisk_sounds_dir)
     emit(updated, as_json, ROUTING_COLUMNS, title="numbers")
 
 
 # ---- lifecycle -------------------------------------------------------------------------------------------------
 @number.command("assign")
-@click.argument("numbers_", nargs=-1, required=True)
+@click.argument("numbers_", nargs=-1, required=True, metavar="NUMBER...")
 @click.option("--account", "account_", required=True)
 @click.option("--end-user", help="Full name of the person responsible for the number.")
 @click.option("--m2m", help="ID of the M2M device the number is for (instead of --end-user).")
 @click.option("--months", type=click.Choice(["1", "3", "6", "12"]), default="1", show_default=True,
               help="Prepaid months (3, 6, 12 are discounted).")
 @click.option("--plan", help="A plan of the tariff (see `vpbx tariff show`) instead of the fee by type and category.")
-@click.option("--date", "on", help="Order date YYYY-MM-DD (default today).")
+@click.option("--date", "on", metavar="YYYY-MM-DD",
+              help="Order date: today (default) or up to 31 days back (an order taken earlier).")
 @json_option
 @pass_ctx
 def number_assign(c: Ctx, numbers_: tuple[str, ...], account_: str, end_user: str | None, m2m: str | None, months: str,
@@ -227,8 +227,8 @@ def number_assign(c: Ctx, numbers_: tuple[str, ...], account_: str, end_user: st
 
     from vpbx.services import lifecycle
 
-    q = lifecycle.assign(c.store, c.cfg, list(numbers_), account_, day(on), end_user=end_user, m2m=m2m,
-                         months=int(months), plan=plan)
+    q = lifecycle.assign(c.store, c.cfg, list(numbers_), account_, day(None), end_user=end_user, m2m=m2m,
+                         months=int(months), plan=plan, on=day(on) if on is not None else None)
     flush_notices(c)
     if as_json:
         emit({"lines": [asdict(line) for line in q.lines], "total": q.total, "discount_percent": q.discount_percent,
@@ -243,47 +243,60 @@ def number_assign(c: Ctx, numbers_: tuple[str, ...], account_: str, end_user: st
 
 
 @number.command("reserve")
-@click.argument("numbers_", nargs=-1, required=True)
+@click.argument("numbers_", nargs=-1, required=True, metavar="NUMBER...")
 @click.option("--account", "account_", required=True)
 @click.option("--hours", type=int, default=24, show_default=True)
+@json_option
 @pass_ctx
-def number_reserve(c: Ctx, numbers_: tuple[str, ...], account_: str, hours: int) -> None:
+def number_reserve(c: Ctx, numbers_: tuple[str, ...], account_: str, hours: int, as_json: bool) -> None:
     """Hold available NUMBER(s) for an account (free) until it orders them with `number assign`."""
     from vpbx.services import lifecycle
 
     held = lifecycle.reserve(c.store, list(numbers_), account_, hours, now())
+    if as_json:
+        emit(held, True)
+        return
     click.echo(f"Reserved {', '.join(n.number for n in held)} for account {account_} until {held[0].reserved_until}")
 
 
 @number.command("release")
-@click.argument("number_")
-@click.option("--date", "on", help="Release date YYYY-MM-DD (default today).")
+@click.argument("number_", metavar="NUMBER")
+@click.option("--date", "on", metavar="YYYY-MM-DD",
+              help="Release date: today (default) or up to 31 days back.")
+@json_option
 @pass_ctx
-def number_release(c: Ctx, number_: str, on: str | None) -> None:
+def number_release(c: Ctx, number_: str, on: str | None, as_json: bool) -> None:
     """Give a number back (no refund); it becomes available after the quarantine ([billing] quarantine_days)."""
     from vpbx.services import lifecycle
 
-    result = lifecycle.release(c.store, c.cfg, number_, day(on))
+    result = lifecycle.release(c.store, c.cfg, number_, day(None), on=day(on) if on is not None else None)
     if result["warning"]:
         warn(result["warning"])
+    if as_json:
+        emit({"number": number_, **result}, True)
+        return
     click.echo(f"Released {number_} from account {result['account']}; available again on {result['available_on']}")
 
 
 @number.command("trial")
-@click.argument("number_")
+@click.argument("number_", metavar="NUMBER")
 @click.option("--account", "account_", required=True)
 @click.option("--hours", type=int, default=1, show_default=True)
+@json_option
 @pass_ctx
-def number_trial(c: Ctx, number_: str, account_: str, hours: int) -> None:
+def number_trial(c: Ctx, number_: str, account_: str, hours: int, as_json: bool) -> None:
     """Lend an available number free for HOURS; calls are refused after that and the billing run frees it."""
     from vpbx.services import lifecycle
 
     n = lifecycle.trial(c.store, c.cfg, number_, account_, hours, now())
+    if as_json:
+        emit(n, True)
+        return
     click.echo(f"Trial of {number_} for account {account_} until {n.trial_until}")
 
 
 @number.command("activate")
-@click.argument("number_")
+@click.argument("number_", metavar="NUMBER")
 @pass_ctx
 def number_activate(c: Ctx, number_: str) -> None:
     """Documents checked: connect a pending_documents number and mail the account."""

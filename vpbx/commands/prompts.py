@@ -23,10 +23,13 @@ def prompt() -> None:
 @json_option
 @pass_ctx
 def prompt_add(c: Ctx, name: str, file: str, language: str | None, as_json: bool) -> None:
-    """Convert FILE (WAV, FLAC, OGG, MP3...) to 8 kHz 16-bit mono and install it as prompt NAME."""
+    """Convert FILE (WAV, FLAC, OGG, MP3...) to 8 kHz 16-bit mono and install it as prompt NAME.
+
+    A prompt lasts at most 10 minutes (the config's [prompts] max_seconds)."""
     from vpbx.services import prompts
 
-    path = prompts.add(c.cfg.asterisk_sounds_dir, language or c.cfg.language, name, Path(file))
+    path = prompts.add(c.cfg.asterisk_sounds_dir, language or c.cfg.language, name, Path(file),
+                       max_seconds=c.cfg.prompt_max_seconds)
     emit({"name": name, "language": language or c.cfg.language, "path": str(path)}, as_json)
 
 
@@ -45,8 +48,8 @@ def prompt_list(c: Ctx, as_json: bool) -> None:
 @click.option("--language", help="Only this language (default: all).")
 @pass_ctx
 def prompt_remove(c: Ctx, name: str, language: str | None) -> None:
-    """Remove a prompt."""
+    """Remove a prompt (refused while a number, IVR, account or blocklist rule plays it)."""
     from vpbx.services import prompts
 
-    for path in prompts.remove(c.cfg.asterisk_sounds_dir, name, language):
+    for path in prompts.remove(c.cfg.asterisk_sounds_dir, name, language, store=c.store):
         click.echo(f"Removed {path}")

@@ -1,4 +1,4 @@
-"""`vpbx service install|uninstall|show`: the systemd units that run the engine and the daily billing job.
+"""`vpbx service install|uninstall`: the systemd units that run the engine and the daily billing job.
 
 Rule: a thin shell over vpbx.services.systemd.
 """

@@ -4,11 +4,15 @@ Rule: a thin shell over vpbx.services.sip_accounts; a password is shown once (wh
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
-from vpbx.commands.output import Ctx, emit, json_option, pass_ctx, without_password
+from vpbx.commands.output import Ctx, emit, json_option, pass_ctx, password_input, without_password
 
-SIP_COLUMNS = ("login", "domain", "caller_id", "channels", "transport", "srtp")
+F = TypeVar("F", bound=Callable[..., Any])
+SIP_COLUMNS = ("login", "extension", "domain", "caller_id", "channels", "transport", "srtp")
 CODECS_HELP = ("Codecs the phone may use, preferred first, comma-separated, from g722, opus, alaw, ulaw, gsm, g726 "
                "(opus only where Asterisk has codec_opus); `default`: the install's [sip] codecs.")
 TRANSPORT_HELP = ("How Asterisk reaches the phone: udp, tcp or tls (tls needs [sip] tls_cert and tls_key; the phone "
@@ -20,6 +24,25 @@ PREFIXES_HELP = ("Toll-fraud guard: number prefixes outbound calls may reach bes
                  "`none` removes them. With prefixes and no countries set, only the prefixes.")
 MAX_CALLS_HELP = "Toll-fraud guard: outbound calls at once (0: none); `none`: as many as --channels (the default)."
 DAILY_HELP = "Toll-fraud guard: outbound minutes per day (server's local day); `none`: no cap (the default)."
+EXTENSION_HELP = ("A short number colleagues dial (2-6 digits, unique; also typed in --extensions IVRs); `none` "
+                  "removes it. Numbers are dialled with '+' or as 7 or more digits, so an extension never hides one.")
+RING_TIMEOUT_HELP = "Seconds the phone rings for a colleague's call before the --no-answer handling (5-300)."
+NO_ANSWER_HELP = ("What a colleague's call gets when the phone does not answer, is busy or not registered: hangup, "
+                  "voicemail (to --vm-email), play:PROMPT, or tel:+E164 (rings as long; goes out through the trunk "
+                  "as the account's caller-ID number's call).")
+VM_EMAIL_HELP = "Voicemail recipient for colleagues' calls (repeatable; replaces the list; `none` empties it)."
+
+
+def colleague_options(f: F) -> F:
+    """--extension, --ring-timeout, --no-answer, --vm-email (calls between colleagues) on `sip add` and `sip set`."""
+    f = click.option("--vm-email", "vm_emails", multiple=True, help=VM_EMAIL_HELP)(f)
+    f = click.option("--no-answer", metavar="DEST", help=NO_ANSWER_HELP)(f)
+    f = click.option("--ring-timeout", type=int, help=RING_TIMEOUT_HELP)(f)
+    return click.option("--extension", metavar="DIGITS|none", help=EXTENSION_HELP)(f)
+
+
+PASSWORD_FILE_HELP = ("Read the password from FILE (its first line), or from stdin with - (a hidden prompt on a "
+                      "terminal).")
 DTMF_HELP = ("How the phone sends keys: rfc4733 (RTP events), info (SIP INFO), inband (tones in G.711 audio), auto "
              "(rfc4733 when the phone offers it, else inband).")
 
@@ -32,6 +55,7 @@ def sip() -> None:
 @sip.command("add")
 @click.argument("login")
 @click.option("--password", help="Omit to have a strong one generated (shown once).")
+@click.option("--password-file", metavar="FILE|-", help=PASSWORD_FILE_HELP)
 @click.option("--caller-id", help="A number of this install presented on outbound calls.")
 @click.option("--channels", type=int, default=2, show_default=True, help="Simultaneous calls.")
 @click.option("--codecs", help=CODECS_HELP)
@@ -43,19 +67,25 @@ def sip() -> None:
 @click.option("--allow-prefixes", help=PREFIXES_HELP)
 @click.option("--max-outbound-calls", help=MAX_CALLS_HELP)
 @click.option("--daily-minutes", help=DAILY_HELP)
+@colleague_options
 @json_option
 @pass_ctx
-def sip_add(c: Ctx, login: str, password: str | None, caller_id: str | None, channels: int, codecs: str | None,
-            dtmf: str | None, transport: str, srtp: bool, allow_countries: str | None, allow_prefixes: str | None,
-            max_outbound_calls: str | None, daily_minutes: str | None, as_json: bool) -> None:
+def sip_add(c: Ctx, login: str, password: str | None, password_file: str | None, caller_id: str | None,
+            channels: int, codecs: str | None, dtmf: str | None, transport: str, srtp: bool,
+            allow_countries: str | None, allow_prefixes: str | None, max_outbound_calls: str | None,
+            daily_minutes: str | None, extension: str | None, ring_timeout: int | None, no_answer: str | None,
+            vm_emails: tuple[str, ...], as_json: bool) -> None:
     """Add a SIP account; the password is shown once."""
     from vpbx.domain.records import to_dict
     from vpbx.services import sip_accounts
 
+    password = password_input(password, password_file, f"SIP account {login}")
     account = sip_accounts.add(c.store, c.cfg, login, password=password, caller_id=caller_id, channels=channels,
                                codecs=codecs, dtmf=dtmf, transport=transport, srtp=srtp,
                                allow_countries=allow_countries, allow_prefixes=allow_prefixes,
-                               max_outbound_calls=max_outbound_calls, daily_minutes=daily_minutes)
+                               max_outbound_calls=max_outbound_calls, daily_minutes=daily_minutes,
+                               extension=extension, ring_timeout=ring_timeout, no_answer=no_answer,
+                               vm_emails=vm_emails)
     emit(to_dict(account), as_json, (*SIP_COLUMNS, "password"))
     if not as_json:
         click.echo("Save the password now: it is not shown again (`vpbx sip passwd` makes a new one).")
@@ -102,20 +132,28 @@ def sip_show(c: Ctx, login: str, as_json: bool) -> None:
 @click.option("--record/--no-record", default=None, help="Record the account's calls (`vpbx recording`).")
 @click.option("--record-prompt", metavar="PROMPT|none", help="Prompt announcing the recording before the call is "
                                                              "connected; none: no announcement.")
+@click.option("--password", help="A new password of your choice (`vpbx sip passwd` generates one).")
+@click.option("--password-file", metavar="FILE|-", help=PASSWORD_FILE_HELP)
+@colleague_options
 @json_option
 @pass_ctx
 def sip_set(c: Ctx, login: str, codecs: str | None, dtmf: str | None, caller_id: str | None, transport: str | None,
             srtp: bool | None, channels: int | None, allow_countries: str | None, allow_prefixes: str | None,
             max_outbound_calls: str | None, daily_minutes: str | None, record: bool | None,
-            record_prompt: str | None, as_json: bool) -> None:
-    """Change a SIP account: codecs, DTMF mode, caller ID, transport, SRTP, channels (`vpbx reload` applies those),
-    its toll-fraud guards and call recording (the engine applies them to the next call)."""
+            record_prompt: str | None, extension: str | None, ring_timeout: int | None, no_answer: str | None,
+            vm_emails: tuple[str, ...], password: str | None, password_file: str | None, as_json: bool) -> None:
+    """Change a SIP account: password, codecs, DTMF mode, caller ID, transport, SRTP, channels (`vpbx reload`
+    applies those), its toll-fraud guards, call recording and colleague calls (extension, ring timeout, no-answer
+    handling; the engine applies them to the next call)."""
     from vpbx.services import sip_accounts
 
     account = sip_accounts.update(c.store, c.cfg, login, codecs=codecs, dtmf=dtmf, caller_id=caller_id,
                                   transport=transport, srtp=srtp, channels=channels, allow_countries=allow_countries,
                                   allow_prefixes=allow_prefixes, max_outbound_calls=max_outbound_calls,
-                                  daily_minutes=daily_minutes, record_calls=record, record_prompt=record_prompt)
+                                  daily_minutes=daily_minutes, record_calls=record, record_prompt=record_prompt,
+                                  extension=extension, ring_timeout=ring_timeout, no_answer=no_answer,
+                                  vm_emails=vm_emails,
+                                  password=password_input(password, password_file, f"SIP account {login}"))
     emit(without_password(account), as_json)
 
 

@@ -1,14 +1,17 @@
 """`vpbx trunk ...`: third-party SIP trunks.
 
-Rule: a thin shell over vpbx.services.trunks; a trunk's password is never printed.
+Rule: a thin shell over vpbx.services.trunks; a trunk's password is never printed, and can be read from a file or
+stdin (`--password-file`) so it need not appear in `ps`.
 """
 from __future__ import annotations
 
 import click
 
-from vpbx.commands.output import Ctx, emit, json_option, pass_ctx, without_password
+from vpbx.commands.output import Ctx, emit, json_option, pass_ctx, password_input, without_password
 
 TRUNK_COLUMNS = ("name", "server", "port", "transport", "login", "register")
+PASSWORD_FILE_HELP = ("Read the password from FILE (its first line), or from stdin with - (a hidden prompt on a "
+                      "terminal).")
 
 
 @click.group()
@@ -21,18 +24,22 @@ def trunk() -> None:
 @click.option("--server", required=True, help="Provider's SIP host or IP.")
 @click.option("--port", type=int, default=5060, show_default=True)
 @click.option("--login", required=True)
-@click.option("--password", required=True)
+@click.option("--password", help="The provider's password (or --password-file).")
+@click.option("--password-file", metavar="FILE|-", help=PASSWORD_FILE_HELP)
 @click.option("--transport", type=click.Choice(["udp", "tcp", "tls"]), default="udp", show_default=True)
 @click.option("--register/--no-register", default=True, show_default=True, help="Register to the provider.")
 @click.option("--srtp/--no-srtp", default=False, show_default=True,
               help="Require SRTP (SDES) with the provider (use with --transport tls).")
 @json_option
 @pass_ctx
-def trunk_add(c: Ctx, name: str, server: str, port: int, login: str, password: str, transport: str, register: bool,
-              srtp: bool, as_json: bool) -> None:
+def trunk_add(c: Ctx, name: str, server: str, port: int, login: str, password: str | None, password_file: str | None,
+              transport: str, register: bool, srtp: bool, as_json: bool) -> None:
     """Add a provider's SIP trunk."""
     from vpbx.services import trunks
 
+    password = password_input(password, password_file, f"trunk {name}")
+    if password is None:
+        raise click.UsageError("give --password or --password-file")
     record = trunks.add(c.store, name, server=server, port=port, login=login, password=password, transport=transport,
                         register=register, srtp=srtp)
     emit(without_password(record), as_json, TRUNK_COLUMNS)
@@ -53,6 +60,30 @@ def trunk_list(c: Ctx, as_json: bool) -> None:
 def trunk_show(c: Ctx, name: str, as_json: bool) -> None:
     """Show one trunk."""
     emit(without_password(c.store.trunks.get(name)), as_json)
+
+
+@trunk.command("set")
+@click.argument("name")
+@click.option("--server", help="Provider's SIP host or IP.")
+@click.option("--port", type=int, help="1-65535.")
+@click.option("--login")
+@click.option("--password", help="A new password (or --password-file).")
+@click.option("--password-file", metavar="FILE|-", help=PASSWORD_FILE_HELP)
+@click.option("--transport", type=click.Choice(["udp", "tcp", "tls"]))
+@click.option("--register/--no-register", default=None, help="Register to the provider.")
+@click.option("--srtp/--no-srtp", default=None, help="Require SRTP (SDES) with the provider.")
+@json_option
+@pass_ctx
+def trunk_set(c: Ctx, name: str, server: str | None, port: int | None, login: str | None, password: str | None,
+              password_file: str | None, transport: str | None, register: bool | None, srtp: bool | None,
+              as_json: bool) -> None:
+    """Change a trunk: server, port, login, password, transport, registration, SRTP (`vpbx reload` applies it)."""
+    from vpbx.services import trunks
+
+    record = trunks.update(c.store, name, server=server, port=port, login=login,
+                           password=password_input(password, password_file, f"trunk {name}"), transport=transport,
+                           register=register, srtp=srtp)
+    emit(without_password(record), as_json)
 
 
 @trunk.command("remove")

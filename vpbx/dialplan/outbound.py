@@ -3,9 +3,27 @@
 Rule: pure, like the rest of the package: records in, a decision out; the edge loads the records and carries the
 decision out (a one-target flow through the trunk, the caller ID it tells the far end).
 
-    decide(dialled, dest, account, own, default_trunk) -> Internal | Outbound | Refused
+    decide(dialled, dest, account, own, default_trunk, exten=, callee=, callee_own=)
+                                                       -> Internal | Colleague | Outbound | Refused
     admit(outbound, account, usage) -> Outbound | Refused   the account's usage guards, just before the call goes out
     trunk_for(number, default_trunk) -> str | None     the trunk a number's tel: targets are dialled through
+    dialled_kind(exten) -> number | extension | login  what a phone dialled, by its shape alone (below)
+    colleague_call(callee, callee_own, default_trunk) -> Colleague    a call to a SIP account, as a flow number
+
+What a phone dialled is told apart by its shape (`dialled_kind`), before anything is looked up:
+- `+` and digits, or MIN_NUMBER_DIGITS (7) or more digits: a number (`380441234567` is +380441234567). A number of
+  6 digits or fewer (a few exist, e.g. Austrian +43 1119) is dialled with its `+`.
+- 1-6 digits: an extension: a SIP account's own `extension` (2-6 digits, unique), else an all-digit login.
+- anything else that is a login (a letter, '.', '_' or '-' in it): that SIP account's login. An all-digit login of
+  7 or more digits looks like a number: it is reached by an extension only.
+- A login or an extension is a call between colleagues (`Colleague`): it rings the account dialled, then its own
+  no-answer handling (`colleague_call`). It never reaches a trunk but as the callee's own forward to a mobile, so
+  no toll-fraud guard applies; calling oneself, or a login / extension no account has, is `Refused`.
+- The callee's forward to a mobile (`no_answer` tel:+E164) is the admin's setting, like a number's tel: forward: it
+  goes out through the trunk of the callee's caller-ID number (else the install's default trunk), only when that
+  number may call out (`forward_problem`); the callee's toll-fraud guards do not apply to it. When it cannot go out
+  the flow hangs up after the ring instead (`Colleague.problem` says why). `Colleague.forward_as` is that forward as
+  the callee's outbound call (caller ID shown or withheld by the same country rule).
 
 - `dialled` is a number of this install: an internal call, routed like an inbound call to that number (`Internal`).
 - Otherwise the call goes out (`Outbound`) only when the account presents a caller-ID number of this install (`own`)
@@ -31,10 +49,11 @@ from dataclasses import dataclass, replace
 
 from vpbx.domain import numbers as nums
 from vpbx.domain import rules
-from vpbx.domain.destinations import Destination
+from vpbx.domain.destinations import Destination, try_parse
 from vpbx.domain.errors import VpbxError
 from vpbx.domain.records import Number, SipAccount
 from vpbx.domain.rules import ANY_COUNTRY
+from vpbx.domain.validation import LOGIN_RE
 
 # the caller shown (and written to the call record) when the caller ID is withheld
 ANONYMOUS = "anonymous"
@@ -94,7 +113,36 @@ class Usage:
     seconds_today: int = 0
 
 
-Decision = Internal | Outbound | Refused
+@dataclass(frozen=True)
+class Colleague:
+    """A call to another SIP account of this install (dialled by login or extension): ring `callee`, then its own
+    no-answer handling. `number` is that as a flow number (`colleague_call`): the edge compiles and runs it like any
+    number's flow, and the call record names it (`sip:LOGIN`). `problem`: the callee's forward to a mobile cannot go
+    out now (why); the flow hangs up after the ring instead. `forward_as`: how that forward goes out (the trunk, the
+    callee's caller-ID number and whether the mobile may see it, as for the callee's own outbound call) - what the
+    edge should present on the forward's leg (the engine does not yet: it presents the caller, as on a number's tel:
+    forward)."""
+
+    callee: SipAccount
+    number: Number
+    problem: str | None = None
+    forward_as: Outbound | None = None
+
+
+Decision = Internal | Colleague | Outbound | Refused
+
+# What a phone dialled (`dialled_kind`): a number, an extension or a login.
+NUMBER, EXTENSION, LOGIN = "number", "extension", "login"
+MIN_NUMBER_DIGITS = 7             # fewer digits without '+' are an extension, never a number
+EXTENSION_DIGITS = (2, 6)         # a SIP account's own extension (`vpbx sip set LOGIN --extension 201`)
+# what a callee's no-answer handling may be: hang up, voicemail to its vm_emails, a prompt, a forward to a mobile
+NO_ANSWER_KINDS = ("hangup", "voicemail", "play", "tel")
+NO_ANSWER_SYNTAX = "hangup, voicemail, play:PROMPT or tel:+E164"
+DEFAULT_RING_TIMEOUT = 20         # seconds a colleague's phone rings before its no-answer handling
+RING_TIMEOUT_RANGE = (5, 300)
+# calls to one colleague at once: not limited by vpbx (its phone answers 486 when it is busy, and the callee's busy
+# handling follows); Flow.channels needs a number
+COLLEAGUE_CHANNELS = 1000
 
 
 def dialled_number(exten: str) -> str:
@@ -116,14 +164,36 @@ def trunk_for(number: Number | None, default_trunk: str | None) -> str | None:
     return (number.trunk if number is not None else None) or default_trunk
 
 
+def dialled_kind(exten: str) -> str:
+    """NUMBER, EXTENSION or LOGIN: what the text a phone dialled stands for, by its shape alone (module docstring).
+    Text that is none of them (`*97`, empty) counts as a number: the number rules refuse it."""
+    if exten.isascii() and exten.isdigit():
+        return NUMBER if len(exten) >= MIN_NUMBER_DIGITS else EXTENSION
+    return LOGIN if LOGIN_RE.fullmatch(exten) else NUMBER
+
+
+def extension_problem(text: object) -> str | None:
+    """None if `text` may be a SIP account's own extension (2-6 ASCII digits), else why not."""
+    low, high = EXTENSION_DIGITS
+    if isinstance(text, str) and text.isascii() and text.isdigit() and low <= len(text) <= high:
+        return None
+    return (f"an extension is {low}-{high} digits (numbers are dialled with '+' or as {MIN_NUMBER_DIGITS} or more "
+            "digits)")
+
+
 def decide(dialled: Number | None, dest: str, account: SipAccount | None, own: Number | None,
-           default_trunk: str | None) -> Decision:
+           default_trunk: str | None, *, exten: str = "", callee: SipAccount | None = None,
+           callee_own: Number | None = None) -> Decision:
     """Decide a call that SIP account `account` placed to `dest` (+E.164 text, see `dialled_number`).
 
     `dialled`: the number of this install `dest` names (None: not one of ours); `own`: the account's caller-ID number
     as stored (None: the account has none, or it is not a number of this install); `default_trunk`: the install's
-    trunk for numbers that name none.
+    trunk for numbers that name none. `exten`: the text the phone dialled; when it is a login or an extension
+    (`dialled_kind`) the call is to a colleague: `callee` is the SIP account it names (None: none has it) and
+    `callee_own` the callee's caller-ID number as stored (its forward to a mobile goes out as that number's call).
     """
+    if exten and dialled_kind(exten) != NUMBER:
+        return _colleague(exten, account, callee, callee_own, default_trunk)
     if dialled is not None:
         return Internal(dialled)
     if account is None:
@@ -151,6 +221,58 @@ def decide(dialled: Number | None, dest: str, account: SipAccount | None, own: N
                           forward_mode="sequential", forward_timeout=OUTBOUND_RING_TIMEOUT, fallback="hangup")
     return Outbound(number=flow_number, dest=dest, trunk=trunk, caller_id=own.number, shown=shown,
                     login=account.login)
+
+
+def _colleague(exten: str, account: SipAccount | None, callee: SipAccount | None, callee_own: Number | None,
+               default_trunk: str | None) -> Colleague | Refused:
+    if account is None:
+        return Refused(f"no SIP account places this call to {exten}")
+    if callee is None:
+        what = "extension or all-digit login" if dialled_kind(exten) == EXTENSION else "login"
+        return Refused(f"{account.login} dialled {exten}: no SIP account has that {what} (`vpbx sip list`)")
+    if callee.login == account.login:
+        return Refused(f"{account.login} dialled {exten}, its own {'login' if exten == callee.login else 'extension'}")
+    return colleague_call(callee, callee_own, default_trunk)
+
+
+def forward_problem(callee: SipAccount, callee_own: Number | None, default_trunk: str | None) -> str | None:
+    """None if `callee`'s calls may be forwarded out through a trunk as its caller-ID number's (`callee_own`, as
+    stored), else why not: the number must be one of this install that may call out and have a trunk (its own or the
+    install's default)."""
+    if callee_own is None:
+        return (f"caller-ID number {callee.caller_id} is not a number of this install" if callee.caller_id
+                else "the account has no caller-ID number to forward its calls as (`--caller-id`)")
+    problem = may_call_out(callee_own)
+    if problem is not None:
+        return problem
+    if not trunk_for(callee_own, default_trunk):
+        return f"caller-ID number {callee_own.number} has no trunk and the install has no default trunk"
+    return None
+
+
+def colleague_call(callee: SipAccount, callee_own: Number | None, default_trunk: str | None) -> Colleague:
+    """A call to SIP account `callee`: its phone rings for `ring_timeout` seconds, then its `no_answer` handling -
+    hang up, voicemail (to its `vm_emails`, exactly as a number's), a prompt, or a forward to a mobile that rings as
+    long and goes out through the trunk of the callee's caller-ID number (`forward_problem`; when it cannot, the flow
+    hangs up instead and `problem` says why). Busy or not registered counts as no answer. Calls to the callee are
+    recorded when it asks for recording (`record_calls`)."""
+    ring = str(Destination("sip", callee.login))
+    number = Number(number=ring, channels=COLLEAGUE_CHANNELS, language="", forward_timeout=callee.ring_timeout,
+                    vm_emails=callee.vm_emails, record_calls=callee.record_calls, record_prompt=callee.record_prompt)
+    no_answer = try_parse(callee.no_answer)
+    if no_answer is not None and no_answer.kind == "tel":
+        problem = forward_problem(callee, callee_own, default_trunk)
+        if problem is None:
+            assert callee_own is not None
+            trunk = trunk_for(callee_own, default_trunk) or ""
+            number = replace(number, trunk=trunk, forward_to=(ring, str(no_answer)), forward_mode="sequential",
+                             fallback="hangup")
+            shown = nums.same_country(callee_own.number, no_answer.value)
+            return Colleague(callee, number, forward_as=Outbound(number, no_answer.value, trunk, callee_own.number,
+                                                                 shown, login=callee.login))
+        return Colleague(callee, replace(number, route=ring, fallback="hangup"),
+                         problem=f"{callee.login}'s calls are not forwarded to {no_answer.value}: {problem}")
+    return Colleague(callee, replace(number, route=ring, fallback=callee.no_answer))
 
 
 def allowed_destinations(account: SipAccount, caller_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

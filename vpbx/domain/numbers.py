@@ -122,8 +122,11 @@ def parse(number: str) -> NumberInfo:
         number=number,
         country=phonenumbers.region_code_for_number(parsed) or "",
         type=ntype,
-        city=geocoder.description_for_number(parsed, "en") if ntype == "geographic" else "",
-        operator=carrier.name_for_number(parsed, "en") or "",
+        # the *_for_valid_number forms: the number is valid and its type known (an import parses 100 000 of them);
+        # a fixed-line type is geographical, and a carrier is named only for the mobile types (as name_for_number)
+        city=geocoder.description_for_valid_number(parsed, "en") if ntype == "geographic" else "",
+        operator=(carrier.name_for_valid_number(parsed, "en") or "") if kind in (
+            PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE, PhoneNumberType.PAGER) else "",
         subscriber=subscriber,
         category=category_of(subscriber),
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)      # slots: an import holds 100 000 of them
 class Number:
     number: str                      # E.164, e.g. +380441234567
     channels: int = 4
@@ -46,7 +46,8 @@ class Number:
     quarantine_until: str | None = None  # YYYY-MM-DD a released number becomes available again
     requires_documents: bool = False
     lead_days: int = 0                   # days the document check takes
-    call_credit: int = 0                 # minor units of the plan's call credit left this period
+    call_credit: int = 0                 # minor units of the plan's call credit left this month
+    credit_renews_on: str | None = None  # YYYY-MM-DD the plan's call credit is next refilled (a renewal day)
     # call recording (vpbx.domain.recording): calls to and from the number; the prompt announces it
     record_calls: bool = False
     record_prompt: str | None = None
@@ -70,6 +71,13 @@ class SipAccount:
     daily_minutes: int | None = None        # outbound minutes per day (server's local day); None = no cap
     record_calls: bool = False              # record calls to and from the account (vpbx.domain.recording)
     record_prompt: str | None = None        # prompt announcing the recording
+    # calls from colleagues (vpbx.dialplan.outbound.colleague_call): dialled by login or by `extension` (2-6 digits,
+    # unique), the phone rings `ring_timeout` s, then `no_answer`: hangup | voicemail (to `vm_emails`) | play:PROMPT |
+    # tel:+E164 (forwarded out as the caller-ID number's call)
+    extension: str | None = None
+    ring_timeout: int = 20
+    no_answer: str = "hangup"
+    vm_emails: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ DIRECTIONS = ("in", "out", "both")
 INBOUND_DIRECTIONS = ("in", "both")
 OUTBOUND_DIRECTIONS = ("out", "both")
 MIN_CHANNELS = 4
+MAX_CHANNELS = 100000    # a number's channels: far above any trunk, far below SQLite's INTEGER
 INBOUND_ONLY_TYPES = frozenset({"tollfree"})
 LANGUAGE_RE = re.compile(r"\A[a-z]{2,3}(?:_[A-Za-z]{2,4})?\Z")
 MIN_SIP_CHANNELS = 1
@@ -100,6 +101,9 @@ def check_channels(number: str, channels: int) -> int:
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < MIN_CHANNELS:
         raise ValidationError(f"number {plain(number)}: channels must be at least {MIN_CHANNELS} (a number comes with "
                               f"{MIN_CHANNELS} or more); got {channels!r}")
+    if channels > MAX_CHANNELS:     # also keeps it a 64-bit SQLite INTEGER
+        raise ValidationError(f"number {plain(number)}: channels must be at most {MAX_CHANNELS}; got "
+                              f"{str(channels)[:20]}{'...' if len(str(channels)) > 20 else ''}")
     return channels
 
 

@@ -53,6 +53,14 @@ def shown(value: object, limit: int = SHOWN_MAX) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(value) if isinstance(value, str) else '?'} chars)"
 
 
+def cut_long_words(message: str, limit: int = 2 * SHOWN_MAX) -> str:
+    """A message with every word (a run without spaces) longer than `limit` cut as `shown` cuts a value: an argument
+    of 100 000 characters is not echoed whole, whichever message quotes it (the CLI applies this to every `Error:`)."""
+    if len(message) <= limit:
+        return message
+    return " ".join(w if len(w) <= limit else f"{w[:limit]}... ({len(w)} chars)" for w in message.split(" "))
+
+
 def plain(label: str) -> str:
     """An object label (which may embed user text, e.g. "number +3804...") safe for a one-line message."""
     return label if label.isprintable() else label.encode("unicode_escape").decode("ascii")

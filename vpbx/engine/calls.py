@@ -28,8 +28,21 @@ from vpbx.config import Config
 from vpbx.dialplan import machine
 from vpbx.dialplan import model as dm
 from vpbx.dialplan.blocklist import BLOCKED_NODE, DISPOSITION_BLOCKED, blocked_flow, reject_blocked
-from vpbx.dialplan.outbound import Internal, Outbound, Refused, Usage, admit, decide, dialled_number
+from vpbx.dialplan.outbound import (
+    NUMBER,
+    Colleague,
+    Internal,
+    Outbound,
+    Refused,
+    Usage,
+    admit,
+    colleague_call,
+    decide,
+    dialled_kind,
+    dialled_number,
+)
 from vpbx.domain.blocklist import BlockRule
+from vpbx.domain.destinations import try_parse
 from vpbx.domain.errors import NotFoundError, VpbxError
 from vpbx.domain.records import Number, SipAccount
 from vpbx.domain.timestamps import local_day_start, utc_now, utc_now_iso
@@ -159,11 +172,41 @@ class Resolved:
 
 
 def resolve(store: Store, start: CallStart, default_trunk: str | None) -> Resolved:
-    """Runs on a reader thread: load the records a new call needs and let the model decide (vpbx.dialplan.outbound)."""
-    dest = dialled_number(start.exten) if start.exten else ""
+    """Runs on a reader thread: load the records a new call needs and let the model decide (vpbx.dialplan.outbound).
+    A login or an extension a SIP account dialled is a call to a colleague (`colleague_call`: no blocklist, no guard);
+    so is a call adopted after a restart whose record names a SIP account (`sip:LOGIN`, vpbx.engine.recovery)."""
+    adopted = try_parse(start.exten) if start.direction == "inbound" and start.exten.startswith("sip:") else None
+    to_colleague = adopted is not None or (start.direction == "outbound" and dialled_kind(start.exten) != NUMBER)
+    dest = dialled_number(start.exten) if start.exten and not to_colleague else ""
     number = store.numbers.find(dest) if dest else None
     caller = start.caller
     outbound: Outbound | None = None
+    if to_colleague:
+        callee = store.sip_accounts.find_dialled(adopted.value if adopted is not None else start.exten)
+        callee_own = store.numbers.find(callee.caller_id) if callee is not None and callee.caller_id else None
+        try:
+            account = store.sip_accounts.get(start.login) if start.login else None
+        except NotFoundError:
+            account = None
+        decision: Colleague | Internal | Outbound | Refused
+        if adopted is None:
+            decision = decide(None, "", account, None, default_trunk, exten=start.exten, callee=callee,
+                              callee_own=callee_own)
+        elif callee is not None:      # decided when it was placed: it goes on
+            decision = colleague_call(callee, callee_own, default_trunk)
+        else:
+            decision = Refused(f"SIP account {adopted.value} is gone")
+        if not isinstance(decision, Colleague):
+            log.info("call %s to colleague %s refused: %s", start.channel_id, start.exten,
+                     decision.reason if isinstance(decision, Refused) else decision)
+            return Resolved(None, caller)
+        if decision.problem is not None:
+            log.warning("call %s to %s: %s", start.channel_id, decision.number.number, decision.problem)
+        try:
+            flow = load_flow(store, decision.number, sip_account=account)    # either party may ask for recording
+        except VpbxError as exc:
+            return Resolved(decision.number, caller, flow_error=str(exc))
+        return Resolved(decision.number, caller, flow=flow)
     if start.direction == "outbound":
         try:
             account = store.sip_accounts.get(start.login)

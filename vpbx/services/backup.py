@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from vpbx import __version__
-from vpbx.config import Config, load_config, shown
+from vpbx.config import Config, load_config, make_dirs, shown
 from vpbx.domain import validation
 from vpbx.domain.errors import ConfigError, ConflictError, ValidationError
 from vpbx.services import prompts
@@ -271,7 +271,7 @@ def restore(archive: Path, directory: Path, sounds_dir: Path | None = None, forc
 
     created = not directory.exists()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory)
         work = Path(tempfile.mkdtemp(prefix=".vpbx-restore-", dir=directory))
     except OSError as exc:
         raise ValidationError(f"cannot write in {shown(directory)} ({exc.strerror}); choose another --dir") from None
@@ -290,7 +290,7 @@ def restore(archive: Path, directory: Path, sounds_dir: Path | None = None, forc
         for e in by_kind["prompts"]:
             staged_prompts.append((_stage_prompt(paths[e.name], prompt_targets[e.name]), prompt_targets[e.name]))
         aside = work / ".replaced"
-        aside.mkdir()
+        aside.mkdir(mode=0o700)
         pieces = [DOCUMENTS, SPOOL_DIR_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", DB_NAME, CONFIG_NAME]
         for name in pieces:                                     # the config last: it makes the install
             staged, final = work / name, directory / name
@@ -610,7 +610,7 @@ def _write_config(path: Path, text: str, db_path: Path, sounds: Path) -> None:
 def _stage_prompt(source: Path, target: Path) -> Path:
     """Copy a restored prompt next to its final place (a temp name, mode 0644: Asterisk reads it)."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(target.parent)
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         with _new_file(tmp, 0o644) as fh, open(source, "rb") as src:
             shutil.copyfileobj(src, fh)

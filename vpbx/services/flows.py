@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
 
 def extension_map(store: Store) -> dict[str, str]:
-    """Extensions a caller may type in an `--extensions` IVR: every all-digit SIP login rings that account, and an
-    account's organisation ID goes where the account's first active number goes (its route or first forward
-    target; IVR routes are left out so a shared IVR cannot loop into itself)."""
-    out = {a.login: str(Destination("sip", a.login)) for a in store.sip_accounts.all() if a.login.isdigit()}
+    """Extensions a caller may type in an `--extensions` IVR: every all-digit SIP login and every SIP account's own
+    extension ring that account, and an account's organisation ID goes where the account's first active number goes
+    (its route or first forward target; IVR routes are left out so a shared IVR cannot loop into itself)."""
+    sip_accounts = store.sip_accounts.all()
+    out = {a.login: str(Destination("sip", a.login)) for a in sip_accounts if a.login.isdigit()}
+    out.update({a.extension: str(Destination("sip", a.login)) for a in sip_accounts if a.extension})
     for account in store.accounts.all():
         if account.org_id is None or str(account.org_id) in out:
             continue

@@ -3,10 +3,12 @@
 Rules: arithmetic comes from the pure `vpbx.billing` package, SQL from `vpbx.store`; every operation here that changes
 money or a number's state is one `store.write()` transaction, and every balance change is a ledger row posted in it
 (`Store.post`). Money is int minor units. Dates are passed in (`today`, `now`) so every rule can be tested on any
-calendar day; the CLI passes the real clock. Mail is queued in the outbox inside the transaction and sent after it.
+calendar day; the CLI passes the real clock, and a back-office date (`on`) is bounded by one rule, `effective_day`.
+Mail is queued in the outbox inside the transaction and sent after it.
 
 States: available -> (reserved) -> pending_documents -> active <-> suspended -> released -> (quarantine) -> available;
-available -> trial -> available. A number never sold (available, no account) is the install's own and serves calls.
+available -> trial -> available, or trial -> sold to the account trying it. A number never sold (available, no
+account) is the install's own and serves calls.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HELD = ("reserved", "pending_documents", "active", "suspended", "trial")   # statuses owned by an account
+OWN_HOLDS = ("reserved", "trial")          # free holds: only their account may buy the number meanwhile
 BILLED = ("active", "suspended", "pending_documents")                       # renewed by the billing run
 MONTHS = (1, 3, 6, 12)
 _NAME_RE = re.compile(r"\A[^\x00-\x1f\x7f\[\];]{2,100}\Z")
@@ -56,10 +59,12 @@ def calls_allowed(number: Number, now: datetime) -> tuple[bool, str]:
 def end_user_name(value: str) -> str:
     # refuse line breaks, tabs and other controls before runs of spaces are collapsed, so they are never kept hidden
     broken = any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value or "")
+    given = value
     value = " ".join((value or "").split())
     if broken or not value.isprintable() or not _NAME_RE.fullmatch(value) or not any(ch.isalpha() for ch in value):
-        raise ValidationError(f"end user {value!r} is not a person's full name (2-100 characters, no '[', ';' or "
-                              "control characters); give --end-user \"First Last\"")
+        # the value as given (escaped, cut), not as collapsed: 'Ivan\nPetrov' must not read as a valid 'Ivan Petrov'
+        raise ValidationError(f"end user {validate.shown(given)} is not a person's full name (2-100 characters, no "
+                              "'[', ';' or control characters); give --end-user \"First Last\"")
     return value
 
 
@@ -76,8 +81,33 @@ def month_bounds(month: str) -> tuple[date, date]:
         first = datetime.strptime(month, "%Y-%m").date()
     except ValueError:
         raise ValidationError(f"month {month!r} is not YYYY-MM; e.g. --month 2026-11") from None
+    if not (1970, 1) <= (first.year, first.month) <= (9999, 11):     # its end (the next month's first day) is a date
+        raise ValidationError(f"month {month!r} is out of range; give a month from 1970-01 to 9999-11, e.g. "
+                              f"--month 2026-11")
     nxt = date(first.year + first.month // 12, first.month % 12 + 1, 1)
     return first, nxt
+
+
+BACKDATE_DAYS = 31      # how far back the back office may date an order, a release or a billing run
+
+
+def effective_day(on: date | None, today: date, what: str) -> date:
+    """The one rule for every back-office date (`--date` of `number assign`, `number release`, `billing run`): the
+    day an operation counts from is `today` (the clock's), or a day up to BACKDATE_DAYS before it - an order taken
+    on paper last week, a run missed on a holiday. Never a future day (that would give paid time away or charge
+    ahead) and never further back (that would post years of renewals at once)."""
+    if on is None:
+        return today
+    if isinstance(on, datetime) or not isinstance(on, date):
+        raise ValidationError(f"{what} {on!r} is not a date; give YYYY-MM-DD")
+    earliest = today - timedelta(days=BACKDATE_DAYS)
+    if on > today:
+        raise ValidationError(f"{what} {on} is in the future (today is {today}); give today or a day up to "
+                              f"{BACKDATE_DAYS} days back ({earliest} .. {today}), or leave --date out")
+    if on < earliest:
+        raise ValidationError(f"{what} {on} is more than {BACKDATE_DAYS} days back (today is {today}); give a day "
+                              f"from {earliest} to {today}, or leave --date out")
+    return on
 
 
 def _as_of(day: date, now: datetime) -> datetime:
@@ -237,10 +267,15 @@ def report(store: Store) -> dict[str, Any]:
 
 # ---- orders -----------------------------------------------------------------------------------------------------
 def assign(store: Store, cfg: Config, numbers: Sequence[str], account: str, today: date, *,
-           end_user: str | None = None, m2m: str | None = None, months: int = 1, plan: str | None = None) -> Any:
+           end_user: str | None = None, m2m: str | None = None, months: int = 1, plan: str | None = None,
+           on: date | None = None) -> Any:
     """Sell `numbers` to `account`: connection fee + first period (+ discounts) charged in one transaction, or
-    nothing at all. Numbers needing documents wait in pending_documents; the others are active at once."""
-    from vpbx.billing import quote
+    nothing at all. Numbers needing documents wait in pending_documents; the others are active at once. `today` is
+    the clock's day; `on` back-dates the order (`effective_day`). A number the account holds for itself (reserved,
+    or on trial: converting a trial into a sale is what a trial is for) is sold like an available one."""
+    from vpbx.billing import next_renewal, quote
+
+    today = effective_day(on, today, "order date")
 
     if (end_user is None) == (m2m is None):
         raise ValidationError("every number needs a responsible end user or an M2M device; give exactly one of "
@@ -256,7 +291,7 @@ def assign(store: Store, cfg: Config, numbers: Sequence[str], account: str, toda
         acct = store.accounts.get(account)
         records = [store.numbers.get(n) for n in numbers]
         for n in records:
-            if n.status == "reserved" and n.account == account:
+            if n.status in OWN_HOLDS and n.account == account:
                 continue
             if n.status != "available" or n.account:
                 raise ConflictError(f"number {n.number} is {n.status}"
@@ -285,8 +320,8 @@ def assign(store: Store, cfg: Config, numbers: Sequence[str], account: str, toda
             store.numbers.update([n.number], status=status, account=account, end_user=holder, m2m_device=device,
                                  plan=plan, anchor_day=line.anchor_day, connected_on=day,
                                  paid_until=line.paid_until.isoformat(), trial_until=None, reserved_until=None,
-                                 quarantine_until=None,
-                                 call_credit=credit)
+                                 quarantine_until=None, call_credit=credit,
+                                 credit_renews_on=next_renewal(line.anchor_day, today).isoformat() if plan else None)
             if status == "active":
                 _mail_connected(store, acct, n.number, line.paid_until)
             else:
@@ -323,24 +358,63 @@ def activate(store: Store, number: str, today: date) -> Number:
     return updated
 
 
+DOCUMENT_MAX_BYTES = 20 * 1024 * 1024     # a scan or a photo of a passport; larger is not a document
+# what a document may be, told by its first bytes (never by its name): kind -> magic
+DOCUMENT_KINDS = {"PDF": (b"%PDF-",), "JPEG": (b"\xff\xd8\xff",), "PNG": (b"\x89PNG\r\n\x1a\n",)}
+
+
+def read_document(file: Path) -> bytes:
+    """The content of an end user's document, checked: a regular file (not a symlink, FIFO, device or directory -
+    opened without following a link and without blocking, then checked on the open descriptor), 1 byte to
+    DOCUMENT_MAX_BYTES (never read further), and a PDF, JPEG or PNG by content. ValidationError naming the file and
+    the fix."""
+    import stat
+
+    where = f"document {validate.shown(str(file))}"
+    kinds = ", ".join(DOCUMENT_KINDS)
+    try:
+        if Path(file).is_symlink():
+            raise ValidationError(f"{where} is a symbolic link; give the file itself (a {kinds} file)")
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise ValidationError(f"{where}: cannot read it ({exc.strerror or exc}); check the path") from None
+    except ValueError:
+        raise ValidationError(f"{where}: the path contains NUL; check the path") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValidationError(f"{where} is not a regular file (a pipe, device or directory); give a {kinds} file")
+        if st.st_size > DOCUMENT_MAX_BYTES:
+            raise ValidationError(f"{where} is {st.st_size} bytes, over the {DOCUMENT_MAX_BYTES // 2**20} MiB a "
+                                  f"document may have; scan it at a lower resolution or compress it")
+        try:
+            data = fh.read(DOCUMENT_MAX_BYTES + 1)
+        except OSError as exc:
+            raise ValidationError(f"{where}: cannot read it ({exc.strerror or exc}); check the file") from None
+    if len(data) > DOCUMENT_MAX_BYTES:
+        raise ValidationError(f"{where} is over the {DOCUMENT_MAX_BYTES // 2**20} MiB a document may have (it grew "
+                              f"while read); scan it at a lower resolution or compress it")
+    if not data:
+        raise ValidationError(f"{where} is empty; give the scanned document")
+    if not any(data.startswith(magic) for magics in DOCUMENT_KINDS.values() for magic in magics):
+        raise ValidationError(f"{where} is not a {kinds} file (checked by its content, not its name); scan or "
+                              f"export the document as one of those")
+    return data
+
+
 def add_document(store: Store, cfg: Config, number: str, file: Path) -> dict[str, Any]:
-    """Keep a copy of an end user's document (owner-only, beside the database) and record it."""
-    from vpbx.config import atomic_write
+    """Keep a copy of an end user's document (owner-only, beside the database) and record it. The document is
+    checked first (read_document): a regular PDF, JPEG or PNG file of at most DOCUMENT_MAX_BYTES."""
+    from vpbx.config import PRIVATE_DIR_MODE, atomic_write, make_dirs
 
     n = store.numbers.get(number)
     if not n.account:
         raise ConflictError(f"number {number} is not assigned to an account; assign it first with `vpbx number assign`")
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise ValidationError(f"document {file}: cannot read it ({exc.strerror}); check the path") from None
-    if not data:
-        raise ValidationError(f"document {file} is empty; give the scanned document")
+    data = read_document(file)
     digest = hashlib.sha256(data).hexdigest()
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", file.name)[-80:] or "document"
     folder = Path(cfg.db).resolve().parent / "documents" / number.lstrip("+")
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
+    make_dirs(folder, PRIVATE_DIR_MODE)
     target = folder / f"{digest[:16]}-{safe}"
     atomic_write(target, data, mode=0o600)
     doc_id = store.shop.add_document(number, n.account, file.name, str(target), digest, len(data))
@@ -350,13 +424,15 @@ def add_document(store: Store, cfg: Config, number: str, file: Path) -> dict[str
 
 # what a number forgets when it leaves its owner (routing too: the next owner starts clean)
 _UNOWNED: dict[str, Any] = dict(account=None, end_user="", m2m_device="", plan=None, anchor_day=None, connected_on=None,
-                                paid_until=None, trial_until=None, reserved_until=None, call_credit=0, route=None,
+                                paid_until=None, trial_until=None, reserved_until=None, call_credit=0,
+                                credit_renews_on=None, route=None,
                                 greeting=None, forward_to=(), fallback="hangup", vm_emails=())
 
 
-def release(store: Store, cfg: Config, number: str, today: date) -> dict[str, Any]:
+def release(store: Store, cfg: Config, number: str, today: date, on: date | None = None) -> dict[str, Any]:
     """Give a number back: no refund; it rests in quarantine before it is available again. Routing is cleared so
-    the next owner starts clean."""
+    the next owner starts clean. `today` is the clock's day; `on` back-dates the release (`effective_day`)."""
+    today = effective_day(on, today, "release date")
     with store.write():
         n = store.numbers.get(number)
         if n.status not in HELD:
@@ -410,15 +486,18 @@ def reserve(store: Store, numbers: Sequence[str], account: str, hours: int, now:
 
 
 # ---- the daily billing run --------------------------------------------------------------------------------------
-def billing_run(store: Store, cfg: Config, day: date, now: datetime) -> dict[str, Any]:
-    """Renew every held number whose paid period ends before `day` (each period once, even into debt), suspend the
-    accounts that went negative, rate toll-free calls left unrated, end expired trials, return quarantined numbers.
-    Running it twice changes nothing."""
-    from vpbx.billing import next_period, renewal_charge
+def billing_run(store: Store, cfg: Config, today: date, now: datetime, *, on: date | None = None) -> dict[str, Any]:
+    """Renew every held number whose paid period ends before the day (each period once, even into debt), refill the
+    monthly call credit of plans, suspend the accounts that went negative, rate toll-free calls left unrated, end
+    expired trials, return quarantined numbers. Running it twice changes nothing. `today` is the clock's day; `on`
+    runs it for a day up to BACKDATE_DAYS back (`effective_day`)."""
+    from vpbx.billing import next_period, next_renewal, renewal_charge
 
+    day = effective_day(on, today, "billing date")
     tariff: Tariff | None = None                      # read when a renewal is due, so a shop-less PBX needs none
     summary: dict[str, Any] = {"date": day.isoformat(), "renewed": [], "charged": 0, "suspended": [],
-                               "trials_ended": [], "reservations_lapsed": [], "available_again": []}
+                               "credit_refilled": [], "trials_ended": [], "reservations_lapsed": [],
+                               "available_again": []}
     for n in store.numbers.due(day.isoformat()):
         with store.write():
             current = store.numbers.get(n.number)          # re-read inside the transaction
@@ -427,7 +506,6 @@ def billing_run(store: Store, cfg: Config, day: date, now: datetime) -> dict[str
             paid_until = date.fromisoformat(current.paid_until)
             tariff = tariff or load_tariff(store, cfg)
             fee = renewal_charge(tariff, current.type, current.category, current.plan)
-            credit = tariff.plans[current.plan].call_credit if current.plan and current.plan in tariff.plans else 0
             while paid_until < day:
                 start, end = next_period(current.anchor_day or 1, paid_until)
                 store.accounts.post(current.account or "", -fee, "renewal", start.isoformat(), number=current.number,
@@ -435,8 +513,19 @@ def billing_run(store: Store, cfg: Config, day: date, now: datetime) -> dict[str
                 summary["renewed"].append({"number": current.number, "period_start": start.isoformat(), "fee": fee})
                 summary["charged"] += fee
                 paid_until = end
-            store.numbers.update([current.number], paid_until=paid_until.isoformat(), call_credit=credit)
+            store.numbers.update([current.number], paid_until=paid_until.isoformat())
             summary["suspended"] += suspend_or_reactivate(store, current.account or "")["suspended"]
+    for n in store.numbers.credit_due(day.isoformat()):     # monthly, on the renewal day, prepaid months too
+        with store.write():
+            current = store.numbers.get(n.number)
+            if (current.status not in BILLED or not current.plan or not current.credit_renews_on
+                    or current.credit_renews_on > day.isoformat()):
+                continue
+            tariff = tariff or load_tariff(store, cfg)
+            plan = tariff.plans.get(current.plan)
+            store.numbers.update([current.number], call_credit=plan.call_credit if plan else 0,     # no roll-over
+                                 credit_renews_on=next_renewal(current.anchor_day or 1, day).isoformat())
+            summary["credit_refilled"].append(current.number)
     summary["calls_rated"] = 0
     for call_id in store.calls.unrated():      # catch up calls the engine could not rate when they ended
         if charge_call(store, cfg, call_id) is not None:

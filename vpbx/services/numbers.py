@@ -8,8 +8,9 @@ that become available are announced to the waitlist in the same transaction (the
 from __future__ import annotations
 
 import csv
-import io
-from collections.abc import Callable, Mapping, Sequence
+import difflib
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,9 @@ IMPORT_COLUMNS = ("number", "channels", "direction", "trunk", "comment", "city",
 
 # progress(stage, done, total) while an import is checked ("checking") and written ("importing")
 Progress = Callable[[str, int, int], None]
+PROGRESS_EVERY = 500        # rows checked between two progress calls
+IMPORT_CHUNK = 5000         # rows written between two progress calls (all in one transaction)
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,16 @@ def add(store: Store, record: Number) -> Added:
     return add_many(store, [record])
 
 
-def add_many(store: Store, records: Sequence[Number]) -> Added:
+def add_many(store: Store, records: Sequence[Number], progress: Progress | None = None) -> Added:
+    """Add numbers in one transaction (all or none), written in chunks so that `progress("importing", done, total)`
+    can follow a large import."""
     with store.write():
-        added = store.numbers.add_many(records)
-        notices = lifecycle.notify_waitlist(store, added)
-    return Added(added, len(notices))
+        for start in range(0, len(records), IMPORT_CHUNK):
+            store.numbers.add_many(records[start:start + IMPORT_CHUNK])
+            if progress is not None:
+                progress("importing", min(start + IMPORT_CHUNK, len(records)), len(records))
+        notices = lifecycle.notify_waitlist(store, records)
+    return Added(list(records), len(notices))
 
 
 def _whole_number(field: str, text: str) -> int:
@@ -97,24 +106,72 @@ def build_row(row: Mapping[str, str | None]) -> Number:
 
 def import_csv(store: Store, text: str, source: str, progress: Progress | None = None) -> Added:
     """Add every number of a CSV text with a header row (IMPORT_COLUMNS, `number` required). Every row is checked
-    before anything is written; one bad row and nothing is imported (the error names `source` and the line)."""
+    before anything is written; one bad row and nothing is imported (the error names `source` and the line).
+
+    Rules: a UTF-8 byte order mark (what spreadsheets write for "CSV UTF-8") is not part of the header; every header
+    name must be one of IMPORT_COLUMNS, once (a misspelt column is refused, not ignored); a row has no more cells
+    than the header; a number appears once in the file (both lines are named). `progress(stage, done, total)` is
+    called while the rows are checked ("checking") and then written ("importing")."""
+    text = text.removeprefix("\ufeff")
     try:
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        header = [name.strip() for name in next(csv.reader(_lines(text)), [])]
+        total = sum(1 for cells in csv.reader(_lines(text)) if any(cells)) - 1      # rows (counted, not kept)
     except csv.Error as exc:
         raise ValidationError(f"{source}: not a readable CSV file ({exc}); nothing was imported") from None
-    if not rows or "number" not in rows[0]:
-        raise ValidationError(f"{source}: needs a header row with at least a 'number' column")
-    records = []
-    for done, (line_no, row) in enumerate(enumerate(rows, start=2), start=1):
+    _check_header(source, header)
+    records: list[Number] = []
+    first_line: dict[str, int] = {}
+    body = csv.reader(_lines(text))
+    next(body)
+    line_no, end = 1, 1
+    for cells in body:
+        line_no, end = end + 1, body.line_num                # a quoted cell may span lines: name the row's first
+        if not any(cells):                                  # a blank line (often the last one) is no row
+            continue
+        if len(cells) > len(header):
+            raise ValidationError(f"{source} line {line_no}: {len(cells)} cells but the header names "
+                                  f"{len(header)} columns ({', '.join(header)}); nothing was imported")
         try:
-            records.append(build_row(row))
+            record = build_row(dict(zip(header, cells, strict=False)))
         except ValidationError as exc:
             raise ValidationError(f"{source} line {line_no}: {exc}; nothing was imported") from None
-        if progress is not None:
-            progress("checking", done, len(rows))
-    if progress is not None:
-        progress("importing", len(rows), len(rows))
-    return add_many(store, records)
+        seen = first_line.setdefault(record.number, line_no)
+        if seen != line_no:
+            raise ValidationError(f"{source}: number {record.number} is on line {seen} and line {line_no}; "
+                                  f"keep one of them; nothing was imported")
+        records.append(record)
+        if progress is not None and (len(records) % PROGRESS_EVERY == 0 or len(records) == total):
+            progress("checking", len(records), total)
+    if not records:
+        raise ValidationError(f"{source}: no rows under the header; nothing was imported")
+    return add_many(store, records, progress)
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of `text` with their ends (\\n, \\r\\n or \\r, as the csv module splits them), one at a time: a
+    StringIO of a large file would hold it again at 4 bytes a character."""
+    return (m.group() for m in _LINE.finditer(text))
+
+
+def _check_header(source: str, header: list[str]) -> None:
+    """The header row names `number` and otherwise known columns, each once."""
+    known = ", ".join(IMPORT_COLUMNS)
+    unknown = [name for name in header if name not in IMPORT_COLUMNS]
+    if "number" not in header:
+        raise ValidationError(f"{source}: needs a header row with at least a 'number' column (the columns are "
+                              f"{known}" + (f"; not {', '.join(map(validate.shown, unknown))}" if unknown else "")
+                              + ")")
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.lower(), IMPORT_COLUMNS, n=1)
+            hints.append(f"{validate.shown(name)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValidationError(f"{source}: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(hints)} in the "
+                              f"header; the columns are {known}; nothing was imported")
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise ValidationError(f"{source}: column {', '.join(map(repr, twice))} appears more than once in the header; "
+                              f"nothing was imported")
 
 
 def search(store: Store, *, category: str | None = None, type: str | None = None, city: str | None = None,

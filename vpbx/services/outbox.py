@@ -140,7 +140,7 @@ def build_voicemail_message(smtp: SmtpSettings, number: str, caller: str, recipi
     the WAV is attached as audio/wav. Pure (no I/O); the policy makes every line end in CRLF."""
     if not recipients:
         raise ValidationError(f"voicemail {recording_name} for {number} has no recipient; "
-                              f"set one with `vpbx number set {number} --vm-email ADDRESS`")
+                              f"give the number one with `vpbx number route {number} DEST --vm-email ADDRESS`")
     to = _recipients(recipients, f"voicemail {recording_name}")
     when = _as_datetime(created_at)
     caller_shown = _one_line(caller) or "unknown caller"

@@ -2,8 +2,9 @@
 
 Rule: whatever comes in (any file soundfile can read: WAV of any rate/width/channels, FLAC, OGG, MP3) is decoded,
 downmixed to mono (mean of the channels), resampled to 8000 Hz with soxr (HQ) and written as WAV PCM 16-bit mono;
-the result is fully built in memory before anything is written, and installed with an atomic rename, so a file that
-cannot be decoded gets a ValidationError and leaves the sounds dir untouched. Prompts live in
+decoding goes block by block (bounded memory) and a prompt lasts at most MAX_SECONDS (config: [prompts]
+max_seconds); the result is fully built in memory before anything is written, and installed with an atomic rename,
+so a file that cannot be decoded gets a ValidationError and leaves the sounds dir untouched. Prompts live in
 `<sounds_dir>/<language>/vpbx/<name>.wav` and are played as `sound:vpbx/<name>` (Asterisk picks the language dir
 from the channel's language).
 """
@@ -12,18 +13,22 @@ from __future__ import annotations
 import io
 import logging
 import os
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from vpbx import shipped
-from vpbx.config import atomic_write
+from vpbx.config import PROMPT_MAX_SECONDS, atomic_write
 from vpbx.domain import rules
 from vpbx.domain import validation as validate
-from vpbx.domain.errors import ConfigError, NotFoundError, ValidationError
+from vpbx.domain.errors import ConfigError, ConflictError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from vpbx.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -46,32 +51,61 @@ MOH_FILE = "default.wav"
 MOH_SOUNDS_SUBDIR = shipped.MOH_SOUNDS_SUBDIR
 
 
-def convert(src: Path) -> bytes:
-    """Decode `src` and return WAV PCM_16 8 kHz mono bytes; ValidationError if it is not audio soundfile can read."""
+MAX_SECONDS = PROMPT_MAX_SECONDS   # the longest prompt (10 minutes); the config's [prompts] max_seconds changes it
+BLOCK_FRAMES = 65536     # frames decoded at a time: memory stays bounded by the block and the (capped) 8 kHz output
+
+
+def convert(src: Path, max_seconds: int = MAX_SECONDS) -> bytes:
+    """Decode `src` and return WAV PCM_16 8 kHz mono bytes; ValidationError if it is not audio soundfile can read or
+    is longer than `max_seconds`. Decoded, downmixed and resampled block by block (soxr's streaming resampler), so
+    memory is the block plus the 8 kHz output (at most max_seconds of it), whatever the source's size: a file that
+    claims a length over the cap is refused before decoding, and decoding stops as soon as the cap is passed."""
     src = Path(src)
     fix = "give a WAV, FLAC, OGG or MP3 file"
+    where = f"audio file {validate.shown(str(src))}"
     if not src.is_file():
-        raise ValidationError(f"audio file {src} not found or not a regular file; {fix}")
+        raise ValidationError(f"{where} not found or not a regular file; {fix}")
     if src.stat().st_size == 0:
-        raise ValidationError(f"audio file {src} is empty (0 bytes), so it contains no audio; {fix}")
+        raise ValidationError(f"{where} is empty (0 bytes), so it contains no audio; {fix}")
+    too_long = (f"{where} is longer than the {max_seconds} s a prompt may last; cut it (e.g. `sox IN OUT trim 0 "
+                f"{max_seconds}`), or raise [prompts] max_seconds in vpbx.toml")
+    undecodable = "(check the file is complete and not renamed from another format)"
+    blocks: list[np.ndarray] = []
     try:
-        data, rate = sf.read(str(src), dtype="float64", always_2d=True)
+        with sf.SoundFile(str(src)) as f:
+            rate = f.samplerate
+            limit = max_seconds * rate
+            if 0 < f.frames < 2**62 and f.frames > limit:    # 2**62+: libsndfile does not know the length
+                raise ValidationError(f"{too_long} (it lasts {f.frames / rate:.0f} s)")
+            stream = soxr.ResampleStream(rate, RATE, 1, dtype="float64", quality="HQ") if rate != RATE else None
+            read = 0
+            for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float64", always_2d=True):
+                read += block.shape[0]
+                if read > limit:
+                    raise ValidationError(too_long)
+                if not np.all(np.isfinite(block)):
+                    raise ValidationError(f"{where} contains invalid (NaN/infinite) samples; export it again as "
+                                          f"WAV PCM")
+                mono = block.mean(axis=1)
+                blocks.append(_pcm(stream.resample_chunk(mono) if stream is not None else mono))
+            if read == 0:
+                raise ValidationError(f"{where} contains no audio; record the prompt again and give a non-empty "
+                                      f"file")
+            if stream is not None:
+                blocks.append(_pcm(stream.resample_chunk(np.zeros(0), last=True)))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError) as exc:
-        raise ValidationError(f"audio file {src} cannot be decoded ({_reason(exc)}); {fix} "
-                              f"(check the file is complete and not renamed from another format)") from None
-    if data.size == 0 or data.shape[0] == 0:
-        raise ValidationError(f"audio file {src} contains no audio; record the prompt again and give a non-empty file")
-    if not np.all(np.isfinite(data)):
-        raise ValidationError(f"audio file {src} contains invalid (NaN/infinite) samples; export it again as WAV PCM")
-    mono = data.mean(axis=1)
-    if rate != RATE:
-        mono = soxr.resample(mono, rate, RATE, quality="HQ")
-    pcm = np.clip(np.round(mono * 32767.0), -32768, 32767).astype("<i2")
+        raise ValidationError(f"{where} cannot be decoded ({_reason(exc)}); {fix} {undecodable}") from None
+    pcm = np.concatenate(blocks) if blocks else np.zeros(0, dtype="<i2")
     if pcm.size == 0:
-        raise ValidationError(f"audio file {src} is too short to be a prompt; give at least a few ms of audio")
+        raise ValidationError(f"{where} is too short to be a prompt; give at least a few ms of audio")
     out = io.BytesIO()
     sf.write(out, pcm, RATE, format="WAV", subtype="PCM_16")
     return out.getvalue()
+
+
+def _pcm(samples: np.ndarray) -> np.ndarray:
+    """float samples (full scale 1.0) -> 16-bit PCM, clipped rather than wrapped."""
+    return np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
 
 
 def _reason(exc: BaseException) -> str:
@@ -118,11 +152,11 @@ def install(sounds_dir: Path, language: str, name: str, wav: bytes) -> Path:
     return path
 
 
-def add(sounds_dir: Path, language: str, name: str, src: Path) -> Path:
+def add(sounds_dir: Path, language: str, name: str, src: Path, max_seconds: int = MAX_SECONDS) -> Path:
     """convert() + install(): what `vpbx prompt add NAME FILE` does."""
     validate.prompt_name(name)
     _language_dir(sounds_dir, language)   # refuse a broken sounds dir before the (slower) conversion
-    return install(sounds_dir, language, name, convert(src))
+    return install(sounds_dir, language, name, convert(src, max_seconds))
 
 
 def list_prompts(sounds_dir: Path) -> list[dict[str, Any]]:
@@ -150,21 +184,34 @@ def list_prompts(sounds_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def remove(sounds_dir: Path, name: str, language: str | None = None) -> list[Path]:
-    """Remove prompt `name` (in one language, or in all); returns the files removed; NotFoundError if none."""
+def installed(sounds_dir: Path, name: str) -> bool:
+    """Prompt `name` is installed in some language (`vpbx prompt add`), or is a built-in prompt."""
+    return name in BUILTIN_PROMPTS or any(p["name"] == name for p in list_prompts(sounds_dir))
+
+
+def remove(sounds_dir: Path, name: str, language: str | None = None, *, store: Store | None = None) -> list[Path]:
+    """Remove prompt `name` (in one language, or in all); returns the files removed; NotFoundError if none.
+    Refused (ConflictError) while something in `store` plays it and no other language would be left: like a group, a
+    prompt in use cannot disappear (removing one language of several is allowed). `store` None: a sounds dir with no
+    database to ask (the CLI always passes the install's)."""
     validate.prompt_name(name)
+    languages = [p["language"] for p in list_prompts(sounds_dir) if p["name"] == name]
     if language is not None:
         candidates = [prompt_path(sounds_dir, language, name)]
     else:
-        candidates = [Path(sounds_dir) / p["language"] / SUBDIR / f"{name}.wav"
-                      for p in list_prompts(sounds_dir) if p["name"] == name]
-    removed = []
-    for path in candidates:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            continue
-        removed.append(path)
+        candidates = [Path(sounds_dir) / lang / SUBDIR / f"{name}.wav" for lang in languages]
+    with nullcontext() if store is None else store.write():   # nothing starts using the prompt while its files go
+        left = [lang for lang in languages if language is not None and lang != language]
+        users = [] if store is None else store.ivrs.prompt_users(name)
+        if users and not left and any(path.exists() for path in candidates):
+            raise ConflictError(f"prompt {name} is still used by {', '.join(users)}; change those first")
+        removed = []
+        for path in candidates:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(path)
     if not removed:
         where = f" in language {language}" if language else ""
         raise NotFoundError(f"prompt {name} not found{where}; list them with `vpbx prompt list`")

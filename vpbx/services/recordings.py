@@ -85,8 +85,7 @@ def prompt_installed(cfg: Config, name: str) -> bool:
     """Prompt `name` is installed in some language (`vpbx prompt add`), or is a built-in prompt."""
     from vpbx.services import prompts
 
-    return name in prompts.BUILTIN_PROMPTS or any(p["name"] == name
-                                                  for p in prompts.list_prompts(cfg.asterisk_sounds_dir))
+    return prompts.installed(cfg.asterisk_sounds_dir, name)
 
 
 def setting_changes(cfg: Config, what: str, record: bool | None, prompt: str | None) -> dict[str, Any]:

@@ -3,16 +3,22 @@
 Rule: a password is either given (checked by `vpbx.domain.validation.password`) or generated here with `secrets`
 (24 URL-safe characters); every field that reaches pjsip_vpbx.conf is checked by `vpbx.domain.rules.check_sip_account`,
 the same check the renderer makes. A caller ID must be a number of this install (the store refuses any other).
+Calls between colleagues (vpbx.dialplan.outbound.colleague_call): an account's extension (2-6 digits, unique: the
+store refuses one that is another account's extension or all-digit login, or an organisation ID), how long its phone
+rings, then what happens (`no_answer`: voicemail needs --vm-email; a forward to tel:+E164 needs a caller-ID number that
+may call out and a trunk, checked on every change of the account).
 """
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vpbx.dialplan import outbound
 from vpbx.domain import rules
 from vpbx.domain import validation as validate
+from vpbx.domain.destinations import try_parse
 from vpbx.domain.errors import ValidationError
 from vpbx.domain.records import SipAccount, to_dict
 from vpbx.domain.timestamps import local_day_start, utc_now
@@ -54,14 +60,73 @@ def _check(account: SipAccount, cfg: Config) -> SipAccount:
     return account
 
 
+def colleague_changes(login: str, *, extension: str | None = None, ring_timeout: int | None = None,
+                      no_answer: str | None = None, vm_emails: Sequence[str] = ()) -> dict[str, Any]:
+    """The colleague-call settings as the command line gives them (None / (): keep): `--extension 201` (`none`
+    removes it), `--ring-timeout S`, `--no-answer hangup|voicemail|play:PROMPT|tel:+E164`, `--vm-email ADDR`
+    (repeatable; replaces the list, `none` empties it). Each checked alone here; the whole account by `_colleague`."""
+    obj = f"SIP account {login}"
+    changes: dict[str, Any] = {}
+    if extension is not None:
+        problem = None if extension == "none" else outbound.extension_problem(extension)
+        if problem is not None:
+            raise ValidationError(f"{obj}: extension {validate.shown(extension)}: {problem}; or `none`")
+        changes["extension"] = None if extension == "none" else extension
+    if ring_timeout is not None:
+        low, high = outbound.RING_TIMEOUT_RANGE
+        if isinstance(ring_timeout, bool) or not isinstance(ring_timeout, int) or not low <= ring_timeout <= high:
+            raise ValidationError(f"{obj}: ring timeout {validate.shown(ring_timeout)} is outside {low}..{high} "
+                                  "seconds")
+        changes["ring_timeout"] = ring_timeout
+    if no_answer is not None:
+        dest = try_parse(no_answer)
+        if dest is None or dest.kind not in outbound.NO_ANSWER_KINDS:
+            raise ValidationError(f"{obj}: --no-answer {validate.shown(no_answer)} is not one of "
+                                  f"{outbound.NO_ANSWER_SYNTAX}")
+        changes["no_answer"] = str(dest)
+    if vm_emails:
+        with validate.about(obj):
+            changes["vm_emails"] = () if tuple(vm_emails) == ("none",) else \
+                tuple(dict.fromkeys(validate.email(v) for v in vm_emails))
+    return changes
+
+
+COLLEAGUE_FIELDS = ("no_answer", "vm_emails", "caller_id")     # a change of these is checked by `_colleague`
+
+
+def _colleague(store: Store, cfg: Config, account: SipAccount, changed: Sequence[str] = COLLEAGUE_FIELDS
+               ) -> SipAccount:
+    """The account's no-answer handling, checked whole when a field it depends on is `changed`: voicemail needs an
+    e-mail address; a prompt must be installed; a forward to a mobile goes out as the caller-ID number's call
+    (`outbound.forward_problem`)."""
+    if not set(changed) & set(COLLEAGUE_FIELDS):
+        return account
+    obj = f"SIP account {account.login}"
+    dest = try_parse(account.no_answer)
+    if dest is not None and dest.kind == "voicemail" and not account.vm_emails:
+        raise ValidationError(f"{obj}: --no-answer voicemail needs at least one --vm-email address")
+    if dest is not None and dest.kind == "play":
+        from vpbx.services.routing import check_prompts
+
+        check_prompts(cfg.asterisk_sounds_dir, f"{obj}: --no-answer", [dest.value])
+    if dest is not None and dest.kind == "tel":
+        own = store.numbers.find(account.caller_id) if account.caller_id else None
+        problem = outbound.forward_problem(account, own, cfg.default_trunk)
+        if problem is not None:
+            raise ValidationError(f"{obj}: calls cannot be forwarded to {dest.value} (they go out as the account's "
+                                  f"caller-ID number's calls): {problem}")
+    return account
+
+
 def add(store: Store, cfg: Config, login: str, *, password: str | None = None, caller_id: str | None = None,
         channels: int = DEFAULT_CHANNELS, codecs: str | None = None, dtmf: str | None = None,
         transport: str = "udp", srtp: bool = False, allow_countries: str | None = None,
         allow_prefixes: str | None = None, max_outbound_calls: str | None = None,
-        daily_minutes: str | None = None) -> SipAccount:
+        daily_minutes: str | None = None, extension: str | None = None, ring_timeout: int | None = None,
+        no_answer: str | None = None, vm_emails: Sequence[str] = ()) -> SipAccount:
     """Add a SIP account in the install's domain; without `password` a strong one is generated (returned once).
     `codecs`: comma-separated, preferred first (None or "default": the install's [sip] codecs); the toll-fraud
-    guards as `update` takes them (None: the defaults)."""
+    guards as `update` takes them (None: the defaults); colleague calls as `colleague_changes` takes them."""
     validate.login(login)
     if password is not None:
         with validate.about(f"SIP account {login}"):
@@ -76,18 +141,23 @@ def add(store: Store, cfg: Config, login: str, *, password: str | None = None, c
         max_outbound_calls=None if max_outbound_calls is None else parse_limit(max_outbound_calls,
                                                                                "max outbound calls", login),
         daily_minutes=None if daily_minutes is None else parse_limit(daily_minutes, "daily minutes", login)), cfg)
-    return store.sip_accounts.add(account)
+    account = replace(account, **colleague_changes(login, extension=extension, ring_timeout=ring_timeout,
+                                                   no_answer=no_answer, vm_emails=vm_emails))
+    return store.sip_accounts.add(_colleague(store, cfg, account))
 
 
 def update(store: Store, cfg: Config, login: str, *, codecs: str | None = None, dtmf: str | None = None,
            caller_id: str | None = None, transport: str | None = None, srtp: bool | None = None,
            channels: int | None = None, allow_countries: str | None = None, allow_prefixes: str | None = None,
            max_outbound_calls: str | None = None, daily_minutes: str | None = None,
-           record_calls: bool | None = None, record_prompt: str | None = None) -> SipAccount:
-    """`vpbx sip set`: change the given fields (None: keep); `caller_id` "" removes the caller ID. The toll-fraud
+           record_calls: bool | None = None, record_prompt: str | None = None, extension: str | None = None,
+           ring_timeout: int | None = None, no_answer: str | None = None,
+           vm_emails: Sequence[str] = (), password: str | None = None) -> SipAccount:
+    """`vpbx sip set`: change the given fields (None: keep); `caller_id` "" removes the caller ID; `password` one the
+    admin chose (`new_password` generates one), checked like every field by `rules.check_sip_account`. The toll-fraud
     guards come as the command line gives them (`UA,PL` / `all` / `default`; `+38044` / `none`; a number / `none`);
-    call recording as `vpbx.services.recordings.setting_changes` takes it (a prompt name or `none`).
-    Everything is checked before the one write: refused input changes nothing."""
+    call recording as `vpbx.services.recordings.setting_changes` takes it (a prompt name or `none`); colleague calls
+    as `colleague_changes` takes them. Everything is checked before the one write: refused input changes nothing."""
     validate.login(login)
     account = store.sip_accounts.get(login)
     changes: dict[str, object] = {}
@@ -115,11 +185,19 @@ def update(store: Store, cfg: Config, login: str, *, codecs: str | None = None, 
         from vpbx.services.recordings import setting_changes
 
         changes.update(setting_changes(cfg, f"SIP account {login}", record_calls, record_prompt))
+    changes.update(colleague_changes(login, extension=extension, ring_timeout=ring_timeout, no_answer=no_answer,
+                                     vm_emails=vm_emails))
+    if password is not None:
+        changes["password"] = password
     if not changes:
         raise ValidationError(f"SIP account {login}: nothing to change; give --codecs, --dtmf, --caller-id, "
                               f"--transport, --srtp/--no-srtp, --channels, --allow-countries, --allow-prefixes, "
-                              f"--max-outbound-calls, --daily-minutes, --record/--no-record or --record-prompt")
-    return store.sip_accounts.update(_check(replace(account, **changes), cfg))  # type: ignore[arg-type]
+                              f"--max-outbound-calls, --daily-minutes, --record/--no-record, --record-prompt, "
+                              f"--extension, --ring-timeout, --no-answer, --vm-email, --password or --password-file")
+    changed = _check(replace(account, **changes), cfg)  # type: ignore[arg-type]
+    with store.write():
+        updated = store.sip_accounts.update(_colleague(store, cfg, changed, tuple(changes)))
+        return updated if password is None else store.sip_accounts.set_password(login, password)
 
 
 def show(store: Store, login: str) -> dict[str, Any]:

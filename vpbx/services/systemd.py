@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vpbx.config import atomic_write, shown
+from vpbx.config import atomic_write, make_dirs, shown
 from vpbx.domain.errors import ConfigError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ def systemd_running() -> bool:
 def _write_units(units: dict[str, str], unit_dir: Path, report: Report) -> bool:
     """Write the units that differ; True when any changed."""
     try:
-        unit_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(unit_dir)
         for name, text in units.items():
             path = unit_dir / name
             try:
@@ -343,7 +343,7 @@ def _own(paths: UnitPaths, report: Report) -> None:
             raise ValidationError(f"the database {shown(paths.db)} is directly in {shown(db_dir)}, which the "
                                       f"service user cannot own; move it into a directory of its own (e.g. "
                                       f"/var/lib/vpbx/vpbx.db) and run `vpbx service install` again")
-        db_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(db_dir, 0o750)
         mode = db_dir.stat().st_mode & 0o7777
         if mode & 0o027:
             os.chmod(db_dir, mode & ~0o027)       # call records, passwords, voicemail: not for other users

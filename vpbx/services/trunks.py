@@ -5,9 +5,12 @@ renderer makes; the password is kept plain (Asterisk answers the provider's chal
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from vpbx.domain import rules
+from vpbx.domain import validation as validate
+from vpbx.domain.errors import ValidationError
 from vpbx.domain.records import Trunk
 
 if TYPE_CHECKING:
@@ -19,6 +22,23 @@ def add(store: Store, name: str, *, server: str, login: str, password: str, port
     trunk = rules.check_trunk(Trunk(name=name, server=server, port=port, login=login, password=password,
                                     transport=transport, register=register, srtp=srtp))
     return store.trunks.add(trunk)
+
+
+def update(store: Store, name: str, *, server: str | None = None, port: int | None = None, login: str | None = None,
+           password: str | None = None, transport: str | None = None, register: bool | None = None,
+           srtp: bool | None = None) -> Trunk:
+    """`vpbx trunk set`: change the given fields (None: keep). The changed trunk is checked whole by
+    `rules.check_trunk` (the renderer's check) before the one write: refused input changes nothing."""
+    validate.name(name, "trunk")
+    given: dict[str, Any] = {"server": server, "port": port, "login": login, "password": password,
+                             "transport": transport, "register": register, "srtp": srtp}
+    changes = {k: v for k, v in given.items() if v is not None}
+    if not changes:
+        raise ValidationError(f"trunk {name}: nothing to change; give --server, --port, --login, --password or "
+                              f"--password-file, --transport, --register/--no-register or --srtp/--no-srtp")
+    with store.write():
+        trunk = rules.check_trunk(replace(store.trunks.get(name), **changes))
+        return store.trunks.update(trunk)
 
 
 def remove(store: Store, name: str) -> None:

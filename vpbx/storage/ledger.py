@@ -42,6 +42,10 @@ class AccountRepo(Repo):
         if self._exists("sip_accounts", "login", str(org_id)):
             raise ConflictError(f"organisation ID {org_id} is SIP account {org_id}'s extension already; "
                                 "pick another --org-id")
+        holder = self._scalar("SELECT login FROM sip_accounts WHERE extension = ?", [str(org_id)])
+        if holder is not None:
+            raise ConflictError(f"organisation ID {org_id} is SIP account {holder}'s extension already; "
+                                "pick another --org-id")
 
     def get(self, name: str, include_closed: bool = False) -> Account:
         rows = list(self._table("accounts").rows_where("name = ?", [name]))

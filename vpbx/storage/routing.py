@@ -14,7 +14,7 @@ from dataclasses import replace
 from vpbx.domain.destinations import Destination, try_parse
 from vpbx.domain.errors import ConflictError, NotFoundError
 from vpbx.domain.records import Group, Ivr, SipAccount, Trunk
-from vpbx.storage.rows import RESERVED_ENDPOINTS, Repo, to_row
+from vpbx.storage.rows import RESERVED_ENDPOINTS, Repo, from_row, to_row
 
 
 def _names(text: object, target: Destination) -> bool:
@@ -43,12 +43,37 @@ def destination_users(conn: sqlite3.Connection, target: Destination, *, numbers:
     return sorted(users)
 
 
+def prompt_users(conn: sqlite3.Connection, name: str) -> list[str]:
+    """What plays prompt `name`, sorted: numbers (greeting, `play:` in route or fallback, recording announcement), IVR
+    menus (prompt, invalid prompt, `play:` options), SIP accounts (recording announcement, no-answer handling) and
+    customers' accounts (recording announcement), caller-blocklist rules."""
+    target = Destination("play", name)
+    users = set(destination_users(conn, target))
+    for number, fallback in conn.execute("SELECT number, fallback FROM numbers WHERE instr(fallback, ?) > 0",
+                                         [str(target)]):
+        if _names(fallback, target):
+            users.add(f"number {number}")
+    for (number,) in conn.execute("SELECT number FROM numbers WHERE greeting = ? OR record_prompt = ?", [name, name]):
+        users.add(f"number {number}")
+    for (ivr,) in conn.execute("SELECT name FROM ivrs WHERE prompt = ? OR invalid_prompt = ?", [name, name]):
+        users.add(f"IVR {ivr}")
+    for (login,) in conn.execute("SELECT login FROM sip_accounts WHERE record_prompt = ? OR no_answer = ?",
+                                 [name, str(target)]):
+        users.add(f"SIP account {login}")
+    for (account,) in conn.execute("SELECT name FROM accounts WHERE record_prompt = ?", [name]):
+        users.add(f"account {account}")
+    for (rule,) in conn.execute("SELECT id FROM blocklist WHERE prompt = ?", [name]):
+        users.add(f"blocklist rule {rule}")
+    return sorted(users)
+
+
 class SipAccountRepo(Repo):
     """SIP accounts (phones)."""
 
     # what `update` writes (the login is the key; the password changes only through set_password)
     _CHANGEABLE = ("caller_id", "channels", "codecs", "dtmf", "transport", "srtp", "allow_countries", "allow_prefixes",
-                   "max_outbound_calls", "daily_minutes", "record_calls", "record_prompt")
+                   "max_outbound_calls", "daily_minutes", "record_calls", "record_prompt", "extension",
+                   "ring_timeout", "no_answer", "vm_emails")
 
     def add(self, account: SipAccount) -> SipAccount:
         with self.write():
@@ -62,11 +87,40 @@ class SipAccountRepo(Repo):
                                                              [int(account.login)]).fetchone():
                 raise ConflictError(f"SIP account {account.login}: callers type {account.login} to reach an account's "
                                     "organisation ID already; pick another login")
+            holder = self._scalar("SELECT login FROM sip_accounts WHERE extension = ?", [account.login])
+            if holder is not None:
+                raise ConflictError(f"SIP account {account.login}: {account.login} is SIP account {holder}'s "
+                                    "extension already (colleagues dial it); pick another login")
+            self._check_extension(account)
             if account.caller_id and not self._exists("numbers", "number", account.caller_id):
                 raise NotFoundError(f"caller ID {account.caller_id} is not a number of this install; "
                                     f"add it with `vpbx number add {account.caller_id}`")
             self._insert("sip_accounts", account)
         return account
+
+    def _check_extension(self, account: SipAccount) -> None:
+        """An extension is dialled by colleagues and typed in `--extensions` IVRs: it may be no other account's
+        extension or all-digit login, and no customer account's organisation ID."""
+        ext = account.extension
+        if ext is None:
+            return
+        fix = f"pick another --extension for SIP account {account.login}"
+        for login, extension in self.conn.execute(
+                "SELECT login, extension FROM sip_accounts WHERE (extension = ? OR login = ?) AND login != ?",
+                [ext, ext, account.login]):
+            what = "extension" if extension == ext else "login"
+            raise ConflictError(f"extension {ext} is SIP account {login}'s {what} already; {fix}")
+        holder = self._scalar("SELECT name FROM accounts WHERE CAST(org_id AS TEXT) = ?", [ext])
+        if holder is not None:
+            raise ConflictError(f"extension {ext} is account {holder}'s organisation ID already (callers type it in "
+                                f"IVRs); {fix}")
+
+    def find_dialled(self, text: str) -> SipAccount | None:
+        """The SIP account a colleague reaches by dialling `text`: the one whose extension it is, else whose login it
+        is (an extension is never another account's login: `_check_extension`)."""
+        rows = list(self._table("sip_accounts").rows_where("extension = ? OR login = ?", [text, text],
+                                                           order_by="extension IS NULL", limit=1))
+        return from_row(SipAccount, rows[0]) if rows else None
 
     def get(self, login: str) -> SipAccount:
         return self._get("sip_accounts", "login", login, SipAccount, "SIP account", "list them with `vpbx sip list`")
@@ -88,6 +142,7 @@ class SipAccountRepo(Repo):
             if account.caller_id and not self._exists("numbers", "number", account.caller_id):
                 raise NotFoundError(f"caller ID {account.caller_id} is not a number of this install; "
                                     f"add it with `vpbx number add {account.caller_id}`")
+            self._check_extension(account)
             row = to_row(account)
             self._table("sip_accounts").update(account.login, {k: row[k] for k in self._CHANGEABLE})
         return account
@@ -125,6 +180,15 @@ class TrunkRepo(Repo):
     def all(self) -> list[Trunk]:
         return self._records("trunks", Trunk, order_by="name")
 
+    def update(self, trunk: Trunk) -> Trunk:
+        """Store every field of `trunk` but its name (the key; it must exist). One transaction."""
+        with self.write():
+            self.get(trunk.name)
+            row = to_row(trunk)
+            del row["name"]
+            self._table("trunks").update(trunk.name, row)
+        return trunk
+
     def remove(self, name: str) -> None:
         with self.write():
             self.get(name)
@@ -151,6 +215,15 @@ class GroupRepo(Repo):
     def all(self) -> list[Group]:
         return self._records("groups", Group, order_by="name")
 
+    def update(self, group: Group) -> Group:
+        """Store `group`'s members, strategy and timeout (the name is the key; it must exist). One transaction."""
+        with self.write():
+            self.get(group.name)
+            row = to_row(group)
+            del row["name"]
+            self._table("groups").update(group.name, row)
+        return group
+
     def remove(self, name: str) -> None:
         with self.write():
             self.get(name)
@@ -176,10 +249,27 @@ class IvrRepo(Repo):
     def all(self) -> list[Ivr]:
         return self._records("ivrs", Ivr, order_by="name")
 
+    def update(self, ivr: Ivr) -> Ivr:
+        """Store every field of `ivr` but its name (the key; it must exist). One transaction."""
+        with self.write():
+            self.get(ivr.name)
+            row = to_row(ivr)
+            del row["name"]
+            self._table("ivrs").update(ivr.name, row)
+        return ivr
+
+    def prompt_users(self, prompt: str) -> list[str]:
+        """Everything that plays `prompt` (see `prompt_users`): numbers, IVRs, accounts, blocklist rules."""
+        return prompt_users(self.conn, prompt)
+
+    def used_by(self, name: str) -> list[str]:
+        """Numbers and other IVR menus that route to this IVR (also through an `hours:` branch)."""
+        return [u for u in destination_users(self.conn, Destination("ivr", name)) if u != f"IVR {name}"]
+
     def remove(self, name: str) -> None:
         with self.write():
             self.get(name)
-            users = [u for u in destination_users(self.conn, Destination("ivr", name)) if u != f"IVR {name}"]
+            users = self.used_by(name)
             if users:
                 raise ConflictError(f"IVR {name} is still used by {', '.join(users)}; change those first")
             self._table("ivrs").delete(name)

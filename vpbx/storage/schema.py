@@ -248,3 +248,25 @@ def m015_recordings(db: sqlite_utils.Database) -> None:
         expires_at TEXT)""")
     db.execute("CREATE INDEX recordings_number_started ON recordings(number, started_at)")
     db.execute("CREATE INDEX recordings_expiring ON recordings(expires_at) WHERE expires_at IS NOT NULL")
+
+
+@migrations()
+def m013_colleague_calls(db: sqlite_utils.Database) -> None:
+    """Calls between colleagues (vpbx.dialplan.outbound.colleague_call): a SIP account's own short extension (unique;
+    NULL: none), how long its phone rings for a colleague, what happens then (hangup | voicemail | play:PROMPT |
+    tel:+E164) and its voicemail e-mails."""
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN extension TEXT")
+    db.execute("CREATE UNIQUE INDEX sip_accounts_extension ON sip_accounts(extension) WHERE extension IS NOT NULL")
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN ring_timeout INTEGER NOT NULL DEFAULT 20")
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN no_answer TEXT NOT NULL DEFAULT 'hangup'")
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN vm_emails TEXT NOT NULL DEFAULT '[]'")
+
+
+@migrations()
+def m021_call_credit_month(db: sqlite_utils.Database) -> None:
+    """A plan's call credit is monthly (vpbx.services.lifecycle.billing_run refills it on each renewal day, also
+    inside a prepaid 3/6/12-month period): the day it is next refilled. Numbers already on a plan were refilled at
+    their next renewal; they keep that day."""
+    db.execute("ALTER TABLE numbers ADD COLUMN credit_renews_on TEXT")
+    db.execute("UPDATE numbers SET credit_renews_on = date(paid_until, '+1 day') "
+               "WHERE plan IS NOT NULL AND paid_until IS NOT NULL")

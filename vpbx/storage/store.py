@@ -18,7 +18,8 @@ from pathlib import Path
 import sqlite_utils
 
 from vpbx import __version__
-from vpbx.domain.errors import ConflictError
+from vpbx.config import make_dirs, shown
+from vpbx.domain.errors import ConfigError, ConflictError
 from vpbx.storage.blocklist import BlocklistRepo
 from vpbx.storage.calls import CallRepo
 from vpbx.storage.ledger import AccountRepo, RateRepo
@@ -66,12 +67,20 @@ class Store:
         """Open (creating) the database and apply pending migrations; an upgrade of an existing database is logged
         as one warning naming `shown_as` (default `path`: a restore migrates a staged copy under its final name)."""
         path = Path(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():  # SIP and trunk passwords live here: owner-only from the first byte
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        # `timeout` installs SQLite's busy handler: a statement that meets a lock waits for it up to 30 s
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        where = f"database {shown(shown_as or path)}"
+        fix = "point --db / VPBX_DB (or [vpbx] db in the config) at a vpbx database or at a new file"
+        try:
+            if str(path) != ":memory:":
+                make_dirs(path.parent)
+                if path.is_dir():
+                    raise ConfigError(f"{where} is a directory; {fix}")
+                if not path.exists():  # SIP and trunk passwords live here: owner-only from the first byte
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            # `timeout` installs SQLite's busy handler: a statement that meets a lock waits for it up to 30 s
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        except (OSError, ValueError) as exc:     # ValueError: a NUL in the path
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"{where} cannot be created or opened ({reason}); {fix}") from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             _use_wal(conn)
@@ -81,6 +90,12 @@ class Store:
             with store.write():
                 before = _schema_of(store.db, str(path))
                 migrations.apply(store.db)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _UNUSABLE:
+                raise
+            raise ConfigError(f"{where} cannot be used ({exc}): it is not an SQLite database, or not readable and "
+                              f"writable by this user; {fix}") from None
         except BaseException:
             conn.close()
             raise
@@ -157,6 +172,11 @@ class Store:
             if name == "main":
                 return Path(file) if file else None
         return None
+
+
+# SQLite result codes (primary) that mean "this file cannot be our database" rather than "try again"
+_UNUSABLE = {sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM,
+             sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_AUTH}
 
 
 def _schema_of(db: sqlite_utils.Database, where: str) -> int:
