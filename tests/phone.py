@@ -94,6 +94,14 @@ class Phone:
         raise AssertionError(f"phone {self.name}: no {event} {match or ''} within {timeout} s; seen {self.seen}; "
                              f"log tail:\n{self.log_tail()}")
 
+    def unclaimed(self) -> list[dict[str, Any]]:
+        """Every event the phone reported so far that no wait() took (e.g. a second `incoming`: rung twice)."""
+        while True:
+            try:
+                self.seen.append(self.events.get_nowait())
+            except queue.Empty:
+                return list(self.seen)
+
     def sip_messages(self, direction: str = "RX") -> list[str]:
         """The SIP messages the phone received (`RX`) or sent (`TX`), oldest first, each as its text. Complete once the
         phone has quit (PJSIP buffers its log file), like the recordings."""

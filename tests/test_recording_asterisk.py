@@ -13,15 +13,13 @@ import pytest
 import soundfile as sf
 from phone import Phone, carries, tone_levels
 from test_engine_asterisk import wait_no_channels, wait_record
+from test_media import account
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(240)]
 
 ALICE_HZ, BOB_HZ = 700, 1100
 REGISTRAR = "127.0.0.1:5060"
 
-
-def _account(asterisk, login: str) -> str:
-    return json.loads(asterisk.vpbx("sip", "add", login, "--json").stdout)["password"]
 
 
 def _recordings(asterisk, number: str) -> list[dict]:
@@ -33,7 +31,7 @@ def test_a_recorded_call_keeps_both_parties(asterisk, engine, tmp_path, restart)
     tag = f"{os.getpid() % 10000}{int(restart)}"
     alice, bob = f"reca{tag}", f"recb{tag}"
     number = f"+38044{(os.getpid() % 100000):05d}{30 + int(restart)}"
-    alice_pw, bob_pw = _account(asterisk, alice), _account(asterisk, bob)
+    alice_pw, bob_pw = account(asterisk, alice), account(asterisk, bob)
     asterisk.vpbx("number", "add", number)
     asterisk.vpbx("number", "route", number, f"sip:{bob}", "--fallback", "hangup")
     asterisk.vpbx("number", "set", number, "--record", "--record-prompt", "short")

@@ -6,32 +6,20 @@ true billsec. The pure side (machine.adopt_talking) is in tests/test_dialplan_ma
 """
 from __future__ import annotations
 
-import json
 import os
-import queue
 import time
 from datetime import datetime
 
 import pytest
 from phone import Phone, carries, tone_levels
 from test_engine_asterisk import wait_no_channels, wait_record
+from test_media import account
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(240)]
 
 ALICE_HZ, BOB_HZ = 700, 1100
 
 
-def _account(asterisk, login: str) -> str:
-    return json.loads(asterisk.vpbx("sip", "add", login, "--json").stdout)["password"]
-
-
-def _seen(p: Phone) -> list[dict]:
-    """Every event the phone reported so far and no wait() took."""
-    while True:
-        try:
-            p.seen.append(p.events.get_nowait())
-        except queue.Empty:
-            return list(p.seen)
 
 
 def _both_ways(a: Phone, b: Phone, label: str) -> None:
@@ -45,7 +33,7 @@ def test_a_talk_survives_an_engine_restart(asterisk, engine, tmp_path, how, hang
     tag = f"{os.getpid() % 10000}{how[0]}"
     alice, bob = f"talka{tag}", f"talkb{tag}"
     number = f"+38044{(os.getpid() % 100000):05d}{len(how):02d}"
-    alice_pw, bob_pw = _account(asterisk, alice), _account(asterisk, bob)
+    alice_pw, bob_pw = account(asterisk, alice), account(asterisk, bob)
     asterisk.vpbx("number", "add", number)
     asterisk.vpbx("number", "route", number, f"sip:{bob}", "--fallback", "hangup")
     asterisk.reload()
@@ -76,8 +64,8 @@ def test_a_talk_survives_an_engine_restart(asterisk, engine, tmp_path, how, hang
         a.segment("after"), b.segment("after")
         time.sleep(10)
         # nobody was rung again (the one incoming call was taken by b.wait above), nobody hung up
-        assert not [e for e in _seen(b) if e["event"] == "incoming"], _seen(b)
-        assert not [e for e in _seen(a) + _seen(b) if e["event"] in ("disconnected", "exited")]
+        assert not [e for e in b.unclaimed() if e["event"] == "incoming"], b.unclaimed()
+        assert not [e for e in a.unclaimed() + b.unclaimed() if e["event"] in ("disconnected", "exited")]
         leaving, staying = (a, b) if hangs_up == "caller" else (b, a)
         leaving.hangup()
         ended = time.time()

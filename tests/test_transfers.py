@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import time
 from itertools import count
 
 import pytest
 from phone import Phone, carries, rms, tone_levels
 from test_engine_asterisk import _outbound_setup, calls_for, carrier_invites, wait_no_channels, wait_record
+from test_media import account
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(240)]
 
@@ -35,16 +35,6 @@ def _number(asterisk, route: str, *extra: str) -> str:
     return number
 
 
-def _account(asterisk, login: str) -> str:
-    return json.loads(asterisk.vpbx("sip", "add", login, "--json").stdout)["password"]
-
-
-def _seen(p: Phone) -> list[dict]:
-    while True:
-        try:
-            p.seen.append(p.events.get_nowait())
-        except queue.Empty:
-            return list(p.seen)
 
 
 def _hears(listener: Phone, label: str, hz: int, who: str) -> None:
@@ -56,7 +46,7 @@ def _talk(asterisk, engine, tmp_path, ports: tuple[int, int, int]):
     """alice, bob and carol registered; alice calls a number that rings bob, bob answers: (phones, logins, number)."""
     t = _tag()
     logins = {name: f"x{name}{t}" for name in ("alice", "bob", "carol")}
-    passwords = {name: _account(asterisk, login) for name, login in logins.items()}
+    passwords = {name: account(asterisk, login) for name, login in logins.items()}
     number = _number(asterisk, f"sip:{logins['bob']}", "--fallback", "hangup")
     phones = {}
     for (name, hz), port in zip((("alice", ALICE_HZ), ("bob", BOB_HZ), ("carol", CAROL_HZ)), ports, strict=True):
@@ -101,8 +91,8 @@ def test_blind_transfer(asterisk, engine, tmp_path, to):
         time.sleep(1)
         a.segment("after"), c.segment("after")
         time.sleep(4)
-        assert not [e for e in _seen(c) if e["event"] == "incoming"], "carol was rung twice"
-        assert not [e for e in _seen(a) if e["event"] == "disconnected"], "alice lost the call"
+        assert not [e for e in c.unclaimed() if e["event"] == "incoming"], "carol was rung twice"
+        assert not [e for e in a.unclaimed() if e["event"] == "disconnected"], "alice lost the call"
         a.hangup()
         a.wait("disconnected", timeout=10)
         c.wait("disconnected", timeout=10)
@@ -144,7 +134,7 @@ def test_attended_transfer(asterisk, engine, tmp_path):
         time.sleep(1)
         a.segment("after"), c.segment("after")
         time.sleep(4)
-        assert not [e for e in _seen(a) + _seen(c) if e["event"] == "disconnected"], "a party lost the call"
+        assert not [e for e in a.unclaimed() + c.unclaimed() if e["event"] == "disconnected"], "a party lost the call"
         c.hangup()
         c.wait("disconnected", timeout=10)
         a.wait("disconnected", timeout=10)
@@ -167,7 +157,7 @@ def test_blind_transfer_to_a_target_that_fails_gives_its_fallback(asterisk, engi
     phones, logins, passwords, number = _talk(asterisk, engine, tmp_path, (5091, 5092, 5093))
     # nobody is registered as this account: the target is unavailable, its number's fallback plays
     ghost = f"ghost{_tag()}"
-    _account(asterisk, ghost)
+    account(asterisk, ghost)
     failing = _number(asterisk, f"sip:{ghost}", "--fallback", "play:short")
     asterisk.reload()
     engine.start()
@@ -193,7 +183,7 @@ def test_blind_transfer_to_an_external_number_follows_the_outbound_rules(asteris
     out = _outbound_setup(asterisk, sipp, caller_id, "both")       # bob = out.login, calling out as caller_id
     t = _tag()
     alice = f"xalice{t}"
-    alice_pw = _account(asterisk, alice)
+    alice_pw = account(asterisk, alice)
     number = _number(asterisk, f"sip:{out.login}", "--fallback", "hangup")
     asterisk.reload()
     engine.start()
