@@ -33,7 +33,12 @@ SOURCES = {
     "number-unavailable": "ss-noservice",       # "The number you have dialed is not in service. Please check ..."
     "goodbye": "vm-goodbye",                    # "Goodbye"
     "all-busy": "all-circuits-busy-now",        # "All circuits are busy now."
+    # An outbound call refused for want of money. The core sounds have no phrase about credit or money, so this says
+    # "I'm sorry. This call cannot be completed as dialed."; `[billing] no_credit_prompt` names an uploaded prompt that
+    # says why in the provider's own words.
+    "no-credit": ("im-sorry", "cannot-complete-as-dialed"),
 }
+PAUSE_S = 0.25          # between the parts of a prompt made of several core sounds
 
 
 # Music on hold: a synthesised loop (no recording, so no licence question), 8 s, WAV PCM 16-bit 8 kHz mono. A soft
@@ -84,12 +89,32 @@ def build(sounds: Path) -> dict[Path, bytes]:
     out = {HERE / MOH_DIR / MOH_FILE: build_moh()}
     for language, voice in VOICES.items():
         for name, core in SOURCES.items():
-            src = sounds / voice / f"{core}.wav"
-            if not src.is_file():
-                raise SystemExit(f"core sound {src} not found; install asterisk-core-sounds "
-                                 f"({voice}) or pass --sounds DIR")
-            out[HERE / language / f"{name}.wav"] = convert(src)
+            parts = (core,) if isinstance(core, str) else core
+            srcs = [sounds / voice / f"{part}.wav" for part in parts]
+            for src in srcs:
+                if not src.is_file():
+                    raise SystemExit(f"core sound {src} not found; install asterisk-core-sounds "
+                                     f"({voice}) or pass --sounds DIR")
+            out[HERE / language / f"{name}.wav"] = convert(srcs[0]) if len(srcs) == 1 else joined(srcs)
     return out
+
+
+def joined(srcs: list[Path]) -> bytes:
+    """Several core sounds as one prompt, each converted as a single one is, PAUSE_S of silence between them."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    pieces = []
+    for i, src in enumerate(srcs):
+        audio, rate = sf.read(io.BytesIO(convert(src)), dtype="int16")
+        if i:
+            pieces.append(np.zeros(int(rate * PAUSE_S), dtype="int16"))
+        pieces.append(audio)
+    buf = io.BytesIO()
+    sf.write(buf, np.concatenate(pieces), rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:

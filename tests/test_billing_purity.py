@@ -16,7 +16,8 @@ FORBIDDEN_CALLS = {"open", "print", "input", "exec", "eval", "compile", "__impor
 
 def _modules() -> list[Path]:
     files = sorted(PACKAGE.glob("*.py"))
-    assert {f.name for f in files} == {"__init__.py", "money.py", "periods.py", "tariff.py", "orders.py", "rating.py"}
+    assert {f.name for f in files} == {"__init__.py", "money.py", "periods.py", "tariff.py", "orders.py", "rating.py",
+                                        "outbound.py", "prepaid.py"}
     return files
 
 
@@ -80,5 +81,6 @@ def test_public_names_are_exported() -> None:
     for name in ("parse_amount", "format_amount", "renewal_on", "add_months", "period_end", "prorated",
                  "last_day_of_month", "Plan", "Tariff", "parse_tariff", "area_code", "connection_fee", "monthly_fee",
                  "OrderLine", "Quote", "quote", "renewal_charge", "next_period", "PrefixTable", "billable_units",
-                 "call_cost", "parse_rates_csv"):
+                 "call_cost", "parse_rates_csv", "OutboundRate", "OutboundRateTable", "billed_seconds",
+                 "outbound_cost", "affordable_seconds", "parse_outbound_rates_csv", "UNLIMITED_SECONDS"):
         assert name in vpbx.billing.__all__ and hasattr(vpbx.billing, name), name

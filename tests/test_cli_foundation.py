@@ -597,7 +597,7 @@ def test_trunk_add_list_show_remove(vp: Vpbx) -> None:
     t = one_json(vp("trunk", "add", "prov", "--server", "sip.example.net", "--login", "user1",
                     "--password", "Pr0v-Secret", "--json"))
     assert t == {"name": "prov", "server": "sip.example.net", "port": 5060, "login": "user1", "transport": "udp",
-                 "register": True, "srtp": False}
+                 "register": True, "srtp": False, "account": None}
     t2 = one_json(vp("trunk", "add", "backup", "--server", "10.0.0.1", "--port", "5080", "--login", "u.2",
                      "--password", "Other-Secret", "--transport", "tls", "--no-register", "--json"))
     assert (t2["port"], t2["transport"], t2["register"]) == (5080, "tls", False)

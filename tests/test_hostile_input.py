@@ -185,6 +185,16 @@ def rates_slot(column: str) -> Slot:
                 **display)
 
 
+def outbound_rates_slot(column: str) -> Slot:
+    header = ["prefix", "price", "increment", "connection", "description"]
+    row = ["4930", "2.50", "30/6", "0.10", "Berlin"]
+    i = header.index(column)
+    base, row[i] = row[i], "{}"
+    display: dict[str, Any] = {"allowed": CONFIG_SYNTAX, "why": DISPLAY_WHY} if column == "description" else {}
+    return Slot(f"rates import --outbound CSV:{column}", ("rates", "import", "--outbound", "{file}"), base,
+                content=csv_file(header, row), **display)
+
+
 DOCUMENT_NAME_WHY = ("a file name the operator's filesystem already holds: the stored copy gets a sanitized name "
                      "([A-Za-z0-9._-]); the original name is only metadata shown by `document list`")
 
@@ -256,6 +266,8 @@ SLOTS: tuple[Slot, ...] = (
     Slot("sip set --no-answer", ("sip", "set", "alice", "--no-answer", "{}"), "hangup"),
     Slot("sip set --vm-email", ("sip", "set", "alice", "--vm-email", "{}"), "alice@example.com"),
     Slot("sip add --extension", ("sip", "add", "carol", "--password", "secretpass1", "--extension", "{}"), "202"),
+    Slot("sip add --account", ("sip", "add", "carol", "--password", "secretpass1", "--account", "{}"), "acme"),
+    Slot("sip set --account", ("sip", "set", "alice", "--account", "{}"), "acme"),
     Slot("sip passwd LOGIN", ("sip", "passwd", "{}"), "alice"),
     Slot("sip remove LOGIN", ("sip", "remove", "{}"), "bob"),
     Slot("trunk add NAME", ("trunk", "add", "{}", "--server", "sip3.example.net", "--login", "l3", "--password",
@@ -266,6 +278,9 @@ SLOTS: tuple[Slot, ...] = (
                                "secretpass3"), "l3"),
     Slot("trunk add --password", ("trunk", "add", "t3", "--server", "sip3.example.net", "--login", "l3",
                                   "--password", "{}"), "secretpass3"),
+    Slot("trunk add --account", ("trunk", "add", "t3", "--server", "sip3.example.net", "--login", "l3",
+                                 "--password", "secretpass3", "--account", "{}"), "acme"),
+    Slot("trunk set --account", ("trunk", "set", "t1", "--account", "{}"), "acme"),
     Slot("trunk remove NAME", ("trunk", "remove", "{}"), "t2"),
     Slot("trunk set NAME", ("trunk", "set", "{}", "--port", "5061"), "t1"),
     Slot("trunk set --server", ("trunk", "set", "t1", "--server", "{}"), "sip9.example.net"),
@@ -347,6 +362,9 @@ SLOTS: tuple[Slot, ...] = (
     Slot("tariff load FILE:plan key", ("tariff", "load", "{file}"), "prosto",
          content=tariff_file("[plans.prosto]", "[plans.{}]")),
     *(rates_slot(c) for c in ("prefix", "price", "description")),
+    *(outbound_rates_slot(c) for c in ("prefix", "price", "increment", "connection", "description")),
+    # calls export writes no database row and no install file (its --out FILE is an operator's path); --month is text
+    Slot("calls export --month", ("calls", "export", "--month", "{}"), TODAY[:7]),
     Slot("document add NUMBER", ("document", "add", "{}", "{scan}"), SPB),
     Slot("document add FILE(name)", ("document", "add", SPB, "{file}"), "passport.pdf", file_name=True,
          allowed=LINE_BREAKS | CONFIG_SYNTAX, why=DOCUMENT_NAME_WHY, impossible=frozenset({"NUL", "100k"}),

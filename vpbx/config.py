@@ -17,6 +17,7 @@ from typing import Any
 from vpbx.domain.errors import ConfigError, ValidationError
 from vpbx.domain.rules import DEFAULT_CODECS, check_codecs
 from vpbx.domain.security import Policy, check_policy
+from vpbx.domain.validation import PROMPT_RE as PROMPT_NAME_RE
 
 SYSTEM_CONFIG = Path("/etc/vpbx/vpbx.toml")
 LOCAL_CONFIG = Path("vpbx.toml")
@@ -59,6 +60,10 @@ class BillingSettings:
     policy: str = "prorate"         # first period: prorate (to the month's end) | anniversary (full month)
     quarantine_days: int = 30       # a released number rests this long before it is available again
     max_trial_hours: int = 72
+    # prepaid outbound calls (vpbx.billing.prepaid): the prompt a call refused for want of money hears (a built-in or
+    # an uploaded prompt's name), and how many seconds before a cut the warning beep sounds
+    no_credit_prompt: str = "no-credit"
+    credit_warning_seconds: int = 10
 
 
 BILLING_POLICIES = ("prorate", "anniversary")
@@ -437,7 +442,8 @@ def _sip(section: dict[str, Any], path: Path | None) -> SipSettings:
 
 
 def _billing(section: dict[str, Any], path: Path | None) -> BillingSettings:
-    billing = BillingSettings(**{k: section[k] for k in ("currency", "policy", "quarantine_days", "max_trial_hours")
+    billing = BillingSettings(**{k: section[k] for k in ("currency", "policy", "quarantine_days", "max_trial_hours",
+                                                         "no_credit_prompt", "credit_warning_seconds")
                                  if k in section})
     where = f"config {path} [billing]"
     if not (isinstance(billing.currency, str) and len(billing.currency) == 3 and billing.currency.isalpha()
@@ -450,6 +456,12 @@ def _billing(section: dict[str, Any], path: Path | None) -> BillingSettings:
         value = getattr(billing, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{where}: {key} must be a whole number >= 0; got {value!r}")
+    warning = billing.credit_warning_seconds
+    if isinstance(warning, bool) or not isinstance(warning, int) or not 1 <= warning <= 60:
+        raise ConfigError(f"{where}: credit_warning_seconds must be a whole number 1..60; got {warning!r}")
+    if not isinstance(billing.no_credit_prompt, str) or not PROMPT_NAME_RE.fullmatch(billing.no_credit_prompt):
+        raise ConfigError(f"{where}: no_credit_prompt {billing.no_credit_prompt!r} is not a prompt name (letters, "
+                          "digits, '-' and '_'; see `vpbx prompt list`)")
     return billing
 
 

@@ -14,6 +14,7 @@ from vpbx.commands.output import Ctx, amount, day, emit, json_option, money, pas
 
 LEDGER_COLUMNS = ("id", "effective_on", "kind", "amount", "balance_after", "number", "period_start", "period_end",
                   "ref")
+DESTINATION_COLUMNS = ("prefix", "description", "calls", "minutes", "cost")
 
 
 @click.group()
@@ -148,17 +149,22 @@ def account_transactions(c: Ctx, name: str, as_json: bool) -> None:
 @json_option
 @pass_ctx
 def account_statement(c: Ctx, name: str, month: str | None, as_json: bool) -> None:
-    """Opening balance, charges, top-ups, calls and minutes, closing balance for a month."""
+    """Opening balance, charges, top-ups, calls and minutes, outbound calls by destination, closing balance for a
+    month."""
     from vpbx.services import lifecycle
 
     data = lifecycle.statement(c.store, name, month or date.today().strftime("%Y-%m"))
     if as_json:
         emit({**data, "currency": c.cfg.billing.currency}, True)
         return
-    summary = {k: (money(c, v) if k in ("opening_balance", "charges", "topups", "closing_balance", "call_cost") else v)
-               for k, v in data.items() if k not in ("entries", "charges_by_kind")}
+    amounts = ("opening_balance", "charges", "topups", "closing_balance", "call_cost", "outbound_cost")
+    summary = {k: (money(c, v) if k in amounts else v)
+               for k, v in data.items() if k not in ("entries", "charges_by_kind", "outbound_by_destination")}
     summary.update({f"  {kind}": money(c, v) for kind, v in data["charges_by_kind"].items()})
     emit(summary, False, title=f"statement {name} {data['month']}")
+    if data["outbound_by_destination"]:
+        emit([{**d, "cost": money(c, d["cost"])} for d in data["outbound_by_destination"]], False,
+             DESTINATION_COLUMNS, title="outbound calls by destination")
     rows = [{**r, "amount": money(c, r["amount"]), "balance_after": money(c, r["balance_after"])}
             for r in data["entries"]]
     emit(rows, False, LEDGER_COLUMNS, title="entries")

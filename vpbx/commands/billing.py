@@ -33,6 +33,9 @@ def billing_run(c: Ctx, on: str | None, as_json: bool) -> None:
     for key in ("suspended", "credit_refilled", "trials_ended", "reservations_lapsed", "available_again"):
         if summary[key]:
             click.echo(f"{key.replace('_', ' ').capitalize()}: {', '.join(summary[key])}")
+    if summary.get("calls_rated") or summary.get("outbound_rated"):
+        click.echo(f"Calls charged: {summary.get('calls_rated', 0)} toll-free, {summary.get('outbound_rated', 0)} "
+                   f"outbound")
     if summary.get("recordings_purged"):
         click.echo(f"Recordings purged (past retention): {summary['recordings_purged']}")
     if summary.get("recordings_error"):

@@ -4,6 +4,8 @@ Rule: a thin shell over vpbx.services.calls.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from vpbx.commands.output import Ctx, emit, json_option, pass_ctx
@@ -65,3 +67,26 @@ def calls_stats(c: Ctx, as_json: bool) -> None:
     from vpbx.services import calls as service
 
     emit(service.stats(c.store), as_json, ("number", "calls", "answered", "missed", "minutes"), title="call stats")
+
+
+@calls.command("export")
+@click.option("--month", required=True, metavar="YYYY-MM", help="The month whose calls to write (by when they "
+                                                                "started, UTC).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
+              help="csv (a header line, one call a line) or json (one list).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to FILE (mode 0600, replaced whole only once complete) instead of stdout.")
+@pass_ctx
+def calls_export(c: Ctx, month: str, fmt: str, out: Path | None) -> None:
+    """Write a month's call records with their costs (cost in minor units; account and rate prefix of charged calls)."""
+    import sys
+
+    from vpbx.commands.output import output_file, write_rows
+    from vpbx.services import calls as service
+
+    rows = service.month_records(c.store, month)
+    if out is None:
+        write_rows(rows, fmt, service.EXPORT_COLUMNS, sys.stdout)
+        return
+    with output_file(out, "export file") as fh:
+        write_rows(rows, fmt, service.EXPORT_COLUMNS, fh)

@@ -11,10 +11,11 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -121,8 +122,51 @@ def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None, title: 
     _emit_table(plain(data) if single else [plain(d) for d in data], columns, title)
 
 
-def _emit_json(data: Any, single: bool) -> None:
-    out = sys.stdout
+def write_rows(rows: Iterable[Mapping[str, Any]], fmt: str, columns: Sequence[str], out: TextIO) -> None:
+    """Rows (streamed) to `out` as `emit` writes them - `json` (one document, a list), `csv` or `tsv` (a header line,
+    then one line per row): what an export (`vpbx calls export`) writes to stdout or a file."""
+    if fmt == "json":
+        _emit_json((dict(r) for r in rows), False, out)
+    elif fmt in ("csv", "tsv"):
+        _emit_delimited((dict(r) for r in rows), columns, fmt, out)
+    else:
+        raise ValueError(f"write_rows: no format {fmt!r}")
+
+
+@contextmanager
+def output_file(path: Path, what: str) -> Iterator[TextIO]:
+    """A text file (UTF-8, mode 0600: it may hold personal data) written under a temp name beside `path` and renamed
+    over it only when the block succeeds: `path` is replaced whole or left as it was. A path that cannot be written
+    is a ValidationError naming it and the fix."""
+    import secrets
+
+    from vpbx.domain.errors import ValidationError
+    from vpbx.domain.validation import shown
+
+    where = f"{what} {shown(str(path))}"
+    if path.is_dir():
+        raise ValidationError(f"{where} is a directory; give a file name")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ValidationError(f"{where} cannot be written ({exc.strerror or exc}); give a file in a directory you "
+                              "may write to") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ValidationError(f"{where} cannot be written ({exc.strerror or exc}); give a file in a directory you "
+                              "may write to") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _emit_json(data: Any, single: bool, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if single:
         out.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
         return
@@ -134,10 +178,11 @@ def _emit_json(data: Any, single: bool) -> None:
     out.write("[]\n" if first else "\n]\n")
 
 
-def _emit_delimited(rows: Iterator[dict[str, Any]], columns: Sequence[str] | None, fmt: str) -> None:
+def _emit_delimited(rows: Iterator[dict[str, Any]], columns: Sequence[str] | None, fmt: str,
+                    out: TextIO | None = None) -> None:
     import csv
 
-    out = sys.stdout
+    out = out or sys.stdout
     first = next(rows, None)
     if first is None:
         if columns:

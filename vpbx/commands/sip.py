@@ -12,7 +12,7 @@ import click
 from vpbx.commands.output import Ctx, emit, json_option, pass_ctx, password_input, without_password
 
 F = TypeVar("F", bound=Callable[..., Any])
-SIP_COLUMNS = ("login", "extension", "domain", "caller_id", "channels", "transport", "srtp")
+SIP_COLUMNS = ("login", "extension", "domain", "caller_id", "channels", "transport", "srtp", "account")
 CODECS_HELP = ("Codecs the phone may use, preferred first, comma-separated, from g722, opus, alaw, ulaw, gsm, g726 "
                "(opus only where Asterisk has codec_opus); `default`: the install's [sip] codecs.")
 TRANSPORT_HELP = ("How Asterisk reaches the phone: udp, tcp or tls (tls needs [sip] tls_cert and tls_key; the phone "
@@ -31,6 +31,9 @@ NO_ANSWER_HELP = ("What a colleague's call gets when the phone does not answer, 
                   "voicemail (to --vm-email), play:PROMPT, or tel:+E164 (rings as long; goes out through the trunk "
                   "as the account's caller-ID number's call).")
 VM_EMAIL_HELP = "Voicemail recipient for colleagues' calls (repeatable; replaces the list; `none` empties it)."
+ACCOUNT_HELP = ("The customer's account that pays the phone's outbound calls (prepaid: plan call credit, then balance; "
+                "an open account, the one holding the caller-ID number if an account holds it). Without it the "
+                "calls are not rated.")
 
 
 def colleague_options(f: F) -> F:
@@ -67,26 +70,27 @@ def sip() -> None:
 @click.option("--allow-prefixes", help=PREFIXES_HELP)
 @click.option("--max-outbound-calls", help=MAX_CALLS_HELP)
 @click.option("--daily-minutes", help=DAILY_HELP)
+@click.option("--account", metavar="NAME", help=ACCOUNT_HELP)
 @colleague_options
 @json_option
 @pass_ctx
 def sip_add(c: Ctx, login: str, password: str | None, password_file: str | None, caller_id: str | None,
             channels: int, codecs: str | None, dtmf: str | None, transport: str, srtp: bool,
             allow_countries: str | None, allow_prefixes: str | None, max_outbound_calls: str | None,
-            daily_minutes: str | None, extension: str | None, ring_timeout: int | None, no_answer: str | None,
-            vm_emails: tuple[str, ...], as_json: bool) -> None:
+            daily_minutes: str | None, account: str | None, extension: str | None, ring_timeout: int | None,
+            no_answer: str | None, vm_emails: tuple[str, ...], as_json: bool) -> None:
     """Add a SIP account; the password is shown once."""
     from vpbx.domain.records import to_dict
     from vpbx.services import sip_accounts
 
     password = password_input(password, password_file, f"SIP account {login}")
-    account = sip_accounts.add(c.store, c.cfg, login, password=password, caller_id=caller_id, channels=channels,
+    record = sip_accounts.add(c.store, c.cfg, login, password=password, caller_id=caller_id, channels=channels,
                                codecs=codecs, dtmf=dtmf, transport=transport, srtp=srtp,
                                allow_countries=allow_countries, allow_prefixes=allow_prefixes,
                                max_outbound_calls=max_outbound_calls, daily_minutes=daily_minutes,
                                extension=extension, ring_timeout=ring_timeout, no_answer=no_answer,
-                               vm_emails=vm_emails)
-    emit(to_dict(account), as_json, (*SIP_COLUMNS, "password"))
+                               vm_emails=vm_emails, account=account)
+    emit(to_dict(record), as_json, (*SIP_COLUMNS, "password"))
     if not as_json:
         click.echo("Save the password now: it is not shown again (`vpbx sip passwd` makes a new one).")
 
@@ -134,6 +138,9 @@ def sip_show(c: Ctx, login: str, as_json: bool) -> None:
                                                              "connected; none: no announcement.")
 @click.option("--password", help="A new password of your choice (`vpbx sip passwd` generates one).")
 @click.option("--password-file", metavar="FILE|-", help=PASSWORD_FILE_HELP)
+@click.option("--account", metavar="NAME", help=ACCOUNT_HELP)
+@click.option("--no-account", is_flag=True, help="Detach the paying account: the phone's outbound calls are no "
+                                                 "longer rated.")
 @colleague_options
 @json_option
 @pass_ctx
@@ -141,20 +148,25 @@ def sip_set(c: Ctx, login: str, codecs: str | None, dtmf: str | None, caller_id:
             srtp: bool | None, channels: int | None, allow_countries: str | None, allow_prefixes: str | None,
             max_outbound_calls: str | None, daily_minutes: str | None, record: bool | None,
             record_prompt: str | None, extension: str | None, ring_timeout: int | None, no_answer: str | None,
-            vm_emails: tuple[str, ...], password: str | None, password_file: str | None, as_json: bool) -> None:
+            vm_emails: tuple[str, ...], password: str | None, password_file: str | None, account: str | None,
+            no_account: bool, as_json: bool) -> None:
     """Change a SIP account: password, codecs, DTMF mode, caller ID, transport, SRTP, channels (`vpbx reload`
-    applies those), its toll-fraud guards, call recording and colleague calls (extension, ring timeout, no-answer
-    handling; the engine applies them to the next call)."""
+    applies those), its toll-fraud guards, call recording, colleague calls (extension, ring timeout, no-answer
+    handling) and the account paying its outbound calls (the engine applies them to the next call)."""
     from vpbx.services import sip_accounts
 
-    account = sip_accounts.update(c.store, c.cfg, login, codecs=codecs, dtmf=dtmf, caller_id=caller_id,
+    if account is not None and no_account:
+        raise click.UsageError("give --account NAME or --no-account, not both")
+
+    updated = sip_accounts.update(c.store, c.cfg, login, codecs=codecs, dtmf=dtmf, caller_id=caller_id,
                                   transport=transport, srtp=srtp, channels=channels, allow_countries=allow_countries,
                                   allow_prefixes=allow_prefixes, max_outbound_calls=max_outbound_calls,
                                   daily_minutes=daily_minutes, record_calls=record, record_prompt=record_prompt,
                                   extension=extension, ring_timeout=ring_timeout, no_answer=no_answer,
                                   vm_emails=vm_emails,
-                                  password=password_input(password, password_file, f"SIP account {login}"))
-    emit(without_password(account), as_json)
+                                  password=password_input(password, password_file, f"SIP account {login}"),
+                                  account=account, no_account=no_account)
+    emit(without_password(updated), as_json)
 
 
 @sip.command("remove")

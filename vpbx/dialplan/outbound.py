@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from vpbx.dialplan.model import Flow, PlayAndHangupNode, prompt_media
 from vpbx.domain import numbers as nums
 from vpbx.domain import rules
 from vpbx.domain.destinations import Destination, try_parse
@@ -94,7 +95,12 @@ class Outbound:
 # Refused.rule: route = no way out (no caller ID of ours, not allowed out, no trunk, not a number); the others are the
 # toll-fraud guards
 GUARD_RULES = ("destination", "concurrent", "daily")
-REFUSAL_RULES = ("route", *GUARD_RULES)
+# prepaid control (vpbx.billing.prepaid), judged by the edge where the money of calls in progress is known: `rate` no
+# outbound rate matches the destination of a paying account's call; `credit` its money does not pay the first interval
+PREPAID_RULES = ("rate", "credit")
+REFUSAL_RULES = ("route", *GUARD_RULES, *PREPAID_RULES)
+NO_CREDIT_NODE = "no-credit"        # the node id of `no_credit_flow`
+DISPOSITION_NO_CREDIT = "no_credit"
 
 
 @dataclass(frozen=True)
@@ -119,9 +125,8 @@ class Colleague:
     no-answer handling. `number` is that as a flow number (`colleague_call`): the edge compiles and runs it like any
     number's flow, and the call record names it (`sip:LOGIN`). `problem`: the callee's forward to a mobile cannot go
     out now (why); the flow hangs up after the ring instead. `forward_as`: how that forward goes out (the trunk, the
-    callee's caller-ID number and whether the mobile may see it, as for the callee's own outbound call) - what the
-    edge should present on the forward's leg (the engine does not yet: it presents the caller, as on a number's tel:
-    forward)."""
+    callee's caller-ID number and whether the mobile may see it, as for the callee's own outbound call): what the
+    edge presents on the forward's leg, and whose account pays it."""
 
     callee: SipAccount
     number: Number
@@ -273,6 +278,13 @@ def colleague_call(callee: SipAccount, callee_own: Number | None, default_trunk:
         return Colleague(callee, replace(number, route=ring, fallback="hangup"),
                          problem=f"{callee.login}'s calls are not forwarded to {no_answer.value}: {problem}")
     return Colleague(callee, replace(number, route=ring, fallback=callee.no_answer))
+
+
+def no_credit_flow(number: Number, prompt: str) -> Flow:
+    """The flow of an outbound call refused for want of money (rule `credit`): answer the phone, play `prompt` (a
+    prompt name) saying why, hang up; nothing is dialled. The call record's disposition is "no_credit"."""
+    node = PlayAndHangupNode(NO_CREDIT_NODE, prompt_media(prompt), dest=None, disposition=DISPOSITION_NO_CREDIT)
+    return Flow(number.number, number.channels, NO_CREDIT_NODE, NO_CREDIT_NODE, {NO_CREDIT_NODE: node})
 
 
 def allowed_destinations(account: SipAccount, caller_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

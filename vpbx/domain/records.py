@@ -78,6 +78,9 @@ class SipAccount:
     ring_timeout: int = 20
     no_answer: str = "hangup"
     vm_emails: tuple[str, ...] = ()
+    # prepaid outbound calls (vpbx.services.charging): the customer's account that pays the account's outbound calls
+    # (None: they are not rated)
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Trunk:
     transport: str = "udp"           # udp | tcp | tls
     register: bool = True
     srtp: bool = False               # SRTP (SDES) with the carrier, required
+    account: str | None = None       # a customer's own trunk: that account's calls through it are not charged
+                                     # (None: the provider's trunk)
 
 
 @dataclass(frozen=True)

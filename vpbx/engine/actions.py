@@ -20,8 +20,9 @@ from vpbx.asterisk.ari import AriClient, AriError, AriNotFound
 from vpbx.config import Config
 from vpbx.dialplan import model as dm
 from vpbx.dialplan.outbound import Outbound, trunk_for
+from vpbx.engine.metering import Metering
 from vpbx.engine.store_worker import StoreWorker
-from vpbx.services import outbox
+from vpbx.services import charging, outbox
 from vpbx.services.recordings import recording_name
 
 if TYPE_CHECKING:
@@ -81,12 +82,13 @@ class ActionRunner:
     """Carries out a call's actions in order (`execute`), each by its handler in HANDLERS."""
 
     def __init__(self, cfg: Config, ari: AriClient, store: StoreWorker, calls: Calls,
-                 wake_outbox: Callable[[], None] | None = None) -> None:
+                 wake_outbox: Callable[[], None] | None = None, metering: Metering | None = None) -> None:
         self.cfg = cfg
         self.ari = ari
         self.store = store
         self.calls = calls
         self.wake_outbox = wake_outbox
+        self.metering = metering if metering is not None else Metering(ari, cfg.billing.credit_warning_seconds)
 
     async def execute(self, call: Call, actions: list[dm.Action]) -> None:
         for action in actions:
@@ -156,8 +158,12 @@ class ActionRunner:
             log.warning("call %s: %s has no route (no trunk)", call.call_id, action.target.dest)
             call.queue.put_nowait(dm.LegFailed(action.leg_id, "unavailable"))
             return
+        if action.target.kind == "tel" and call.payer is not None and not await self._hold(call, action):
+            call.queue.put_nowait(dm.LegFailed(action.leg_id, "unavailable"))
+            return
         self.calls.add_leg(call, action.leg_id)
-        variables = presentation(call.outbound)
+        # an outbound call's leg, or a colleague's forward to a mobile: presented as the account's caller-ID number
+        variables = presentation(call.outbound or (call.forward_as if action.target.kind == "tel" else None))
         # `create` answers before the new channel is in the Stasis app (Asterisk puts it there from a thread of its
         # own); a dial sent at once can get 409 "Channel not in Stasis application": wait for the leg's StasisStart
         started = self.calls.expect_leg_start(action.leg_id)
@@ -170,6 +176,22 @@ class ActionRunner:
             self.calls.forget_leg_start(action.leg_id)
         await self.ari.dial(action.leg_id, caller=None if variables else call.channel,
                             timeout=max(1, int(action.timeout)))
+
+    async def _hold(self, call: Call, action: dm.Dial) -> bool:
+        """Prepaid control of a leg to an external number that `call.payer` pays (vpbx.engine.metering): an account's
+        outbound call held its first interval when it was admitted (the hold passes to the leg); a number's forward
+        holds it now, at the destination's rate. False: no rate, or no money for it - the leg is not dialled."""
+        payer, dest = call.payer, action.target.value
+        assert payer is not None
+        if self.metering.wallet(payer).holds(call.call_id):
+            self.metering.rekey(call.call_id, action.leg_id)
+            return True
+        rate = payer.rate or await self.store.read(lambda st: charging.outbound_rate(st, dest))
+        if rate is None:
+            log.warning("call %s: forward to %s not dialled: no outbound rate matches it, so it cannot be charged to "
+                        "account %s (`vpbx rates import --outbound FILE`)", call.call_id, dest, payer.account)
+            return False
+        return self.metering.hold(action.leg_id, call.call_id, payer, rate, dest)
 
     async def hangup_leg(self, call: Call, action: dm.HangupLeg) -> None:
         if action.leg_id in call.legs:

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vpbx.asterisk.ari import AriClient, AriError
+from vpbx.billing.outbound import OutboundRate
+from vpbx.billing.prepaid import Payer
 from vpbx.config import Config
 from vpbx.dialplan import machine
 from vpbx.dialplan import model as dm
@@ -40,6 +42,8 @@ from vpbx.dialplan.outbound import (
     decide,
     dialled_kind,
     dialled_number,
+    no_credit_flow,
+    trunk_for,
 )
 from vpbx.domain.blocklist import BlockRule
 from vpbx.domain.destinations import try_parse
@@ -47,8 +51,9 @@ from vpbx.domain.errors import NotFoundError, VpbxError
 from vpbx.domain.records import Number, SipAccount
 from vpbx.domain.timestamps import local_day_start, utc_now, utc_now_iso
 from vpbx.engine.events import CallStart, asterisk_time, translate
+from vpbx.engine.metering import Metering
 from vpbx.engine.store_worker import StoreWorker
-from vpbx.services import recordings
+from vpbx.services import charging, recordings
 from vpbx.services.flows import load_flow
 from vpbx.services.lifecycle import charge_call
 from vpbx.services.recordings import recording_name
@@ -89,6 +94,8 @@ class Call:
     task: asyncio.Task[None] | None = None
     channel: str = ""                         # the caller's channel ("": call_id)
     recording: str | None = None              # the bridge recording Asterisk makes of the call (its stored name)
+    payer: Payer | None = None                # who pays the call's legs to external numbers (prepaid control)
+    forward_as: Outbound | None = None        # a colleague's forward to a mobile: how its tel: leg goes out
 
     def __post_init__(self) -> None:
         if not self.channel:
@@ -169,6 +176,8 @@ class Resolved:
     account: SipAccount | None = None  # the SIP account placing an outbound call
     seconds_today: int = 0            # ... and its outbound calls' billed seconds today (the daily cap's)
     blocked: BlockRule | None = None  # the blocklist rule refusing this caller (vpbx.domain.blocklist)
+    payer: Payer | None = None        # who pays its legs to external numbers (vpbx.services.charging)
+    forward_as: Outbound | None = None  # a colleague call's forward to a mobile, as the callee's outbound call
 
 
 def resolve(store: Store, start: CallStart, default_trunk: str | None) -> Resolved:
@@ -206,7 +215,9 @@ def resolve(store: Store, start: CallStart, default_trunk: str | None) -> Resolv
             flow = load_flow(store, decision.number, sip_account=account)    # either party may ask for recording
         except VpbxError as exc:
             return Resolved(decision.number, caller, flow_error=str(exc))
-        return Resolved(decision.number, caller, flow=flow)
+        forward = decision.forward_as      # the callee's forward to a mobile is its own outbound call: it pays
+        payer = _account_payer(store, decision.callee, callee_own, forward) if forward is not None else None
+        return Resolved(decision.number, caller, flow=flow, payer=payer, forward_as=forward)
     if start.direction == "outbound":
         try:
             account = store.sip_accounts.get(start.login)
@@ -225,7 +236,8 @@ def resolve(store: Store, start: CallStart, default_trunk: str | None) -> Resolv
                 flow = load_flow(store, number, sip_account=account)     # the account may ask for recording
             except VpbxError as exc:
                 return Resolved(number, caller, outbound, flow_error=str(exc))
-            return Resolved(number, caller, outbound, flow, account=account, seconds_today=used)
+            payer = _account_payer(store, account, own, outbound)
+            return Resolved(number, caller, outbound, flow, account=account, seconds_today=used, payer=payer)
         else:
             assert isinstance(decision, Internal)
             number = decision.number
@@ -236,18 +248,44 @@ def resolve(store: Store, start: CallStart, default_trunk: str | None) -> Resolv
         flow = load_flow(store, number)
     except VpbxError as exc:
         return Resolved(number, caller, outbound, flow_error=str(exc), blocked=blocked)
-    return Resolved(number, caller, outbound, flow, blocked=blocked)
+    payer = _forward_payer(store, number, flow, default_trunk) if number.account else None
+    return Resolved(number, caller, outbound, flow, blocked=blocked, payer=payer)
+
+
+def _account_payer(store: Store, account: SipAccount, own: Number | None, outbound: Outbound) -> Payer | None:
+    """Who pays SIP account `account`'s outbound call (None: nobody, the call is not rated), with the rate of its
+    destination (None when no outbound rate matches it: the call is refused, see CallTasks.admit)."""
+    paying = charging.payer_for_account_call(store, account, outbound.trunk)
+    if paying is None:
+        return None
+    credit_number = own.number if own is not None else None
+    return Payer(paying, credit_number, charging.money_of(store, paying, credit_number),
+                 charging.outbound_rate(store, outbound.dest))
+
+
+def _forward_payer(store: Store, number: Number, flow: dm.Flow, default_trunk: str | None) -> Payer | None:
+    """Who pays the legs to external numbers (tel: targets) that `number`'s flow may dial: its owner, unless the
+    number is on trial or the trunk is the owner's own. None when the flow dials no tel: target."""
+    if not any(t.kind == "tel" for node in flow.nodes.values() for t in getattr(node, "targets", ())):
+        return None
+    trunk = trunk_for(number, default_trunk)
+    paying = charging.payer_for_forward(store, number, trunk) if trunk else None
+    if paying is None:
+        return None
+    return Payer(paying, number.number, charging.money_of(store, paying, number.number))
 
 
 class CallTasks:
     """Starts and runs the per-call tasks."""
 
-    def __init__(self, cfg: Config, ari: AriClient, store: StoreWorker, calls: Calls, actions: ActionRunner) -> None:
+    def __init__(self, cfg: Config, ari: AriClient, store: StoreWorker, calls: Calls, actions: ActionRunner,
+                 metering: Metering | None = None) -> None:
         self.cfg = cfg
         self.ari = ari
         self.store = store
         self.calls = calls
         self.actions = actions
+        self.metering = metering if metering is not None else Metering(ari, cfg.billing.credit_warning_seconds)
         self._background: set[asyncio.Task[None]] = set()
         # a phone's REFER on one of a call's channels (vpbx.engine.transfers sets it)
         self.on_transfer: Callable[[Call, dict[str, Any]], Awaitable[None]] | None = None
@@ -286,10 +324,29 @@ class CallTasks:
             return resolved
         usage = Usage(self.calls.outbound_active.get(resolved.account.login, 0), resolved.seconds_today)
         admitted = resolved.outbound if adopted else admit(resolved.outbound, resolved.account, usage)
+        if not isinstance(admitted, Refused) and not adopted and resolved.payer is not None:
+            admitted = self._hold_first_interval(admitted, resolved.payer, start)
+        if isinstance(admitted, Refused) and admitted.rule == "credit":     # the caller hears why (no_credit_flow)
+            self.calls.count_outbound_in(resolved.outbound.login)
+            return Resolved(resolved.number, start.login, resolved.outbound, refused=admitted,
+                            account=resolved.account)
         if isinstance(admitted, Refused):
             return Resolved(None, start.login, refused=admitted, account=resolved.account)
         self.calls.count_outbound_in(admitted.login)
         return replace(resolved, outbound=admitted)
+
+    def _hold_first_interval(self, outbound: Outbound, payer: Payer, start: CallStart) -> Outbound | Refused:
+        """Prepaid control before anything is dialled: the destination must have a rate and the payer's money must
+        pay its first interval, which is held for the call (vpbx.billing.prepaid)."""
+        if payer.rate is None:
+            return Refused(f"{outbound.login} may not call {outbound.dest}: no outbound rate matches it, so it cannot "
+                           f"be charged to account {payer.account} (add its prefix with "
+                           f"`vpbx rates import --outbound FILE`)", rule="rate")
+        if not self.metering.hold(start.channel_id, start.channel_id, payer, payer.rate, outbound.dest):
+            return Refused(f"{outbound.login} may not call {outbound.dest}: account {payer.account} cannot pay its "
+                           f"first {payer.rate.initial} s (`vpbx account topup {payer.account} AMOUNT`)",
+                           rule="credit")
+        return outbound
 
     async def run(self, call: Call, start: CallStart, adopt_at: str | None, restarts: int,
                   talking: Talking | None = None, resolved: Resolved | None = None,
@@ -300,9 +357,14 @@ class CallTasks:
                 resolved = await self.store.read(lambda st: resolve(st, start, self.cfg.default_trunk))
                 resolved = self.admit(resolved, start, adopted)
             call.number, call.caller, call.outbound = resolved.number, resolved.caller, resolved.outbound
+            call.payer, call.forward_as = resolved.payer, resolved.forward_as
             if resolved.refused is not None:
                 await self._refuse(call, start, resolved.refused)
-                return
+                if resolved.refused.rule != "credit" or resolved.number is None:
+                    return
+                resolved = replace(resolved, flow=no_credit_flow(resolved.number, self.cfg.billing.no_credit_prompt),
+                                   payer=None)
+                call.payer = None
             if resolved.blocked is not None and handover is None:
                 blocked = await self._block(call, resolved, adopt_at if adopted else None)
                 if blocked is None:
@@ -360,6 +422,8 @@ class CallTasks:
             login, rule, reason = start.login, refused.rule, refused.reason
             self.store.write(lambda st: st.calls.add_refusal(login, dest, rule, reason),
                              f"call {call.call_id}: outbound refusal")
+        if refused.rule == "credit" and call.number is not None:
+            return          # the caller hears why (no_credit_flow), then the call is hung up
         await self.actions.execute(call, machine.reject_unknown() if refused.rule == "route"
                                    else machine.reject_forbidden())
 
@@ -415,9 +479,21 @@ class CallTasks:
                 log_step(call, event, actions, arrived)
                 if state.phase == "bridged" and before != "bridged":
                     self.store.write(_note_talk(call_id, state, call.bridge_id), f"call {call_id}: talk note")
+                    self._metered(call, state)
                 if state.node != last_node:
                     last_node = state.node
                     self.store.write(_note_node(call_id, state.node), f"call {call_id}: node note")
+
+    def _metered(self, call: Call, state: dm.CallState) -> None:
+        """The call was bridged: a leg to an external number is metered from now (vpbx.engine.metering), and the
+        call record names who pays it at which rate (a call whose engine dies is charged by `vpbx billing run`)."""
+        if call.payer is None or state.bridged_leg is None:
+            return
+        meter = self.metering.connected(state.bridged_leg, call.bridge_id)
+        if meter is None:
+            return
+        call_id, account, prefix = call.call_id, meter.payer.account, meter.rate.prefix
+        self.store.write(lambda st: st.calls.note_payer(call_id, account, prefix), f"call {call_id}: payer note")
 
     async def apply(self, call: Call, event: dm.Event) -> None:
         """Step `call`'s model with an event the edge made itself, from within the call's own task."""
@@ -466,6 +542,7 @@ class CallTasks:
             log.warning("call %s: cleanup timed out", call.call_id)
         finally:
             self.write_record(call)
+            self._release_holds(call)
             if call.recording is not None:
                 self._keep_recording(call.call_id, call.recording)
             if call.number is not None and call.state is not None:
@@ -504,6 +581,22 @@ class CallTasks:
         self.store.write(lambda st: recordings.keep(st, cfg, call_id, audio), f"call {call_id}: recording {name}",
                          on_done=kept)
 
+    def _release_holds(self, call: Call) -> None:
+        """Holds of legs that never talked go back to the wallet (the talking leg's was closed by write_record)."""
+        for leg in self.metering.legs_of(call.call_id):
+            self.metering.close(leg, 0)
+
+    def _charge(self, call: Call, billsec: int) -> tuple[Payer, OutboundRate, int] | None:
+        """Close the meter of the leg the caller talked to: (payer, rate, billed seconds) to charge, or None."""
+        state = call.state
+        if state is None or state.bridged_leg is None:
+            return None
+        closed = self.metering.close(state.bridged_leg, billsec)
+        if closed is None or closed[0].talk_started is None:
+            return None
+        meter, used, _cost = closed
+        return meter.payer, meter.rate, used
+
     def write_record(self, call: Call) -> None:
         """Queue the call record's final update (and, for a toll-free number, the call's charge)."""
         state, number = call.state, call.number
@@ -512,13 +605,15 @@ class CallTasks:
         call_id = call.call_id
         ended = state.ended_at or time.time()
         connected = state.connected_at or state.answered_at
+        billsec = max(0, round(ended - connected)) if connected else 0
         values = {"answered_at": iso(state.answered_at), "ended_at": iso(ended), "reached": state.reached,
                   "disposition": state.disposition or ("missed" if not state.finished else "failed"),
-                  "billsec": max(0, round(ended - connected)) if connected else 0,
+                  "billsec": billsec,
                   "voicemail": int(bool(state.voicemail)), "node": state.node}
         started_here = state.started_at
         tollfree = number.type == "tollfree"     # only toll-free calls are rated: spare every other call two reads
         cfg = self.cfg
+        charge = self._charge(call, billsec)
 
         def finish(st: Store) -> None:
             row = st.calls.get(call_id)
@@ -526,6 +621,15 @@ class CallTasks:
             if row is not None and row.get("started_at"):     # an adopted call started before the restart
                 started = datetime.fromisoformat(row["started_at"]).timestamp()
             st.calls.finish(call_id, duration=max(0, round(ended - started)), **values)
+            if charge is not None:
+                payer, rate, seconds = charge
+                try:        # prepaid: the billed seconds, capped at what the call was granted (vpbx.billing.prepaid)
+                    cost = charging.charge_outbound(st, call_id, payer.account, payer.credit_number, rate, seconds)
+                    log.info("call %s to %s charged %s to %s: %d s at prefix %s", call_id, state.reached, cost,
+                             payer.account, seconds, rate.prefix)
+                except Exception:
+                    log.exception("call %s: not charged (the record names its payer; `vpbx billing run` charges it)",
+                                  call_id)
             if not tollfree:
                 return
             try:  # a toll-free number's owner pays for inbound calls (rated by the caller's prefix, once)
@@ -536,7 +640,9 @@ class CallTasks:
                 log.exception("call %s: not charged (the call record is kept; the next `vpbx billing run` rates it)",
                               call_id)
 
-        self.store.write(finish, f"call {call_id}: call record")
+        metering = self.metering
+        self.store.write(finish, f"call {call_id}: call record",
+                         on_done=(lambda _r: metering.charged(charge[0].account)) if charge is not None else None)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from vpbx.config import Config
 from vpbx.engine.actions import ActionRunner
 from vpbx.engine.calls import Calls, CallTasks
 from vpbx.engine.events import LEG_ARG, CallStart, transfer_channel
+from vpbx.engine.metering import Metering
 from vpbx.engine.recovery import reconcile
 from vpbx.engine.store_worker import StoreWorker
 from vpbx.engine.transfers import Transfers
@@ -39,8 +40,9 @@ class Engine:
         self.ari = ari
         self.store = store
         self.calls = Calls()
-        self.actions = ActionRunner(cfg, ari, store, self.calls, wake_outbox)
-        self.tasks = CallTasks(cfg, ari, store, self.calls, self.actions)
+        self.metering = Metering(ari, cfg.billing.credit_warning_seconds)
+        self.actions = ActionRunner(cfg, ari, store, self.calls, wake_outbox, self.metering)
+        self.tasks = CallTasks(cfg, ari, store, self.calls, self.actions, self.metering)
         self.transfers = Transfers(ari, self.calls, self.tasks)
         self._reconciling: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()

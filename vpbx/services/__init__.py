@@ -18,6 +18,7 @@ decisions and storage/ for state, and returns records or plain data. It never pr
     calls.py         dry runs of a call flow, call records, per-number totals
     flows.py         loading a number's flow as the engine runs it (with schedules and their zones' offsets)
     lifecycle.py     accounts, money and the number lifecycle (orders, billing run, toll-free charging, notices)
+    charging.py      outbound calls: who pays, at what rate, from plan credit then balance (one ledger row a call)
     prompts.py       audio prompts converted and installed into Asterisk's sounds dir
     outbox.py        the one outbox of every e-mail (voicemail, notices): lease, backoff, delivery
     recordings.py    call recordings: keeping the audio the engine fetched, list, export, remove, retention

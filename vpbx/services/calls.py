@@ -1,4 +1,5 @@
-"""Calls seen from the command line: a dry run of a number's call flow, the call records, per-number totals.
+"""Calls seen from the command line: a dry run of a number's call flow, the call records, per-number totals, a
+month's call records with their costs (the export a provider hands to accounting).
 
 Rule: read-only. A dry run compiles the number's flow as the engine would (`vpbx.services.flows.load_flow`) and runs
 it through the pure call machine with scripted keys and outcomes, at an instant (`--at`, default now) that decides
@@ -7,7 +8,7 @@ business hours.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -87,3 +88,18 @@ def recent(store: Store, *, number: str | None = None, since: str | None = None,
 def stats(store: Store) -> list[dict[str, Any]]:
     """Per number: calls, answered, missed, minutes."""
     return store.calls.stats()
+
+
+EXPORT_COLUMNS = ("call_id", "started_at", "direction", "number", "caller", "reached", "billsec", "account", "cost",
+                  "rate_prefix", "disposition", "sip_account")
+
+
+def month_records(store: Store, month: str) -> Iterator[dict[str, Any]]:
+    """The records of the calls that started in `month` (YYYY-MM, UTC), oldest first, streamed, with EXPORT_COLUMNS:
+    `cost` in minor units (None: not charged), `account` who paid, `rate_prefix` the outbound rate it was charged at.
+    The month is checked before anything is read."""
+    from vpbx.services.lifecycle import month_bounds
+
+    first, nxt = month_bounds(month)
+    return (dict(zip(EXPORT_COLUMNS, (row[c] for c in EXPORT_COLUMNS), strict=True))
+            for row in store.calls.in_period(first.isoformat(), nxt.isoformat()))

@@ -148,12 +148,9 @@ def import_rates(store: Store, text: str) -> int:
     return store.rates.replace(rows)
 
 
-def prefixes_of(number: str) -> list[str]:
-    digits = number.lstrip("+")
-    return [digits[:i] for i in range(min(len(digits), 15), 0, -1)] if digits.isdigit() else []
-
-
 def rate_of(store: Store, caller: str) -> tuple[str, int] | None:
+    from vpbx.billing.rating import prefixes_of
+
     return store.rates.lookup(prefixes_of(caller))
 
 
@@ -259,10 +256,17 @@ def wait_for_number(store: Store, account: str, country: str, city: str = "", ty
     return store.shop.add_waitlist(account, code, city, type)
 
 
+def _in_minutes(by_destination: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Charged outbound calls per destination (rate prefix and its description): calls, minutes of talk, cost."""
+    return [{"prefix": d["prefix"], "description": d["description"], "calls": d["calls"],
+             "minutes": round(d["seconds"] / 60, 1), "cost": d["cost"]} for d in by_destination]
+
+
 def report(store: Store) -> dict[str, Any]:
-    """Numbers by status, revenue by month, calls by number."""
+    """Numbers by status, revenue by month, calls by number, charged outbound calls by destination (rate prefix)."""
     return {"numbers_by_status": store.numbers.status_counts(), "revenue_by_month": store.accounts.revenue_by_month(),
-            "calls_by_number": store.calls.stats()}
+            "calls_by_number": store.calls.stats(),
+            "outbound_by_destination": _in_minutes(store.calls.outbound_by_destination())}
 
 
 # ---- orders -----------------------------------------------------------------------------------------------------
@@ -488,9 +492,10 @@ def reserve(store: Store, numbers: Sequence[str], account: str, hours: int, now:
 # ---- the daily billing run --------------------------------------------------------------------------------------
 def billing_run(store: Store, cfg: Config, today: date, now: datetime, *, on: date | None = None) -> dict[str, Any]:
     """Renew every held number whose paid period ends before the day (each period once, even into debt), refill the
-    monthly call credit of plans, suspend the accounts that went negative, rate toll-free calls left unrated, end
-    expired trials, return quarantined numbers. Running it twice changes nothing. `today` is the clock's day; `on`
-    runs it for a day up to BACKDATE_DAYS back (`effective_day`)."""
+    monthly call credit of plans, suspend the accounts that went negative, rate toll-free calls and charge outbound
+    calls left unrated (`outbound_rated`, vpbx.services.charging), end expired trials, return quarantined numbers.
+    Running it twice changes nothing. `today` is the clock's day; `on` runs it for a day up to BACKDATE_DAYS back
+    (`effective_day`)."""
     from vpbx.billing import next_period, next_renewal, renewal_charge
 
     day = effective_day(on, today, "billing date")
@@ -530,6 +535,9 @@ def billing_run(store: Store, cfg: Config, today: date, now: datetime, *, on: da
     for call_id in store.calls.unrated():      # catch up calls the engine could not rate when they ended
         if charge_call(store, cfg, call_id) is not None:
             summary["calls_rated"] += 1
+    from vpbx.services.charging import charge_unrated_outbound
+
+    summary["outbound_rated"] = charge_unrated_outbound(store, cfg)     # and calls to external numbers it left
     as_of = _as_of(day, now)
     for n in store.numbers.with_status("trial"):
         if not calls_allowed(n, as_of)[0]:
@@ -593,23 +601,13 @@ def charge_call(store: Store, cfg: Config, call_id: str) -> int | None:
                     "`vpbx rates import`)", call_id, n.number, call.get("caller"))
         store.calls.set_charge(call_id, n.account, 0)
         return 0
+    from vpbx.services.charging import pay_for_call
+
     cost = call_cost(rate[1], seconds, increment)
     day = (call.get("started_at") or "")[:10] or date.today().isoformat()
-    with store.write():
-        if (store.calls.get(call_id) or {}).get("cost") is not None:
-            return None       # rated meanwhile by another process (the engine and the billing run both rate)
-        current = store.numbers.get(n.number)
-        from_credit = min(current.call_credit, cost)
-        due = cost - from_credit
-        if from_credit:
-            store.numbers.update([n.number], call_credit=current.call_credit - from_credit)
-        if due:
-            store.accounts.post(n.account, -due, "call", day, number=n.number, call_id=call_id,
-                       ref=f"{seconds} s from {call.get('caller')} at prefix {rate[0]}"
-                           + (f", {from_credit} from call credit" if from_credit else ""))
-        store.calls.set_charge(call_id, n.account, cost)
-        suspend_or_reactivate(store, n.account)
-    return cost
+    # the plan's call credit first; None when rated meanwhile by another process (the engine and the billing run)
+    return pay_for_call(store, call_id, n.account, n.number, cost, day,
+                        f"{seconds} s from {call.get('caller')} at prefix {rate[0]}")
 
 
 # ---- waitlist and mail ------------------------------------------------------------------------------------------
@@ -659,7 +657,11 @@ def statement(store: Store, account: str, month: str) -> dict[str, Any]:
     calls = store.calls.account_totals(account, first.isoformat(), nxt.isoformat())
     topups = sum(r["amount"] for r in rows if r["amount"] > 0)
     charges = -sum(r["amount"] for r in rows if r["amount"] < 0)
+    outbound = store.calls.outbound_by_destination(first.isoformat(), nxt.isoformat(), account)
+    outbound_seconds = sum(d["seconds"] for d in outbound)
     return {"account": acct.name, "month": month, "opening_balance": opening, "charges": charges,
             "charges_by_kind": {k: -v for k, v in sorted(by_kind.items()) if v < 0}, "topups": topups,
             "calls": calls["calls"], "minutes": round(calls["seconds"] / 60, 1), "call_cost": calls["cost"],
-            "closing_balance": opening + topups - charges, "entries": rows}
+            "outbound_calls": sum(d["calls"] for d in outbound), "outbound_minutes": round(outbound_seconds / 60, 1),
+            "outbound_cost": sum(d["cost"] for d in outbound), "closing_balance": opening + topups - charges,
+            "outbound_by_destination": _in_minutes(outbound), "entries": rows}

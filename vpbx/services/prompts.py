@@ -41,6 +41,7 @@ BUILTIN_PROMPTS = {
     "number-unavailable": "the number is not in service",
     "goodbye": "goodbye",
     "all-busy": "all circuits are busy",
+    "no-credit": "an outbound call refused for want of money: sorry, the call cannot be completed",
 }
 BUILTIN_LANGUAGES = ("en", "ru")
 # Music on hold: prompts/moh/default.wav (synthesised by prompts/build.py) is installed as <sounds_dir>/vpbx-moh/,

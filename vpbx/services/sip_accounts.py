@@ -7,6 +7,8 @@ Calls between colleagues (vpbx.dialplan.outbound.colleague_call): an account's e
 store refuses one that is another account's extension or all-digit login, or an organisation ID), how long its phone
 rings, then what happens (`no_answer`: voicemail needs --vm-email; a forward to tel:+E164 needs a caller-ID number that
 may call out and a trunk, checked on every change of the account).
+Prepaid outbound calls: the customer's account that pays the SIP account's outbound calls (`--account`; open, and the
+one holding the caller-ID number when an account holds it: `vpbx.services.charging.check_sip_payer`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from vpbx.domain.destinations import try_parse
 from vpbx.domain.errors import ValidationError
 from vpbx.domain.records import SipAccount, to_dict
 from vpbx.domain.timestamps import local_day_start, utc_now
+from vpbx.services import charging
 
 if TYPE_CHECKING:
     from vpbx.config import Config
@@ -123,16 +126,17 @@ def add(store: Store, cfg: Config, login: str, *, password: str | None = None, c
         transport: str = "udp", srtp: bool = False, allow_countries: str | None = None,
         allow_prefixes: str | None = None, max_outbound_calls: str | None = None,
         daily_minutes: str | None = None, extension: str | None = None, ring_timeout: int | None = None,
-        no_answer: str | None = None, vm_emails: Sequence[str] = ()) -> SipAccount:
+        no_answer: str | None = None, vm_emails: Sequence[str] = (), account: str | None = None) -> SipAccount:
     """Add a SIP account in the install's domain; without `password` a strong one is generated (returned once).
     `codecs`: comma-separated, preferred first (None or "default": the install's [sip] codecs); the toll-fraud
-    guards as `update` takes them (None: the defaults); colleague calls as `colleague_changes` takes them."""
+    guards as `update` takes them (None: the defaults); colleague calls as `colleague_changes` takes them;
+    `account`: the customer's account that pays its outbound calls (None: they are not rated)."""
     validate.login(login)
     if password is not None:
         with validate.about(f"SIP account {login}"):
             validate.password(password)
     obj = f"SIP account {login}"
-    account = _check(SipAccount(
+    record = _check(SipAccount(
         login=login, password=password or generate_password(), domain=cfg.domain, caller_id=caller_id,
         channels=channels, codecs=() if codecs is None else parse_codecs(codecs, login),
         dtmf=rules.DEFAULT_DTMF if dtmf is None else dtmf, transport=transport, srtp=srtp,
@@ -140,10 +144,12 @@ def add(store: Store, cfg: Config, login: str, *, password: str | None = None, c
         allow_prefixes=() if allow_prefixes is None else rules.parse_prefixes(allow_prefixes, obj),
         max_outbound_calls=None if max_outbound_calls is None else parse_limit(max_outbound_calls,
                                                                                "max outbound calls", login),
-        daily_minutes=None if daily_minutes is None else parse_limit(daily_minutes, "daily minutes", login)), cfg)
-    account = replace(account, **colleague_changes(login, extension=extension, ring_timeout=ring_timeout,
-                                                   no_answer=no_answer, vm_emails=vm_emails))
-    return store.sip_accounts.add(_colleague(store, cfg, account))
+        daily_minutes=None if daily_minutes is None else parse_limit(daily_minutes, "daily minutes", login),
+        account=account), cfg)
+    record = replace(record, **colleague_changes(login, extension=extension, ring_timeout=ring_timeout,
+                                                 no_answer=no_answer, vm_emails=vm_emails))
+    with store.write():
+        return store.sip_accounts.add(charging.check_sip_payer(store, _colleague(store, cfg, record)))
 
 
 def update(store: Store, cfg: Config, login: str, *, codecs: str | None = None, dtmf: str | None = None,
@@ -152,14 +158,17 @@ def update(store: Store, cfg: Config, login: str, *, codecs: str | None = None, 
            max_outbound_calls: str | None = None, daily_minutes: str | None = None,
            record_calls: bool | None = None, record_prompt: str | None = None, extension: str | None = None,
            ring_timeout: int | None = None, no_answer: str | None = None,
-           vm_emails: Sequence[str] = (), password: str | None = None) -> SipAccount:
+           vm_emails: Sequence[str] = (), password: str | None = None, account: str | None = None,
+           no_account: bool = False) -> SipAccount:
     """`vpbx sip set`: change the given fields (None: keep); `caller_id` "" removes the caller ID; `password` one the
     admin chose (`new_password` generates one), checked like every field by `rules.check_sip_account`. The toll-fraud
     guards come as the command line gives them (`UA,PL` / `all` / `default`; `+38044` / `none`; a number / `none`);
     call recording as `vpbx.services.recordings.setting_changes` takes it (a prompt name or `none`); colleague calls
-    as `colleague_changes` takes them. Everything is checked before the one write: refused input changes nothing."""
+    as `colleague_changes` takes them; `account` the customer's account that pays its outbound calls, `no_account`
+    detaches it (its calls are no longer rated). Everything is checked before the one write: refused input changes
+    nothing."""
     validate.login(login)
-    account = store.sip_accounts.get(login)
+    current = store.sip_accounts.get(login)
     changes: dict[str, object] = {}
     if codecs is not None:
         changes["codecs"] = parse_codecs(codecs, login)
@@ -189,13 +198,20 @@ def update(store: Store, cfg: Config, login: str, *, codecs: str | None = None, 
                                      vm_emails=vm_emails))
     if password is not None:
         changes["password"] = password
+    if account is not None and no_account:
+        raise ValidationError(f"SIP account {login}: give --account NAME or --no-account, not both")
+    if account is not None or no_account:
+        changes["account"] = account
     if not changes:
         raise ValidationError(f"SIP account {login}: nothing to change; give --codecs, --dtmf, --caller-id, "
                               f"--transport, --srtp/--no-srtp, --channels, --allow-countries, --allow-prefixes, "
                               f"--max-outbound-calls, --daily-minutes, --record/--no-record, --record-prompt, "
-                              f"--extension, --ring-timeout, --no-answer, --vm-email, --password or --password-file")
-    changed = _check(replace(account, **changes), cfg)  # type: ignore[arg-type]
+                              f"--extension, --ring-timeout, --no-answer, --vm-email, --password or --password-file, "
+                              f"--account or --no-account")
+    changed = _check(replace(current, **changes), cfg)  # type: ignore[arg-type]
     with store.write():
+        if {"account", "caller_id"} & set(changes):
+            charging.check_sip_payer(store, changed)
         updated = store.sip_accounts.update(_colleague(store, cfg, changed, tuple(changes)))
         return updated if password is None else store.sip_accounts.set_password(login, password)
 

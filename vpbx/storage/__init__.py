@@ -10,9 +10,9 @@ migration. Each module's docstring states its own rule.
     rows.py      row <-> record conversion, the Repo base
     numbers.py   store.numbers        phone numbers: inventory, routing columns, lifecycle state
     routing.py   store.sip_accounts, store.trunks, store.groups, store.ivrs (and what still routes to each)
-    calls.py     store.calls          call records: add, note_node, finish, set_charge
+    calls.py     store.calls          call records: add, note_node, note_payer, finish, set_charge, export
     outbox.py    store.outbox         the one e-mail outbox (voicemail and notices): queue, claim, mark
-    ledger.py    store.accounts, store.rates   accounts and their ledger; tariff source and toll-free rates
+    ledger.py    store.accounts, store.rates   accounts and their ledger; tariff source, toll-free and outbound rates
     shop.py      store.shop           end users' documents, the waitlist, billing runs
     security.py  store.bans           brute-force bans of addresses (vpbx.domain.security)
     blocklist.py store.blocklist      the caller blocklist's rules and the calls each refused

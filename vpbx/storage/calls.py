@@ -3,10 +3,12 @@
 Rules: the only SQL for table `calls`; returns plain dicts; every change is one transaction. A record is written in
 three steps, each named for what it records: `add` when the call arrives, `note_node` while it moves through its
 flow (so a restarted engine can adopt it), `finish` once it has ended (`ended_at` is what makes a record finished);
-`set_charge` once it is rated. The engine's writes use plain SQL (no sqlite-utils introspection on the hot path).
+`note_payer` when a paying account's call starts (prepaid outbound calls), `set_charge` once it is rated. The engine's
+writes use plain SQL (no sqlite-utils introspection on the hot path).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from vpbx.storage.rows import Repo, now_iso
@@ -18,7 +20,7 @@ class CallRepo(Repo):
     # The engine writes these on every call: plain SQL, no sqlite-utils table introspection on the hot path.
     _CALL_COLUMNS = frozenset({"answered_at", "ended_at", "reached", "disposition", "duration", "billsec", "voicemail",
                                "node", "restarts", "account", "cost", "connected_at", "bridged_leg", "bridge_id",
-                               "transferred_from", "transferred_by", "transferred_to"})
+                               "transferred_from", "transferred_by", "transferred_to", "rate_prefix"})
 
     def add(self, call_id: str, number: str, caller: str, direction: str = "inbound",
             started_at: str | None = None, sip_account: str | None = None) -> None:
@@ -103,9 +105,50 @@ class CallRepo(Repo):
         return [dict(zip(("number", "calls", "answered", "missed", "minutes"), r, strict=True))
                 for r in self.conn.execute(sql)]
 
-    def set_charge(self, call_id: str, account: str | None, cost: int | None) -> None:
+    def set_charge(self, call_id: str, account: str | None, cost: int | None, rate_prefix: str | None = None) -> None:
+        """The call is rated: who was charged, what it cost, and (an outbound call) the rate prefix it was charged
+        at."""
         with self.write():
-            self.conn.execute("UPDATE calls SET account = ?, cost = ? WHERE call_id = ?", [account, cost, call_id])
+            self.conn.execute("UPDATE calls SET account = ?, cost = ?, rate_prefix = ? WHERE call_id = ?",
+                              [account, cost, rate_prefix, call_id])
+
+    def note_payer(self, call_id: str, account: str, rate_prefix: str | None) -> None:
+        """A paying account's call has started: `account` pays its legs to external numbers, at the outbound rate of
+        `rate_prefix` (None: rated per leg when it is dialled). The cost is set once it is charged."""
+        self._set(call_id, {"account": account, "rate_prefix": rate_prefix})
+
+    def unrated_outbound(self) -> list[dict[str, Any]]:
+        """Finished calls a paying account was noted for that reached an external number (`reached` tel:+...) and
+        were not charged yet: what `vpbx billing run` rates (call_id, number, reached, billsec, account)."""
+        cur = self.conn.execute(
+            "SELECT call_id, number, reached, billsec, account FROM calls WHERE account IS NOT NULL AND cost IS NULL "
+            "AND ended_at IS NOT NULL AND reached LIKE 'tel:%' ORDER BY started_at")
+        return [dict(zip(("call_id", "number", "reached", "billsec", "account"), r, strict=True)) for r in cur]
+
+    def outbound_by_destination(self, since: str | None = None, before: str | None = None,
+                                account: str | None = None) -> list[dict[str, Any]]:
+        """Charged outbound calls (those with a rate prefix) that started in [since, before), optionally of one
+        account, per rate prefix: the outbound rate's description (as the table has it now), calls, seconds of talk
+        and cost."""
+        where, args = ["c.rate_prefix IS NOT NULL", "c.cost IS NOT NULL"], []
+        for clause, value in (("c.account = ?", account), ("c.started_at >= ?", since),
+                              ("c.started_at < ?", before)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        sql = f"""SELECT c.rate_prefix, coalesce(r.description, ''), count(*), coalesce(sum(c.billsec), 0),
+                  coalesce(sum(c.cost), 0) FROM calls c LEFT JOIN outbound_rates r ON r.prefix = c.rate_prefix
+                  WHERE {" AND ".join(where)} GROUP BY c.rate_prefix ORDER BY c.rate_prefix"""
+        return [{"prefix": p, "description": d, "calls": int(n), "seconds": int(sec), "cost": int(cost)}
+                for p, d, n, sec, cost in self.conn.execute(sql, args)]
+
+    def in_period(self, since: str, before: str) -> Iterator[dict[str, Any]]:
+        """The records of calls that started in [since, before) (ISO strings), oldest first, streamed."""
+        cur = self.conn.execute("SELECT * FROM calls WHERE started_at >= ? AND started_at < ? "
+                                "ORDER BY started_at, call_id", [since, before])
+        names = [d[0] for d in cur.description]
+        for row in cur:
+            yield dict(zip(names, row, strict=True))
 
     def unrated(self) -> list[str]:
         """Finished inbound calls to an account's toll-free number, made since it was connected, not yet rated."""

@@ -1,4 +1,4 @@
-"""Storage of customers' accounts and their ledger, the tariff source and the toll-free rate table.
+"""Storage of customers' accounts and their ledger, the tariff source, the toll-free and the outbound rate tables.
 
 Rules: the only SQL for these tables; returns Account records or plain dicts; every change is one transaction. An
 account's balance changes only through `AccountRepo.post`, which writes the ledger row in the same transaction, so
@@ -10,11 +10,16 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vpbx.domain.errors import ConflictError, NotFoundError
 from vpbx.domain.records import Account
 from vpbx.storage.rows import Repo, from_row, now_iso
+
+if TYPE_CHECKING:
+    from vpbx.billing.outbound import OutboundRate
+
+_OUTBOUND_COLUMNS = "prefix, price, initial, increment, connection, description"
 
 
 class AccountRepo(Repo):
@@ -77,6 +82,16 @@ class AccountRepo(Repo):
             if held:
                 raise ConflictError(f"account {name} still holds {', '.join(held)}; "
                                     "release them with `vpbx number release`")
+            logins = [r[0] for r in
+                      self.conn.execute("SELECT login FROM sip_accounts WHERE account = ? ORDER BY login", [name])]
+            if logins:
+                raise ConflictError(f"account {name} still pays for SIP account(s) {', '.join(logins)}; detach them "
+                                    f"with `vpbx sip set {logins[0]} --no-account`")
+            trunks = [r[0] for r in
+                      self.conn.execute("SELECT name FROM trunks WHERE account = ? ORDER BY name", [name])]
+            if trunks:
+                raise ConflictError(f"account {name} still owns trunk(s) {', '.join(trunks)}; detach them with "
+                                    f"`vpbx trunk set {trunks[0]} --no-account`")
             if account.balance != 0:
                 from vpbx.billing import format_amount
 
@@ -141,7 +156,7 @@ class AccountRepo(Repo):
 
 
 class RateRepo(Repo):
-    """The tariff source and the toll-free rate table."""
+    """The tariff source, the toll-free rate table and the outbound rate table."""
 
     def save_tariff(self, source: str) -> None:
         with self.write():
@@ -171,3 +186,36 @@ class RateRepo(Repo):
             f"SELECT prefix, price FROM rates WHERE prefix IN ({', '.join('?' for _ in prefixes)}) "
             "ORDER BY length(prefix) DESC LIMIT 1", list(prefixes)).fetchone()
         return (row[0], int(row[1])) if row else None
+
+    # ---- outbound rates (vpbx.billing.outbound) -------------------------------------------------------------------
+    def replace_outbound(self, rates: Sequence[OutboundRate]) -> int:
+        """The outbound rate table is replaced whole, in one transaction."""
+        with self.write():
+            self.conn.execute("DELETE FROM outbound_rates")
+            self.conn.executemany(f"INSERT INTO outbound_rates ({_OUTBOUND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                                  [(r.prefix, r.price, r.initial, r.increment, r.connection, r.description)
+                                   for r in rates])
+        return len(rates)
+
+    def outbound_table(self) -> list[OutboundRate]:
+        from vpbx.billing.outbound import OutboundRate
+
+        return [OutboundRate(str(p), int(price), int(initial), int(increment), int(connection), str(d))
+                for p, price, initial, increment, connection, d in
+                self.conn.execute(f"SELECT {_OUTBOUND_COLUMNS} FROM outbound_rates ORDER BY prefix")]
+
+    def outbound_lookup(self, number: str) -> OutboundRate | None:
+        """The rate of the longest prefix of `number` ("+E.164" or digits) in the outbound table: one query, an
+        index probe per prefix; None when none matches."""
+        from vpbx.billing.outbound import OutboundRate
+        from vpbx.billing.rating import prefixes_of
+
+        prefixes = prefixes_of(number)
+        if not prefixes:
+            return None
+        row = self.conn.execute(
+            f"SELECT {_OUTBOUND_COLUMNS} FROM outbound_rates WHERE prefix IN ({', '.join('?' for _ in prefixes)}) "
+            "ORDER BY length(prefix) DESC LIMIT 1", prefixes).fetchone()
+        if row is None:
+            return None
+        return OutboundRate(str(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), str(row[5]))

@@ -73,7 +73,7 @@ class SipAccountRepo(Repo):
     # what `update` writes (the login is the key; the password changes only through set_password)
     _CHANGEABLE = ("caller_id", "channels", "codecs", "dtmf", "transport", "srtp", "allow_countries", "allow_prefixes",
                    "max_outbound_calls", "daily_minutes", "record_calls", "record_prompt", "extension",
-                   "ring_timeout", "no_answer", "vm_emails")
+                   "ring_timeout", "no_answer", "vm_emails", "account")
 
     def add(self, account: SipAccount) -> SipAccount:
         with self.write():
@@ -179,6 +179,11 @@ class TrunkRepo(Repo):
 
     def all(self) -> list[Trunk]:
         return self._records("trunks", Trunk, order_by="name")
+
+    def account_of(self, name: str) -> str | None:
+        """The customer's account that owns trunk `name` (None: the provider's trunk, or no such trunk)."""
+        owner = self._scalar("SELECT account FROM trunks WHERE name = ?", [name])
+        return str(owner) if owner is not None else None
 
     def update(self, trunk: Trunk) -> Trunk:
         """Store every field of `trunk` but its name (the key; it must exist). One transaction."""

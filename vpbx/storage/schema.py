@@ -270,3 +270,22 @@ def m021_call_credit_month(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE numbers ADD COLUMN credit_renews_on TEXT")
     db.execute("UPDATE numbers SET credit_renews_on = date(paid_until, '+1 day') "
                "WHERE plan IS NOT NULL AND paid_until IS NOT NULL")
+
+
+@migrations()
+def m022_prepaid_outbound_calls(db: sqlite_utils.Database) -> None:
+    """Prepaid outbound calls (vpbx.services.charging): the outbound rate table by destination prefix (separate from
+    the toll-free `rates`), the customer's account that pays a SIP account's outbound calls (NULL: unrated), a
+    customer's own trunk (NULL: the provider's; its calls are not charged), and the rate prefix a call was charged
+    at."""
+    db.execute("""CREATE TABLE outbound_rates (
+        prefix TEXT PRIMARY KEY,            -- destination digits, no '+'
+        price INTEGER NOT NULL CHECK (price >= 0),              -- per minute, minor units
+        initial INTEGER NOT NULL DEFAULT 60 CHECK (initial >= 1),   -- seconds billed whole when answered ...
+        increment INTEGER NOT NULL DEFAULT 60 CHECK (increment >= 1),   -- ... then every started increment
+        connection INTEGER NOT NULL DEFAULT 0 CHECK (connection >= 0),  -- minor units, once per answered call
+        description TEXT NOT NULL DEFAULT '')""")
+    db.execute("ALTER TABLE sip_accounts ADD COLUMN account TEXT REFERENCES accounts(name)")
+    db.execute("ALTER TABLE trunks ADD COLUMN account TEXT REFERENCES accounts(name)")
+    db.execute("ALTER TABLE calls ADD COLUMN rate_prefix TEXT")
+    db.execute("CREATE INDEX calls_account_started ON calls(account, started_at) WHERE account IS NOT NULL")

@@ -333,6 +333,15 @@ class AriClient:
         await self._request("POST", f"/bridges/{_seg(bridge_id)}/record",
                             params={"name": name, "format": format, "ifExists": "overwrite"})
 
+    async def play_bridge(self, bridge_id: str, media: str | Sequence[str],
+                          playback_id: str | None = None) -> dict[str, Any]:
+        """Play into a bridge: every channel in it hears the media (a list plays in order); returns the Playback."""
+        path = f"/bridges/{_seg(bridge_id)}/play"
+        if playback_id is not None:
+            path += f"/{_seg(playback_id)}"
+        result: dict[str, Any] = await self._request("POST", path, params={"media": _join(media)})
+        return result
+
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self._request("DELETE", f"/bridges/{_seg(bridge_id)}")
 
