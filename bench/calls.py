@@ -88,6 +88,7 @@ class Pbx:
         self.config = workdir / "vpbx.toml"
         self.engine: subprocess.Popen[bytes] | None = None
         self.engine_log = workdir / "engine.log"
+        self.client_options: dict[str, Any] = {}     # AriClient keyword arguments for the engine (--ari-rest ...)
 
     def vpbx(self, *args: str, config: bool = True) -> str:
         """The real CLI (`python -m vpbx.cli --config THIS ...`); exits with its output when it fails."""
@@ -134,8 +135,15 @@ class Pbx:
     def start_engine(self, profile: Path | None = None) -> int:
         offset = self.engine_log.stat().st_size if self.engine_log.exists() else 0
         prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
+        main = ["-m", "vpbx.cli"]
+        if self.client_options:     # the engine's AriClient with other defaults (e.g. REST by HTTP, no event filter)
+            main = ["-c", "import functools, runpy, sys; from vpbx.asterisk.ari.client import AriClient as C; "
+                          f"C.__init__ = functools.partialmethod(C.__init__, **{self.client_options!r}); "
+                          "sys.argv[0] = 'vpbx'; runpy.run_module('vpbx.cli', run_name='__main__')"]
+            if prof:
+                raise SystemExit("--profile cannot be combined with --ari-rest / --no-event-filter")
         with open(self.engine_log, "ab") as log:   # the engine keeps its own copy of the descriptor
-            self.engine = subprocess.Popen([sys.executable, *prof, "-m", "vpbx.cli", "--config", str(self.config),
+            self.engine = subprocess.Popen([sys.executable, *prof, *main, "--config", str(self.config),
                                             "serve", "--log-format", "json"], stdout=log, stderr=log, cwd=REPO,
                                            env=dict(os.environ, PYTHONPATH=str(REPO)))
         deadline = time.monotonic() + 30
@@ -451,13 +459,25 @@ def machine() -> str:
 
 
 # ---- phases ------------------------------------------------------------------------------------------------------
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) process `pid` has used so far, in ms (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def phase_setup(pbx: Pbx, work: Path, rounds: int, calls: int, rate: float, floor: bool) -> dict[str, Any]:
     say(f"phase 1: call setup, {rounds} round(s) x {calls} calls at {rate:g} cps per side")
     times: dict[str, list[float]] = {"native": [], "vpbx": []}
     failures: dict[str, int] = {"native": 0, "vpbx": 0}
+    cpu: dict[str, dict[str, float]] = {side: {"engine": 0.0, "asterisk": 0.0} for side in times}
+    asterisk_pid = pbx.asterisk_pid()
     for r in range(rounds):
         for side in (("native", "vpbx") if r % 2 == 0 else ("vpbx", "native")):
+            assert pbx.engine is not None
+            before = cpu_ms(pbx.engine.pid), cpu_ms(asterisk_pid)
             run = run_calls(pbx, work, f"setup-{side}-{r}", side, calls, rate)
+            cpu[side]["engine"] += cpu_ms(pbx.engine.pid) - before[0]
+            cpu[side]["asterisk"] += cpu_ms(asterisk_pid) - before[1]
             times[side] += run.setup_ms
             failures[side] += run.calls - run.successful
             say(f"  round {r + 1} {side:6}: {run.successful}/{run.calls} ok, median "
@@ -465,6 +485,9 @@ def phase_setup(pbx: Pbx, work: Path, rounds: int, calls: int, rate: float, floo
     out: dict[str, Any] = {"calls_per_side": rounds * calls, "rate": rate, "failures": failures}
     for side in times:
         out[side] = summary(times[side])
+    # CPU per call (/proc/PID/stat) over the sipp runs of each side, including the time the call was up
+    out["cpu_ms_per_call"] = {side: {who: round(ms / max(1, rounds * calls), 2) for who, ms in cpu[side].items()}
+                              for side in cpu}
     out["median_ratio"] = out["vpbx"]["median_ms"] / out["native"]["median_ms"]
     out["p99_added_ms"] = out["vpbx"]["p99_ms"] - out["native"]["p99_ms"]
     if floor:
@@ -580,6 +603,10 @@ def report(res: dict[str, Any]) -> str:
         lines.append(f"  vpbx/native median {s['median_ratio']:.2f}x (target <= 1.25x: "
                      f"{verdict(s['median_ratio'] <= 1.25)}); p99 added {s['p99_added_ms']:+.2f} ms (target <= 20 ms: "
                      f"{verdict(s['p99_added_ms'] <= 20)})")
+        if "cpu_ms_per_call" in s:
+            c = s["cpu_ms_per_call"]
+            lines.append(f"  CPU per call (/proc/PID/stat): native side Asterisk {c['native']['asterisk']:.2f} ms; "
+                         f"vpbx side Asterisk {c['vpbx']['asterisk']:.2f} ms + engine {c['vpbx']['engine']:.2f} ms")
         if "ari_floor" in s:
             lines.append(f"  ARI floor/native median {s['ari_floor']['median_ms'] / s['native']['median_ms']:.2f}x "
                          f"(a minimal ARI app: answer, play, hang up; no logic, no database, hand-written HTTP)")
@@ -628,6 +655,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (sipp traces, engine log)")
     ap.add_argument("--profile", type=Path, help="run the engine under cProfile, write its stats here")
+    ap.add_argument("--ari-rest", choices=("auto", "http"),
+                    help="how the engine sends ARI requests (default: its own, auto = over the event WebSocket)")
+    ap.add_argument("--no-event-filter", action="store_true", help="the engine takes every ARI event type")
     ap.add_argument("--ari-floor-app", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ari_floor_app:
@@ -641,6 +671,10 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     work = Path(tempfile.mkdtemp(prefix="vpbx-bench-"))
     pbx = Pbx(work)
+    if args.ari_rest:
+        pbx.client_options["rest_transport"] = args.ari_rest
+    if args.no_event_filter:
+        pbx.client_options["event_types"] = None
     phases = set(args.phases.split(","))
     res: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}

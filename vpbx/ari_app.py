@@ -121,7 +121,8 @@ async def serve(cfg: Config) -> None:
     store = StoreWorker.at(cfg.db)
     await store.start()
     try:
-        async with AriClient(cfg.ari.url, cfg.ari.user, cfg.ari.password, app=cfg.ari.app) as ari:
+        async with AriClient(cfg.ari.url, cfg.ari.user, cfg.ari.password, app=cfg.ari.app,
+                             rest_transport=cfg.ari.rest_transport) as ari:
             # the outbox has its own thread and connection: a slow mail server never delays a call
             sender = OutboxSender(cfg.db, ari.stored_file, cfg.smtp, ari.delete_stored)
             ready = Ready(cfg)

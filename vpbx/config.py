@@ -34,6 +34,22 @@ class AriSettings:
     user: str = "vpbx"
     password: str = ""
     app: str = "vpbx"
+    # how the engine's REST requests travel (vpbx.asterisk.ari.client): "auto" = over the event WebSocket when Asterisk
+    # takes it (22.4+), else HTTP; "http" = always HTTP (the rollback switch)
+    rest_transport: str = "auto"
+
+
+ARI_REST_TRANSPORTS = ("auto", "http")
+
+
+def _ari(section: dict[str, Any], path: Path | None) -> AriSettings:
+    """[ari]: url, user, password, app (types checked by _check_types) and rest_transport (auto | http)."""
+    settings = AriSettings(**{k: section[k] for k in ("url", "user", "password", "app", "rest_transport")
+                              if k in section})
+    if settings.rest_transport not in ARI_REST_TRANSPORTS:
+        raise ConfigError(f"config {path} [ari] rest_transport must be one of {', '.join(ARI_REST_TRANSPORTS)} "
+                          f"(default auto); got {_short(settings.rest_transport)}")
+    return settings
 
 
 @dataclass(frozen=True)
@@ -347,7 +363,7 @@ def load_config(explicit: str | None = None, db_override: str | None = None) -> 
         asterisk_sounds_dir=Path(a.get("sounds_dir", "/usr/share/asterisk/sounds")),
         sip_bind=_setting(sip, a, "bind", "sip_bind", str, "127.0.0.1", path),
         sip_port=_setting(sip, a, "port", "sip_port", int, 5060, path),
-        ari=AriSettings(**{k: ari[k] for k in ("url", "user", "password", "app") if k in ari}),
+        ari=_ari(ari, path),
         ami=AmiSettings(**{k: ami[k] for k in ("host", "port", "user", "secret") if k in ami}),
         smtp=SmtpSettings(**{k: smtp[k] for k in ("host", "port", "security", "user", "password", "sender")
                              if k in smtp}),
@@ -379,7 +395,7 @@ _TABLES = ("vpbx", "asterisk", "ari", "ami", "smtp", "billing", "sip", "security
 _TYPES: dict[str, dict[str, type]] = {
     "vpbx": {"db": str, "domain": str, "language": str, "default_trunk": str},
     "asterisk": {"config_dir": str, "sounds_dir": str, "sip_port": int, "sip_bind": str},
-    "ari": {"url": str, "user": str, "password": str, "app": str},
+    "ari": {"url": str, "user": str, "password": str, "app": str, "rest_transport": str},
     "ami": {"host": str, "port": int, "user": str, "secret": str},
     "smtp": {"host": str, "port": int, "security": str, "user": str, "password": str, "sender": str},
 }

@@ -1,38 +1,60 @@
 """Thin async ARI client. Rule: the only module that speaks HTTP/WebSocket to Asterisk; no business logic here.
 
-REST: one shared `httpx.AsyncClient` (keep-alive, basic auth; Asterisk's http.conf `sessionlimit` is 100, so the pool is
-capped well below it) over `vpbx.asterisk.ari.http11.Http11Transport` (unit tests pass
-`transport=httpx.MockTransport(...)`).
-Each method maps its keyword arguments to the ARI query parameters of the same operation in the ARI reference and
-either returns the parsed JSON (None for 204) or raises one of `vpbx.asterisk.ari.errors`.
+REST: each method maps its keyword arguments to the ARI query parameters of the same operation in the ARI reference and
+either returns the parsed JSON (None for 204) or raises one of `vpbx.asterisk.ari.errors`. A request travels one of two
+ways, with the same result and the same errors:
+
+- over the event WebSocket (`rest_transport="auto"`, the default), as a `RESTRequest` message answered by a
+  `RESTResponse` (Asterisk 22.4+, 21.9+, 20.14+): no HTTP request to build, send and parse, no connection pool. Each
+  request has its own `request_id`; the reader hands the answer to the waiting request (never to `events()`). No
+  answer within `timeout`, or the socket drops before the answer: AriUnavailable (the request may or may not have
+  been carried out, as with a broken HTTP connection).
+- over HTTP: one shared `httpx.AsyncClient` (keep-alive, basic auth; Asterisk's http.conf `sessionlimit` is 100, so
+  the pool is capped well below it) over `vpbx.asterisk.ari.http11.Http11Transport` (unit tests pass
+  `transport=httpx.MockTransport(...)`). Used for binary answers (`stored_file`: Asterisk answers 406 over the
+  WebSocket), while no event WebSocket is connected (or it is closing: a request it could not send goes by HTTP),
+  with an Asterisk that does not take REST over the WebSocket, and always with `rest_transport="http"`
+  (vpbx.toml `[ari] rest_transport`, the rollback switch).
+
+Which Asterisk takes REST over the WebSocket is decided per connection, by behaviour, not by version string: the first
+message after connecting is a RESTRequest (the event filter below, else `GET asterisk/ping`). A RESTResponse of any
+status means yes, and from then on requests use the WebSocket; older Asterisk ignores messages from the client, so no
+answer within `probe_timeout` (2 s) means HTTP until the next connect. Requests made before the answer go by HTTP.
 
 Events: `events()` keeps one WebSocket to `/ari/events?app=APP&subscribeAll=false` open, reconnecting by itself with
 exponential backoff, and yields parsed events plus the synthetic `VpbxConnected` (after every (re)connect: reconcile
-with `get_application()` now, events during the gap are lost) and `VpbxDisconnected` (the stream broke).
+with `get_application()` now, events during the gap are lost) and `VpbxDisconnected` (the stream broke). After every
+connect the app's event filter is set to `event_types` (default `vpbx.asterisk.ari.events.ENGINE_EVENTS`; None: all
+events), so Asterisk does not send what nobody reads.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+import secrets
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 import websockets
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from vpbx import STASIS_APP
 from vpbx.asterisk.ari.errors import AriConflict, AriError, AriNotFound, AriUnavailable
-from vpbx.asterisk.ari.events import CONNECTED, DISCONNECTED
+from vpbx.asterisk.ari.events import CONNECTED, DISCONNECTED, ENGINE_EVENTS
 from vpbx.asterisk.ari.http11 import Http11Transport
 
 log = logging.getLogger(__name__)
 
 Json = Any
 ParamValue = str | int | bool | Sequence[str] | None
+
+REST_TRANSPORTS = ("auto", "http")    # vpbx.toml [ari] rest_transport
 
 
 def _seg(value: str) -> str:
@@ -61,6 +83,10 @@ def _join(value: str | Sequence[str] | None) -> str | None:
     return ",".join(value)
 
 
+class _NotSent(Exception):
+    """The WebSocket closed before a RESTRequest could be written: nothing reached Asterisk, HTTP may carry it."""
+
+
 class _End:
     """Queue marker: the event reader finished (error is None after stop())."""
 
@@ -87,7 +113,14 @@ class AriClient:
         close_timeout: float = 0.5,
         backoff_min: float = 0.2,
         backoff_max: float = 5.0,
+        rest_transport: str = "auto",
+        event_types: Collection[str] | None = ENGINE_EVENTS,
+        probe_timeout: float = 2.0,
     ) -> None:
+        """`rest_transport`: "auto" (REST over the event WebSocket when Asterisk takes it, else HTTP) or "http".
+        `event_types`: the only event types Asterisk should send the app (None: every type)."""
+        if rest_transport not in REST_TRANSPORTS:
+            raise ValueError(f"rest_transport must be one of {', '.join(REST_TRANSPORTS)}, got {rest_transport!r}")
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"ARI base_url must look like http://127.0.0.1:8088, got {base_url!r}")
@@ -118,6 +151,18 @@ class AriClient:
         self._readers: set[asyncio.Task[None]] = set()
         self._queues: set[asyncio.Queue[dict[str, Any] | _End]] = set()
         self.connected = False
+        self.rest_transport = rest_transport
+        self.event_types = tuple(event_types) if event_types is not None else None
+        self._timeout = timeout
+        self._probe_timeout = probe_timeout
+        self._ws: ClientConnection | None = None    # the connected event WebSocket
+        self._ws_rest = False                        # its Asterisk answered a RESTRequest: REST goes over it
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._request_ids = itertools.count(1)
+        self._request_prefix = secrets.token_hex(4)
+        self._helpers: set[asyncio.Task[None]] = set()
+        self.sent_over_ws = 0                        # requests answered over the WebSocket / sent by HTTP (stats)
+        self.sent_over_http = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,9 +181,30 @@ class AriClient:
 
     # ------------------------------------------------------------------ REST core
 
+    @property
+    def rest_over_ws(self) -> bool:
+        """True while requests (other than binary ones) go over the event WebSocket."""
+        return self._ws is not None and self._ws_rest
+
     async def _request(self, method: str, path: str, *, params: Mapping[str, ParamValue] | None = None,
                        body: Json = None, raw: bool = False) -> Json:
         query = _params(params or {})
+        ws = self._ws
+        if ws is not None and self._ws_rest and not raw:
+            try:
+                answer = await self._ws_exchange(ws, method, path, query, body, self._timeout)
+            except _NotSent:
+                pass                      # the socket is closing: nothing was sent, HTTP carries it
+            else:
+                self.sent_over_ws += 1
+                text = answer.get("message_body")
+                if not isinstance(text, str):   # absent (204); or, should Asterisk ever inline it, the JSON itself
+                    text = "" if text is None else json.dumps(text)
+                return self._result(method, path, _status(answer), str(answer.get("reason_phrase") or ""), text)
+        return await self._http_request(method, path, query, body, raw)
+
+    async def _http_request(self, method: str, path: str, query: dict[str, str], body: Json, raw: bool) -> Json:
+        self.sent_over_http += 1
         try:
             resp = await self._http.request(method, path, params=query, json=body)
         except httpx.TransportError as exc:
@@ -147,30 +213,38 @@ class AriClient:
                 f"is Asterisk running with the HTTP server and ARI enabled?",
                 method=method, path=path, detail=str(exc)) from exc
         log.debug("ARI %s %s %s -> %s", method, path, query, resp.status_code)
-        if resp.is_success:
-            if raw:
-                return resp.content
-            if resp.status_code == 204 or not resp.content:
+        if raw and resp.is_success:
+            return resp.content
+        return self._result(method, path, resp.status_code, resp.reason_phrase, resp.text)
+
+    @classmethod
+    def _result(cls, method: str, path: str, status: int, reason: str, text: str) -> Json:
+        """One answer, whichever way it came: the parsed JSON (None when empty) or the AriError its status means."""
+        if 200 <= status < 300:
+            if status == 204 or not text:
                 return None
             try:
-                return resp.json()
+                return json.loads(text)
             except ValueError as exc:
                 raise AriError(f"Asterisk ARI {method} {path} returned invalid JSON",
-                               method=method, path=path, status=resp.status_code, detail=resp.text[:200]) from exc
-        raise self._error(method, path, resp)
+                               method=method, path=path, status=status, detail=text[:200]) from exc
+        raise cls._error_for(method, path, status, reason, text)
 
     @staticmethod
     def _error(method: str, path: str, resp: httpx.Response) -> AriError:
-        status = resp.status_code
+        return AriClient._error_for(method, path, resp.status_code, resp.reason_phrase, resp.text)
+
+    @staticmethod
+    def _error_for(method: str, path: str, status: int, reason: str, text: str) -> AriError:
         detail = ""
         try:
-            data = resp.json()
+            data = json.loads(text)
             if isinstance(data, dict):
                 detail = str(data.get("message") or data.get("error") or "")
         except ValueError:
             pass
         if not detail:
-            detail = resp.text.strip()[:200] or resp.reason_phrase
+            detail = text.strip()[:200] or reason
         message = f"Asterisk ARI {method} {path} failed: {status} {detail}"
         cls: type[AriError] = AriError
         if status == 404:
@@ -182,6 +256,103 @@ class AriClient:
         elif status in (401, 403):
             message += " (check the ARI user and password in ari.conf and the vpbx config)"
         return cls(message, method=method, path=path, status=status, detail=detail)
+
+    async def _ws_exchange(self, ws: ClientConnection, method: str, path: str, query: Mapping[str, str],
+                           body: Json, timeout: float) -> dict[str, Any]:
+        """Send one RESTRequest over `ws` and wait for its RESTResponse. _NotSent when the socket would not take it;
+        AriUnavailable when no answer comes within `timeout` or the socket drops first."""
+        request_id = f"{self._request_prefix}-{next(self._request_ids)}"
+        uri = path.lstrip("/")
+        if query:
+            uri += "?" + urlencode(query, quote_via=quote)
+        message: dict[str, Any] = {"type": "RESTRequest", "transaction_id": request_id, "request_id": request_id,
+                                   "method": method, "uri": uri}
+        if body is not None:
+            message["content_type"] = "application/json"
+            message["message_body"] = json.dumps(body)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            try:
+                await ws.send(json.dumps(message))
+            except websockets.exceptions.ConnectionClosed as exc:
+                raise _NotSent() from exc
+            try:
+                async with asyncio.timeout(timeout):
+                    answer = await future
+            except TimeoutError:
+                raise AriUnavailable(
+                    f"Asterisk ARI {method} {path}: no answer over the event WebSocket within {timeout:g} s",
+                    method=method, path=path, detail="timeout") from None
+            except AriUnavailable as exc:      # from _fail_pending: the socket dropped
+                raise AriUnavailable(f"Asterisk ARI {method} {path}: {exc}", method=method, path=path,
+                                     detail=exc.detail) from None
+        finally:
+            self._pending.pop(request_id, None)
+        log.debug("ARI (ws) %s %s -> %s", method, uri, answer.get("status_code"))
+        return answer
+
+    def _take_response(self, message: dict[str, Any]) -> None:
+        """A RESTResponse from the reader: to the request waiting for it (a late one, after a timeout, is dropped)."""
+        future = self._pending.get(str(message.get("request_id")))
+        if future is not None and not future.done():
+            future.set_result(message)
+        else:
+            log.debug("ARI: RESTResponse for no waiting request: %s", message.get("request_id"))
+
+    def _fail_pending(self, reason: str) -> None:
+        for request_id, future in list(self._pending.items()):
+            if not future.done():
+                future.set_exception(AriUnavailable(f"the event WebSocket closed before the answer ({reason})",
+                                                    detail=reason))
+            self._pending.pop(request_id, None)
+
+    async def _after_connect(self, ws: ClientConnection) -> None:
+        """Set the event filter and, with rest_transport "auto", find out whether this connection carries REST."""
+        if self.rest_transport == "http":
+            if self.event_types is not None:
+                await self._set_event_filter(ws, over_ws=False)
+            return
+        if self.event_types is not None:
+            answered = await self._set_event_filter(ws, over_ws=True)
+        else:
+            try:
+                await self._ws_exchange(ws, "GET", "/asterisk/ping", {}, None, self._probe_timeout)
+                answered = True
+            except (_NotSent, AriUnavailable):
+                answered = False
+        if self._ws is not ws:
+            return
+        if answered:
+            self._ws_rest = True
+            log.info("ARI: REST requests go over the event WebSocket")
+        else:
+            log.info("ARI: Asterisk did not answer a REST request over the event WebSocket within %g s (older than "
+                     "22.4?): REST stays on HTTP for this connection", self._probe_timeout)
+            if self.event_types is not None:
+                await self._set_event_filter(ws, over_ws=False)
+
+    async def _set_event_filter(self, ws: ClientConnection, *, over_ws: bool) -> bool:
+        """PUT /applications/{app}/eventFilter {"allowed": event_types}. Over the WebSocket: True when Asterisk
+        answered at all (it takes REST there), False when it did not."""
+        path = f"/applications/{_seg(self.app)}/eventFilter"
+        # RESTResponse is listed too in case a filter ever applies to it: the answers must never be filtered out
+        allowed = [{"type": t} for t in (*(self.event_types or ()), "RESTResponse")]
+        body = {"allowed": allowed, "disallowed": []}
+        try:
+            if over_ws:
+                try:
+                    answer = await self._ws_exchange(ws, "PUT", path, {}, body, self._probe_timeout)
+                except (_NotSent, AriUnavailable):
+                    return False
+                self._result("PUT", path, _status(answer), str(answer.get("reason_phrase") or ""),
+                             str(answer.get("message_body") or ""))
+            else:
+                await self._http_request("PUT", path, {}, body, False)
+            log.info("ARI: event filter set (%d event types)", len(allowed))
+        except AriError as exc:
+            log.warning("ARI: the event filter was not set, every event type comes (%s)", exc)
+        return True
 
     # ------------------------------------------------------------------ channels
 
@@ -435,18 +606,32 @@ class AriClient:
             ) as ws:
                 opened = True
                 self.connected = True
+                self._ws, self._ws_rest = ws, False
+                helper = asyncio.create_task(self._after_connect(ws), name=f"ari-connect-{self.app}")
+                self._helpers.add(helper)
+                helper.add_done_callback(self._helper_done)
                 log.info("ARI events: connected to %s", self.events_url)
                 queue.put_nowait({"type": CONNECTED, "application": self.app})
-                async for raw in ws:
-                    event = self._parse(raw)
-                    if event is None:
-                        continue
-                    if event.get("type") == "ApplicationReplaced":
-                        replaced = True
-                        log.warning("ARI events: application %r was taken over by another connection "
-                                    "(another vpbx engine?); backing off", self.app)
-                    queue.put_nowait(event)
-                return opened, replaced, f"closed by Asterisk ({ws.close_code} {ws.close_reason})".strip()
+                try:
+                    async for raw in ws:
+                        event = self._parse(raw)
+                        if event is None:
+                            continue
+                        etype = event.get("type")
+                        if etype == "RESTResponse":      # an answer to one of our requests, never an event
+                            self._take_response(event)
+                            continue
+                        if etype == "ApplicationReplaced":
+                            replaced = True
+                            log.warning("ARI events: application %r was taken over by another connection "
+                                        "(another vpbx engine?); backing off", self.app)
+                        queue.put_nowait(event)
+                    why = f"closed by Asterisk ({ws.close_code} {ws.close_reason})".strip()
+                finally:
+                    self._ws, self._ws_rest = None, False
+                    helper.cancel()
+                    self._fail_pending("connection closed")
+                return opened, replaced, why
         except websockets.exceptions.InvalidStatus as exc:
             status = exc.response.status_code
             hint = " (check the ARI user and password)" if status in (401, 403) else ""
@@ -459,6 +644,11 @@ class AriClient:
                                                   "lost" if opened else "failed", reason)
             return opened, replaced, reason
 
+    def _helper_done(self, task: asyncio.Task[None]) -> None:
+        self._helpers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ARI: setting up the connection failed", exc_info=task.exception())
+
     @staticmethod
     def _parse(raw: str | bytes) -> dict[str, Any] | None:
         try:
@@ -470,3 +660,10 @@ class AriClient:
             log.warning("ARI events: ignoring a frame that is not a JSON object: %r", raw[:200])
             return None
         return event
+
+
+def _status(answer: Mapping[str, Any]) -> int:
+    try:
+        return int(answer.get("status_code") or 0)
+    except (TypeError, ValueError):
+        return 0

@@ -11,6 +11,18 @@ from typing import Any
 CONNECTED = "VpbxConnected"
 DISCONNECTED = "VpbxDisconnected"
 
+# The event types vpbx's engine acts on (vpbx.engine.core and vpbx.engine.events), plus ApplicationReplaced, which the
+# client itself watches. AriClient asks Asterisk for only these (PUT /applications/{app}/eventFilter, an allowed list)
+# after every connect; every other type (ChannelStateChange, ChannelVarset, ChannelDialplan, PlaybackStarted, bridge
+# events, ...) is then never serialised by Asterisk nor parsed here. An event type the engine starts to use must be
+# added here, or the engine never sees it.
+ENGINE_EVENTS: tuple[str, ...] = (
+    "StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelHangupRequest", "ChannelDtmfReceived",
+    "ChannelHold", "ChannelUnhold", "ChannelTransfer", "Dial",
+    "PlaybackFinished", "PlaybackFailed", "RecordingFinished", "RecordingFailed",
+    "ApplicationReplaced",
+)
+
 # Event keys that hold a Channel object, in the order their ids are reported.
 _CHANNEL_KEYS = (
     "channel",                # most channel events, StasisStart/End, ChannelEnteredBridge/LeftBridge, ...
