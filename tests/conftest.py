@@ -48,12 +48,18 @@ NO_SYSTEM_CONFIG = "/nonexistent/vpbx-tests/etc/vpbx.toml"
 os.environ["VPBX_SYSTEM_CONFIG"] = NO_SYSTEM_CONFIG
 
 
-def _in_ci() -> bool:
+def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def skip_outside_ci(condition: bool, reason: str) -> pytest.MarkDecorator:
+    """skipif for a test that needs something of the machine (root, a tool): skipped on a developer's machine that
+    lacks it, never in CI (CI=true), where the test runs and fails on what is missing."""
+    return pytest.mark.skipif(condition and not in_ci(), reason=f"{reason} (CI=true runs it regardless)")
+
+
 def _unavailable(reason: str) -> None:
-    if _in_ci():
+    if in_ci():
         pytest.fail(f"real Asterisk is required in CI: {reason}", pytrace=False)
     pytest.skip(f"real Asterisk unavailable: {reason}")
 

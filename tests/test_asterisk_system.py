@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import in_ci
 
 from vpbx.asterisk import system
 from vpbx.cli import main
@@ -37,10 +38,6 @@ ADMIN_FILES = ("pjsip.conf", "extensions.conf", "ari.conf", "manager.conf", "htt
 INCLUDE_RE = re.compile(r"^#tryinclude (\S+)$", re.M)
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -50,7 +47,7 @@ def _free_port() -> int:
 def copy_stock(dest: Path) -> Path:
     """Debian's stock config as a sysadmin has it: without the files vpbx generated into the sandbox's copy."""
     if not STOCK.is_dir():
-        if _in_ci():
+        if in_ci():
             pytest.fail(f"{STOCK} is required in CI (scripts/asterisk-sandbox build, then start once)", pytrace=False)
         pytest.skip(f"no stock Asterisk config at {STOCK}; run scripts/asterisk-sandbox build and start once")
     shutil.copytree(STOCK, dest, symlinks=True,

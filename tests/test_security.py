@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import skip_outside_ci
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -394,7 +395,7 @@ def test_unban_says_when_the_bans_file_cannot_be_written(tmp_path: Path) -> None
     assert json.loads(_cli(tmp_path, "security", "bans", "--json").stdout) == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+@skip_outside_ci(os.geteuid() != 0, "giving a file to another user needs root")
 def test_the_bans_file_belongs_to_the_bans_dirs_owner(tmp_path: Path) -> None:
     """Root (`vpbx security unban`) writing into the directory `vpbx service install` gave the service user: a new
     file is the service user's, a replaced one keeps its owner - the watcher can always replace it."""

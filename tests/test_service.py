@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import in_ci, skip_outside_ci
 
 from clitools import ok
 from vpbx.cli import main
@@ -39,10 +40,6 @@ UNITS = ("vpbx.service", "vpbx-billing.service", "vpbx-billing.timer")
 
 def invoke(*args: str, env: dict[str, str | None] | None = None) -> object:
     return CliRunner().invoke(main, list(args), env={"VPBX_CONFIG": None, "VPBX_DB": None, **(env or {})})
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture
@@ -145,7 +142,7 @@ def complaints(proc: subprocess.CompletedProcess[str], names: tuple[str, ...]) -
     return [line for line in (proc.stdout + proc.stderr).splitlines() if any(n in line for n in names)]
 
 
-@pytest.mark.skipif(not Path(SYSTEMD_ANALYZE).exists(), reason="systemd-analyze is not installed")
+@skip_outside_ci(not Path(SYSTEMD_ANALYZE).exists(), "systemd-analyze is not installed")
 @pytest.mark.parametrize("db, bans", [("/var/lib/vpbx/vpbx.db", "/etc/asterisk/vpbx-bans"),
                                       ("/srv/vpbx data/vpbx.db", "/srv/ast etc/vpbx-bans")])
 def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path, db: str, bans: str) -> None:
@@ -248,7 +245,7 @@ def test_errors_are_one_line(install: Path, tmp_path: Path, monkeypatch: pytest.
 
 
 # ---- what install does in a directory systemd reads (simulated: the directory and systemctl are fakes) -----------
-@pytest.mark.skipif(os.geteuid() != 0, reason="hands files to another user: needs root")
+@skip_outside_ci(os.geteuid() != 0, "hands files to another user: needs root")
 def test_install_into_systemds_directory_hands_over_the_files_and_runs_systemctl(
         install: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     units = tmp_path / "systemd-system"
@@ -292,7 +289,7 @@ def test_install_into_systemds_directory_hands_over_the_files_and_runs_systemctl
     assert list(units.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="hands files to another user: needs root")
+@skip_outside_ci(os.geteuid() != 0, "hands files to another user: needs root")
 def test_install_gives_the_bans_dir_to_the_service_user_and_asterisks_group(
         install: Path, tmp_path: Path, asterisk_etc: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vpbx.domain.errors import ConfigError
@@ -436,7 +433,7 @@ def test_the_watcher_writes_its_bans_under_the_units_sandbox_and_could_not_at_th
     from vpbx.asterisk.render.security import parse_bans
 
     if os.geteuid() != 0:
-        if _in_ci():
+        if in_ci():
             pytest.fail("rebuilding the unit's sandbox needs root (a mount namespace); CI runs as root",
                         pytrace=False)
         pytest.skip("rebuilding the unit's sandbox needs root (a mount namespace)")
