@@ -113,8 +113,6 @@ def test_affordable_seconds(rate: OutboundRate, money: int, seconds: int) -> Non
 
 
 def _brute_affordable(rate: OutboundRate, money: int) -> int:
-    if rate.price == 0 and rate.connection == 0 and money >= 0:
-        return UNLIMITED_SECONDS
     best = 0
     for end in itertools.count(rate.initial, rate.increment):
         if end > UNLIMITED_SECONDS or outbound_cost(rate, end) > money:
@@ -142,8 +140,8 @@ def test_affordable_time_never_costs_more_than_the_money_and_one_more_interval_w
     assert outbound_cost(rate, seconds) <= money
     assert billed_seconds(seconds, rate.initial, rate.increment) == seconds       # whole intervals
     following = seconds + (rate.initial if seconds == 0 else rate.increment)
-    if rate.price == 0 and rate.connection == 0:
-        assert seconds == UNLIMITED_SECONDS
+    if rate.price == 0 and rate.connection == 0:     # free: the last interval end within the cap
+        assert seconds + rate.increment > UNLIMITED_SECONDS
     elif following <= UNLIMITED_SECONDS:          # not capped: one more interval is more than the money
         assert outbound_cost(rate, following) > money
 

@@ -25,6 +25,7 @@ from vpbx.billing.rating import (
     csv_description,
     csv_prefix,
     csv_records,
+    csv_width,
     is_prefix,
 )
 from vpbx.domain.errors import ValidationError
@@ -127,17 +128,15 @@ def _last_interval_end(rate: OutboundRate, limit: int) -> int:
 def affordable_seconds(rate: OutboundRate, money: int) -> int:
     """The most talk seconds `money` (minor units) pays for at `rate`, in whole intervals: the largest billed_seconds
     value whose `outbound_cost` is at most `money`; 0 when it cannot pay the connection charge and the first interval
-    (a negative `money`, an account in debt, pays nothing). A free rate affords UNLIMITED_SECONDS; every other result
-    is capped at the last interval end within it."""
+    (a negative `money`, an account in debt, pays nothing). Every result, a free rate's too, is capped at the last
+    interval end within UNLIMITED_SECONDS."""
     if isinstance(money, bool) or not isinstance(money, int):
         raise ValidationError(f"money {money!r} must be an int of minor units")
     left = money - rate.connection
     if left < 0:                 # in debt, or short of the connection charge
         return 0
-    if rate.free:
-        return UNLIMITED_SECONDS
     cap = _last_interval_end(rate, UNLIMITED_SECONDS)
-    if rate.price == 0:
+    if rate.price == 0:          # a free rate, or one that costs only its connection charge
         return cap
     # div_half_up(price * s, 60) <= left  <=>  (price * s + 30) // 60 <= left  <=>  price * s <= 60 * left + 29
     return _last_interval_end(rate, min((60 * left + 29) // rate.price, cap))
@@ -195,9 +194,7 @@ def parse_outbound_rates_csv(text: str) -> list[OutboundRate]:
         if columns is None:
             columns = _header(row, where)
             continue
-        if len(row) > len(columns) or len(row) < 2:
-            raise ValidationError(f"{where}: {len(row)} columns, the header has {len(columns)}; quote a price with "
-                                  f"a decimal comma (\"3,50\") or a description with commas")
+        csv_width(row, len(columns), where)
         prefix = csv_prefix(row[0], where)
         price = csv_amount(row[1], where, f"price for prefix {prefix}")
         increment, connection = DEFAULT_INCREMENT, 0
