@@ -12,32 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
+import clitools
 from clitools import dump, ok
 from vpbx.billing.outbound import OutboundRate
-from vpbx.cli import main
 from vpbx.domain.records import Account
 from vpbx.services import charging
 from vpbx.services.calls import EXPORT_COLUMNS
 from vpbx.storage.store import Store
 
-CLEAN_ENV = {"VPBX_CONFIG": None, "VPBX_DB": None, "COLUMNS": "250"}
 NUMBER = "+74952718459"
 BERLIN = "+4930123456"
 HEADER = ("call_id,started_at,direction,number,caller,reached,billsec,account,cost,rate_prefix,disposition,"
           "sip_account")
 
 
-class Site:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.cfg = tmp / "vpbx.toml"
-        self.db = tmp / "vpbx.db"
-
-    def __call__(self, *args: Any) -> Result:
-        return CliRunner().invoke(main, ["--config", str(self.cfg), *[str(a) for a in args]], env=CLEAN_ENV)
-
+class Site(clitools.Site):
     def out(self, *args: Any) -> str:
         result = ok(self(*args))
         assert result.stderr == "", result.stderr

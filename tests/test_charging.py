@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from clitools import dump, ok
+from clitools import CLEAN_ENV, Site, dump, ok
 from vpbx.billing.outbound import OutboundRate
 from vpbx.cli import main
 from vpbx.config import BillingSettings, Config, new_config
@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "tariffs" / "seed-ru.toml"
 OUTBOUND = ROOT / "tariffs" / "outbound-rates-ru.csv"
 TOLLFREE_RATES = ROOT / "tariffs" / "tollfree-rates-ru.csv"
-CLEAN_ENV = {"VPBX_CONFIG": None, "VPBX_DB": None, "COLUMNS": "250"}
 
 MOSCOW = "+74952718459"        # geographic: the prosto plan (200.00 call credit a month) may hold it
 MOSCOW2 = "+74952718460"
@@ -392,14 +391,7 @@ def invoke(args: list[Any], input: str | None = None) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args], env=CLEAN_ENV, input=input)
 
 
-class Cli:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.cfg = tmp / "vpbx.toml"
-        self.db = tmp / "vpbx.db"
-
-    def __call__(self, *args: Any) -> Result:
-        return invoke(["--config", self.cfg, *args])
+class Cli(Site):
 
     def out(self, *args: Any) -> str:
         """stdout of a command that must succeed; stderr may only say that e-mail notices wait (no SMTP here)."""

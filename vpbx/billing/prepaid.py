@@ -86,6 +86,11 @@ class Wallet:
         hold = self._holds.get(key)
         return hold.granted if hold is not None else 0
 
+    def held(self, key: str) -> int:
+        """Money leg `key` holds (the cost of its granted seconds)."""
+        hold = self._holds.get(key)
+        return hold.held if hold is not None else 0
+
     def holds(self, key: str) -> bool:
         return key in self._holds
 

@@ -160,6 +160,13 @@ class FirstLines:
         self._lines[prefix] = line
 
 
+def csv_width(row: list[str], columns: int, where: str) -> None:
+    """A record of a rates CSV has at least prefix and price and no more cells than the header."""
+    if len(row) > columns or len(row) < 2:
+        raise ValidationError(f"{where}: {len(row)} columns, the header has {columns}; quote a price with a decimal "
+                              f"comma (\"3,50\") or a description with commas")
+
+
 def csv_description(row: list[str], column: int | None, where: str) -> str:
     """The description cell (column `column`; "" when the file has none or the row is short), printable text."""
     description = row[column].strip(" ") if column is not None and len(row) > column else ""
@@ -183,9 +190,7 @@ def parse_rates_csv(text: str) -> list[tuple[str, int, str]]:
                 raise ValidationError(f"{where}: header is {','.join(row)!r}; "
                                       f"it must be prefix,price or prefix,price,description{hint}")
             continue
-        if len(row) > len(header) or len(row) < 2:
-            raise ValidationError(f"{where}: {len(row)} columns, the header has {len(header)}; "
-                                  f"quote a price with a decimal comma (\"3,50\") or a description with commas")
+        csv_width(row, len(header), where)
         prefix = csv_prefix(row[0], where)
         price = csv_amount(row[1], where, f"price for prefix {prefix}")
         seen.add(prefix, line, where)

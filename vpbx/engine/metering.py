@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from vpbx.asterisk.ari import AriClient, AriError
-from vpbx.billing.outbound import OutboundRate, affordable_seconds, outbound_cost
+from vpbx.billing.outbound import OutboundRate, affordable_seconds
 from vpbx.billing.prepaid import QUOTA_SECONDS, WARNING_SECONDS, Payer, Wallet
 
 log = logging.getLogger(__name__)
@@ -83,13 +85,10 @@ class Metering:
             return meter
         meter.talk_started, meter.bridge_id = time.monotonic(), bridge_id
         wallet = self.wallets[meter.payer.account]
-        backstop = affordable_seconds(meter.rate, wallet.available + self._held(meter)) + BACKSTOP_SLACK_S
+        backstop = affordable_seconds(meter.rate, wallet.available + wallet.held(leg_id)) + BACKSTOP_SLACK_S
         self._spawn(self._set_backstop(meter, backstop))
         self._checkpoint(meter)
         return meter
-
-    def _held(self, meter: Meter) -> int:
-        return outbound_cost(meter.rate, self.wallets[meter.payer.account].granted(meter.leg_id))
 
     def _elapsed(self, meter: Meter) -> float:
         assert meter.talk_started is not None
@@ -124,10 +123,9 @@ class Metering:
                     self._elapsed(meter), meter.payer.account, granted_before)
         self._spawn(self._hangup(meter.leg_id))
 
-    def _at(self, meter: Meter, delay: float, then: object) -> None:
+    def _at(self, meter: Meter, delay: float, then: Callable[[Meter], None]) -> None:
         if meter.timer is not None:
             meter.timer.cancel()
-        assert callable(then)
         meter.timer = asyncio.get_running_loop().call_later(delay, then, meter)
 
     def close(self, leg_id: str, seconds: int) -> tuple[Meter, int, int] | None:
@@ -171,7 +169,7 @@ class Metering:
         with contextlib.suppress(AriError):
             await self.ari.hangup(leg_id, reason="normal")
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
